@@ -1,0 +1,155 @@
+"""Command line: argument parsing only; each subcommand calls one public function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = "Models: bundled:base (offline), a CTranslate2/faster-whisper dir, a local HF dir, or a hub id."
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from distilwhisper.hub import available_models, cache_dir
+
+    print(f"cache: {cache_dir()}")
+    for row in available_models():
+        print(f"{row['ref']:<28} {row['status']:<36} converted={row['converted']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from distilwhisper.evaluate import evaluate, summary_markdown
+
+    summary = evaluate(args.model, args.data, args.out, language=args.language, batch_size=args.batch_size,
+                       beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads)
+    print(summary_markdown(summary))
+    print(f"results: {Path(args.out) / 'results.jsonl'}; summary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
+def _write(utterances, out: Path, skipped: list[str]) -> int:
+    from distilwhisper.data.manifest import write_manifest
+
+    path = write_manifest(out / "manifest.jsonl" if out.suffix != ".jsonl" else out, utterances)
+    for line in skipped[:20]:
+        print(f"skipped: {line}", file=sys.stderr)
+    if len(skipped) > 20:
+        print(f"skipped: ... {len(skipped) - 20} more", file=sys.stderr)
+    print(f"wrote {len(utterances)} utterances to {path}" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    return 0
+
+
+def _cmd_data_commonvoice(args: argparse.Namespace) -> int:
+    from distilwhisper.data.commonvoice import load_common_voice
+
+    utts, skipped = load_common_voice(args.folder, tuple(args.splits.split(",")), args.language, args.max_per_split)
+    return _write(utts, Path(args.out), skipped)
+
+
+def _cmd_data_fleurs(args: argparse.Namespace) -> int:
+    from distilwhisper.data.fleurs import load_fleurs
+
+    utts, skipped = load_fleurs(args.folder, tuple(args.splits.split(",")), args.language)
+    return _write(utts, Path(args.out), skipped)
+
+
+def _cmd_data_hf(args: argparse.Namespace) -> int:
+    from distilwhisper.data.hf import load_hf_dataset
+
+    out = Path(args.out)
+    utts = load_hf_dataset(args.source, out if out.suffix != ".jsonl" else out.parent, args.language, args.split,
+                           args.config, args.audio_column, args.text_column, args.limit)
+    return _write(utts, out, [])
+
+
+def _cmd_data_asterisk(args: argparse.Namespace) -> int:
+    from distilwhisper.data.asterisk import import_asterisk
+
+    utts, stats = import_asterisk(args.languages.split(","), args.out, args.max_per_language)
+    for lang, st in stats.items():
+        print(f"{lang}: {st.written} prompts, skipped {st.no_transcript} without transcript, "
+              f"{st.not_speech} non-speech, {st.too_long} over 30 s")
+    return _write(utts, Path(args.out), [])
+
+
+def _cmd_data_validate(args: argparse.Namespace) -> int:
+    from distilwhisper.data.manifest import read_manifest
+
+    good, problems = read_manifest(args.manifest)
+    for line, msg in problems:
+        print(f"{args.manifest}:{line}: {msg}")
+    print(f"{len(good)} good line(s), {len(problems)} bad")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distilwhisper", description="Measure and improve multilingual Whisper "
+                                     "models per language (DistilWhisper).", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list models available offline")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("eval", help="decode a manifest and score WER/CER per language and speaker group",
+                       epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model reference (default offline: bundled:base)")
+    p.add_argument("--data", required=True, help="manifest.jsonl")
+    p.add_argument("--out", required=True, help="output folder; rerunning with the same folder resumes")
+    p.add_argument("--language", help="evaluate only this language (default: every language in the manifest)")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
+    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (paper setting), >1 = beam search")
+    p.add_argument("--limit", type=int, help="evaluate the first N utterances only")
+    p.add_argument("--trim", action="store_true",
+                   help="encode only the frames holding audio (faster on short clips; see benchmarks/decode_speed.py"
+                        " for its accuracy cost)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
+    p.set_defaults(func=_cmd_eval)
+
+    data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("commonvoice", help="Common Voice language folder -> manifest")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
+    p.add_argument("--splits", default="train,dev,test")
+    p.add_argument("--language", help="Whisper code (default: from the locale column)")
+    p.add_argument("--max-per-split", type=int)
+    p.set_defaults(func=_cmd_data_commonvoice)
+    p = data.add_parser("fleurs", help="FLEURS language folder (e.g. ca_es/) -> manifest")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
+    p.add_argument("--splits", default="test")
+    p.add_argument("--language", help="Whisper code (default: from the folder name)")
+    p.set_defaults(func=_cmd_data_fleurs)
+    p = data.add_parser("hf", help="Hugging Face dataset (save_to_disk folder, or hub name online) -> manifest")
+    p.add_argument("source")
+    p.add_argument("--out", required=True, help="output folder (audio is written there when not on disk)")
+    p.add_argument("--language", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--config")
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--text-column")
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=_cmd_data_hf)
+    p = data.add_parser("asterisk", help="Debian asterisk-core-sounds prompts (real speech, offline) -> manifest")
+    p.add_argument("--languages", default="en,es")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--max-per-language", type=int)
+    p.set_defaults(func=_cmd_data_asterisk)
+    p = data.add_parser("validate", help="report every bad line of a manifest")
+    p.add_argument("manifest")
+    p.set_defaults(func=_cmd_data_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"distilwhisper: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

