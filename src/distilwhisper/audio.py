@@ -69,4 +69,4 @@ def audio_duration(path: str | Path) -> float:
 
 def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM wav (what corpora ship; float wavs double the size for no accuracy gain)."""
-    sf.write(str(path), audio, sample_rate, subtype="PCM_16")
+    sf.write(str(path), audio, sample_rate, format="WAV", subtype="PCM_16")

@@ -74,6 +74,25 @@ def _cmd_data_asterisk(args: argparse.Namespace) -> int:
     return _write(utts, Path(args.out), [])
 
 
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from distilwhisper.data.synth import synth_corpus
+
+    path = synth_corpus(args.languages.split(","), args.per_language, args.out, args.seed,
+                        tuple(args.conditions.split(",")), args.workers)
+    print(f"wrote {path}")
+    return _cmd_data_stats(argparse.Namespace(manifest=str(path)))
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from distilwhisper.data.stats import manifest_stats, stats_markdown
+
+    rows, bad = manifest_stats(args.manifest)
+    print(stats_markdown(rows))
+    if bad:
+        print(f"{bad} bad line(s) left out (see `distilwhisper data validate`)")
+    return 0
+
+
 def _cmd_data_validate(args: argparse.Namespace) -> int:
     from distilwhisper.data.manifest import read_manifest
 
@@ -136,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-per-language", type=int)
     p.set_defaults(func=_cmd_data_asterisk)
+    p = data.add_parser("synth", help="offline TTS corpus (Festival, espeak-ng) with speaker metadata and "
+                        "in-domain / out-of-domain voices")
+    p.add_argument("--languages", required=True, help="comma-separated Whisper codes, e.g. ca,cs")
+    p.add_argument("--per-language", type=int, default=40, help="sentences per language (each read once; "
+                   "50%% train, 10%% dev, 20%% in-domain test, 20%% out-of-domain test)")
+    p.add_argument("--out", required=True, help="output folder (rerun to finish an interrupted build)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--conditions", default="clean",
+                   help="acoustic conditions assigned round-robin: clean, noise:SNR_DB, speed:FACTOR, "
+                        "pitch:CENTS, reverb:0-100 (e.g. clean,noise:10)")
+    p.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
+    p.set_defaults(func=_cmd_data_synth)
+    p = data.add_parser("stats", help="hours, utterances, speakers per language x split x domain x gender")
+    p.add_argument("manifest")
+    p.set_defaults(func=_cmd_data_stats)
     p = data.add_parser("validate", help="report every bad line of a manifest")
     p.add_argument("manifest")
     p.set_defaults(func=_cmd_data_validate)

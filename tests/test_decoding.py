@@ -1,0 +1,90 @@
+"""The batched decoder matches `generate` token for token and handles batches, beams and trimming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distilwhisper.audio import load_audio
+from distilwhisper.decoding import TRIM_MIN_FRAMES, WhisperDecoder
+from conftest import tone
+
+
+def _generate(model, processor, audio, language, max_new_tokens):
+    feats = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+    return model.generate(feats, language=language, task="transcribe", max_new_tokens=max_new_tokens)[0].tolist()
+
+
+def _noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(seconds * 16000)) + tone(seconds)).astype(np.float32)
+
+
+def test_greedy_batch_matches_generate_on_tiny_model(tiny):
+    """Different lengths in one batch: rows finish at different steps and leave the batch."""
+    model, processor = tiny
+    audios = [_noise(s, i) for i, s in enumerate((1.0, 3.5, 7.0))]
+    decoder = WhisperDecoder(model, processor)
+    ours = decoder.transcribe(audios, "ca", max_new_tokens=12)
+    for audio, tr in zip(audios, ours):
+        assert tr.tokens == _generate(model, processor, audio, "ca", 12)
+        assert all(t not in decoder.prompt("ca") for t in tr.tokens[:1])
+
+
+def test_rows_leaving_the_batch_do_not_change_others(tiny):
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor)
+    audios = [_noise(2.0, 7), _noise(5.0, 8)]
+    together = decoder.transcribe(audios, ["ca", "cs"], max_new_tokens=10)
+    alone = [decoder.transcribe([a], lang, max_new_tokens=10)[0] for a, lang in zip(audios, ["ca", "cs"])]
+    assert [t.tokens for t in together] == [t.tokens for t in alone]
+
+
+def test_beam_of_one_is_greedy_and_beams_score_at_least_greedy(tiny):
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor)
+    audio = [_noise(3.0, 3)]
+    greedy = decoder.transcribe(audio, "es", max_new_tokens=8)[0]
+    one = decoder.transcribe(audio, "es", beam_size=1, max_new_tokens=8)[0]
+    assert one.tokens == greedy.tokens
+    with torch.inference_mode():
+        feats, frames = decoder.features(audio)
+        enc = decoder.encode(feats, frames)
+        tokens, _ = decoder._beam(decoder.prompt("es"), enc, 1, 8)
+    assert tokens == greedy.tokens
+    beam = decoder.transcribe(audio, "es", beam_size=4, max_new_tokens=8)[0]
+    assert beam.avg_logprob >= greedy.avg_logprob - 1e-6
+    assert 0 < len(beam.tokens) <= 8
+
+
+def test_trim_frames(tiny):
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor, trim=True)
+    _, frames = decoder.features([tone(2.0), tone(3.0)])
+    assert frames == TRIM_MIN_FRAMES
+    _, frames = decoder.features([tone(19.2)])
+    assert frames == 2000  # 1920 frames + 50 margin, rounded up to 100
+    _, frames = decoder.features([tone(29.9)])
+    assert frames == 3000
+
+
+def test_prompt_and_language_errors(tiny):
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor)
+    assert decoder.prompt("ca") == [50258, 50270, 50359, 50363]
+    with pytest.raises(ValueError, match="unknown language code 'xx'"):
+        decoder.prompt("xx")
+
+
+@pytest.mark.slow
+def test_real_model_matches_generate_and_transcribes(bundled, speech):
+    model, processor = bundled
+    decoder = WhisperDecoder(model, processor)
+    clips = [u for u in speech if u.language == "en"][:3]
+    audios = [load_audio(u.audio) for u in clips]
+    ours = decoder.transcribe(audios, "en")
+    for audio, tr in zip(audios, ours):
+        assert tr.tokens == _generate(model, processor, audio, "en", 225)
+    assert decoder.detect_language(audios[:1]) == ["en"]
+    assert ours[0].text.lower().rstrip(".") == clips[0].text.lower().rstrip(".")

@@ -1,0 +1,81 @@
+"""Evaluation writes results as it goes, resumes without re-decoding, reports bad input, and summarises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distilwhisper.cli import main
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.evaluate import evaluate
+from distilwhisper.data.manifest import write_manifest
+from conftest import write_wav
+
+
+class CountingDecoder(WhisperDecoder):
+    """The real decoder, counting how many clips it decodes."""
+
+    decoded = 0
+
+    def transcribe(self, audios, languages, beam_size=1, max_new_tokens=225):
+        CountingDecoder.decoded += len(audios)
+        return super().transcribe(audios, languages, beam_size, max_new_tokens=6)
+
+
+def _manifest(tmp_path):
+    rows = []
+    for i, (lang, gender) in enumerate([("ca", "female"), ("ca", "male"), ("cs", "female"), ("cs", "male")]):
+        rows.append({"id": f"u{i}", "audio": str(write_wav(tmp_path / f"{i}.wav", 1.0 + i)), "text": "bon dia",
+                     "language": lang, "gender": gender, "speaker": f"s{i}"})
+    rows.append({"id": "bad", "audio": str(tmp_path / "missing.wav"), "text": "x", "language": "ca"})
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_evaluate_resume_and_summary(tiny, tmp_path):
+    model, processor = tiny
+    manifest, out = _manifest(tmp_path), tmp_path / "out"
+    CountingDecoder.decoded = 0
+    decoder = CountingDecoder(model, processor)
+    summary = evaluate("tiny", manifest, out, batch_size=2, decoder=decoder, progress=False)
+    assert CountingDecoder.decoded == 4
+    assert "m.jsonl:5: bad: audio file not found" in (out / "skipped.txt").read_text()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == ["u0", "u1", "u2", "u3"]
+    assert {"reference_norm", "hypothesis_norm", "word_errors", "words", "decode_seconds", "gender"} <= set(rows[0])
+    assert set(summary["languages"]) == {"ca", "cs"}
+    assert set(summary["groups"]["gender"]["ca"]) == {"female", "male"}
+    assert summary["skipped_lines"] == 1
+    assert "| ca | female |" in (out / "summary.md").read_text()
+
+    # a crash mid-write leaves a torn line: it is dropped and that utterance decoded again, nothing else
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
+    CountingDecoder.decoded = 0
+    evaluate("tiny", manifest, out, batch_size=2, decoder=decoder, progress=False)
+    assert CountingDecoder.decoded == 1
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+
+    with pytest.raises(ValueError, match="holds results of another setting"):
+        evaluate("tiny", manifest, out, beam_size=3, decoder=decoder, progress=False)
+
+
+@pytest.mark.slow
+def test_cli_eval_on_real_speech(speech, tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "m.jsonl", [u for u in speech if u.language == "en"])
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", "bundled:base", "--data", str(manifest), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["languages"]["en"]["utterances"] == 4
+    assert summary["languages"]["en"]["wer"]["value"] < 25.0
+    assert "| en |" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["eval", "--model", "bundled:base", "--data", str(tmp_path / "none.jsonl"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "manifest not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
