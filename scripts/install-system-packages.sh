@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the toolkit and its tests use: real recorded speech (asterisk prompts) and ffmpeg (audio formats
-# libsndfile cannot read). Installs only what is missing; needs root (or sudo) and apt-get.
+# Debian packages the toolkit and its tests use: real recorded speech (asterisk prompts), ffmpeg (audio formats
+# libsndfile cannot read), TTS engines and voices, translated sentences (gnome-user-docs) and sox for the offline
+# corpus. Installs only what is missing; needs root (or sudo) and apt-get.
 set -euo pipefail
-PACKAGES=(ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav)
+PACKAGES=(ffmpeg sox asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav
+  festival festvox-ca-ona-hts festvox-czech-dita festvox-czech-machac festvox-czech-ph festvox-czech-krb
+  espeak-ng gnome-user-docs)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -27,7 +27,8 @@ from distilwhisper.languages import check as check_language, uses_characters
 from distilwhisper.metrics import corpus_rate, error_counts
 from distilwhisper.normalize import normalize
 
-GROUP_COLUMNS = ("gender", "age", "domain", "split", "source")
+# Metadata columns to break results down by; "a+b" groups on the pair of values
+GROUP_COLUMNS = ("gender", "age", "domain", "domain+gender", "split", "source", "condition")
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
 
 
@@ -197,7 +198,7 @@ def summarize(results: str | Path, out: str | Path | None = None,
         for lang, lang_rows in sorted(by_language.items()):
             values: dict[str, list[dict]] = defaultdict(list)
             for r in lang_rows:
-                values[str(r.get(column) or "unknown")].append(r)
+                values[" / ".join(str(r.get(c) or "unknown") for c in column.split("+"))].append(r)
             if len(values) > 1:  # a column with one value per language says nothing beyond the language table
                 table[lang] = {v: _rates(vr) for v, vr in sorted(values.items())}
         if table:

@@ -1,0 +1,262 @@
+"""Conditional Language-Specific Routing (CLSR): per-language experts beside Whisper's frozen feed-forward blocks.
+
+Every FFN (`fc1 -> GELU -> fc2`) of the chosen layers becomes
+
+    y = g * FFN_lang(x) + (1 - g) * FFN_shared(x),      g = gate_lang(x) per token,
+
+with `FFN_shared` the pretrained block (frozen), `FFN_lang` a trainable copy of it, and the gate
+`G(x) = W2 ReLU(W1 Dropout(x) + b1)` (W1: d->64, normal std 0.01; W2: 64->1, zero init, no bias).
+Training uses a noisy soft gate `sigmoid(G + alpha * eps)` and skips the whole layer's routing (shared FFN only) with
+probability 0.2; inference uses the hard gate `1[G >= 0]` and computes, per token, only the chosen FFN.
+
+The module takes the place of the layer's `fc1`; the layer's `activation_fn` and `fc2` become identities, so the
+`transformers` layer code (attention, caches, residuals) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from distilwhisper.languages import check as check_language
+
+GATE_HIDDEN = 64
+EXPERTS_CONFIG = "distilwhisper_experts.json"
+SCOPES = ("all", "encoder", "decoder")
+
+
+class ExpertsError(ValueError):
+    """Experts that do not fit the model or the request; the message says why."""
+
+
+class Gate(nn.Module):
+    """Token-level gate of one language in one layer."""
+
+    def __init__(self, d_model: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.w1 = nn.Linear(d_model, GATE_HIDDEN)
+        self.w2 = nn.Linear(GATE_HIDDEN, 1, bias=False)
+        nn.init.normal_(self.w1.weight, std=0.01)
+        nn.init.zeros_(self.w1.bias)
+        nn.init.zeros_(self.w2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(torch.relu(self.w1(self.dropout(x)))).squeeze(-1)
+
+
+class FeedForward(nn.Module):
+    """fc1 -> activation -> fc2 (an expert, or the wrapped pretrained block)."""
+
+    def __init__(self, fc1: nn.Linear, fc2: nn.Linear, activation: nn.Module, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.activation = fc1, fc2, activation
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.activation(self.fc1(x))))
+
+
+class CLSRFeedForward(nn.Module):
+    """The CLSR block of one layer: shared FFN, one expert and one gate per language."""
+
+    def __init__(self, fc1: nn.Linear, fc2: nn.Linear, activation: nn.Module, languages: list[str],
+                 expert_dropout: float = 0.3, skip_probability: float = 0.2) -> None:
+        super().__init__()
+        self.shared = FeedForward(fc1, fc2, activation)
+        self.experts = nn.ModuleDict()
+        self.gates = nn.ModuleDict()
+        self.expert_dropout = expert_dropout
+        self.skip_probability = skip_probability
+        self.language: str | None = None
+        self.noise_scale = 0.0  # alpha, set by the trainer's schedule
+        self.last_gate: torch.Tensor | None = None  # soft gate values of the last training forward (budget loss)
+        for lang in languages:
+            self.add_language(lang)
+
+    def add_language(self, language: str) -> None:
+        shared = self.shared
+        self.experts[language] = FeedForward(copy.deepcopy(shared.fc1), copy.deepcopy(shared.fc2),
+                                             shared.activation, self.expert_dropout)
+        self.gates[language] = Gate(shared.fc1.in_features).to(shared.fc1.weight.device, shared.fc1.weight.dtype)
+        for p in self.experts[language].parameters():
+            p.requires_grad_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_gate = None
+        if self.language is None:
+            raise ExpertsError("no language selected: call distilwhisper.clsr.set_language(model, code) first")
+        if self.language not in self.experts:
+            raise ExpertsError(f"no experts for language {self.language!r}; trained: {', '.join(self.experts)}")
+        expert, gate = self.experts[self.language], self.gates[self.language]
+        if self.training:
+            if torch.rand(()) < self.skip_probability:  # gate skipping: this layer uses the shared FFN only
+                return self.shared(x)
+            logits = gate(x)
+            g = torch.sigmoid(logits + self.noise_scale * torch.randn_like(logits))
+            self.last_gate = g
+            return g.unsqueeze(-1) * expert(x) + (1 - g).unsqueeze(-1) * self.shared(x)
+        return self._route(x, gate(x) >= 0, expert)
+
+    def _route(self, x: torch.Tensor, to_expert: torch.Tensor, expert: nn.Module) -> torch.Tensor:
+        """Hard routing: each FFN runs once, on its own tokens only."""
+        if bool(to_expert.all()):
+            return expert(x)
+        if not bool(to_expert.any()):
+            return self.shared(x)
+        flat, mask = x.reshape(-1, x.shape[-1]), to_expert.reshape(-1)
+        out = torch.empty_like(flat)
+        out[mask] = expert(flat[mask])
+        out[~mask] = self.shared(flat[~mask])
+        return out.view_as(x)
+
+
+def clsr_modules(model: nn.Module) -> list[CLSRFeedForward]:
+    return [m for m in model.modules() if isinstance(m, CLSRFeedForward)]
+
+
+def _layers(model: nn.Module, scope: str) -> list[nn.Module]:
+    if scope not in SCOPES:
+        raise ExpertsError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    whisper = model.model
+    layers = []
+    if scope in ("all", "encoder"):
+        layers += list(whisper.encoder.layers)
+    if scope in ("all", "decoder"):
+        layers += list(whisper.decoder.layers)
+    return layers
+
+
+def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
+                     expert_dropout: float = 0.3, skip_probability: float = 0.2) -> nn.Module:
+    """Turn a `transformers` Whisper model into a DistilWhisper model in place: CLSR blocks in the `scope` layers,
+    every original parameter frozen, experts and gates trainable."""
+    languages = [check_language(lang) for lang in languages]
+    if clsr_modules(model):
+        raise ExpertsError("model already has CLSR blocks")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in _layers(model, scope):
+        block = CLSRFeedForward(layer.fc1, layer.fc2, layer.activation_fn, languages, expert_dropout,
+                                skip_probability)
+        layer.fc1, layer.fc2, layer.activation_fn = block, nn.Identity(), nn.Identity()
+    model.distilwhisper_scope = scope
+    return model
+
+
+def set_language(model: nn.Module, language: str) -> None:
+    """Select the experts every CLSR block uses (a batch holds one language); a no-op for plain models."""
+    modules = clsr_modules(model)
+    if modules and language not in modules[0].experts:
+        raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(modules[0].experts)}")
+    for m in modules:
+        m.language = language
+
+
+def set_noise_scale(model: nn.Module, alpha: float) -> None:
+    for m in clsr_modules(model):
+        m.noise_scale = alpha
+
+
+def trained_languages(model: nn.Module) -> list[str]:
+    modules = clsr_modules(model)
+    return list(modules[0].experts) if modules else []
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """Identifies the frozen base weights, so experts are never loaded onto another model."""
+    digest = hashlib.sha256()
+    for module in clsr_modules(model)[:2]:
+        digest.update(module.shared.fc1.weight.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _language_state(model: nn.Module, language: str) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, CLSRFeedForward):
+            for key, value in module.experts[language].state_dict().items():
+                state[f"{name}.experts.{key}"] = value.detach().contiguous()
+            for key, value in module.gates[language].state_dict().items():
+                state[f"{name}.gates.{key}"] = value.detach().contiguous()
+    return state
+
+
+def save_experts(model: nn.Module, directory: str | Path, base_model: str, languages: list[str] | None = None,
+                 extra: dict | None = None) -> Path:
+    """One safetensors file per language (experts + gates only) and a JSON config naming the base model."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    languages = languages or trained_languages(model)
+    for lang in languages:
+        tmp = directory / f".{lang}.safetensors.tmp"
+        save_file(_language_state(model, lang), str(tmp), metadata={"language": lang})
+        tmp.replace(directory / f"{lang}.safetensors")
+    config = model.config
+    info = {"base_model": base_model, "languages": sorted(set(languages) | set(_saved_languages(directory))),
+            "scope": getattr(model, "distilwhisper_scope", "all"), "fingerprint": _fingerprint(model),
+            "d_model": config.d_model, "encoder_layers": config.encoder_layers,
+            "decoder_layers": config.decoder_layers, "vocab_size": config.vocab_size, **(extra or {})}
+    tmp = directory / f".{EXPERTS_CONFIG}.tmp"
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(directory / EXPERTS_CONFIG)
+    return directory
+
+
+def _saved_languages(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.safetensors"))
+
+
+def read_experts_config(directory: str | Path) -> dict:
+    path = Path(directory) / EXPERTS_CONFIG
+    if not path.is_file():
+        raise ExpertsError(f"{directory}: not an experts directory (no {EXPERTS_CONFIG})")
+    return json.loads(path.read_text())
+
+
+def attach_experts(model: nn.Module, directory: str | Path, languages: list[str] | None = None) -> nn.Module:
+    """Add saved experts to a plain Whisper model (converted in place); checks they belong to this model."""
+    directory = Path(directory)
+    info = read_experts_config(directory)
+    languages = languages or info["languages"]
+    missing = [lang for lang in languages if not (directory / f"{lang}.safetensors").is_file()]
+    if missing:
+        raise ExpertsError(f"{directory}: no experts for {', '.join(missing)}; trained: "
+                           f"{', '.join(_saved_languages(directory)) or 'none'}")
+    config = model.config
+    for key in ("d_model", "encoder_layers", "decoder_layers", "vocab_size"):
+        if info.get(key) != getattr(config, key):
+            raise ExpertsError(f"{directory}: experts were trained for a model with {key}={info.get(key)}, "
+                               f"this model has {getattr(config, key)} (base model of the experts: "
+                               f"{info['base_model']})")
+    to_distilwhisper(model, languages, info.get("scope", "all"))
+    if _fingerprint(model) != info["fingerprint"]:
+        raise ExpertsError(f"{directory}: experts were trained on other base weights ({info['base_model']}); "
+                           "load them with that model")
+    for lang in languages:
+        path = directory / f"{lang}.safetensors"
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ExpertsError(f"{path}: corrupt or truncated expert file ({err})") from err
+        expected = _language_state(model, lang)
+        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+            raise ExpertsError(f"{path}: tensors do not match this model's CLSR blocks")
+        model.load_state_dict(state, strict=False)
+    model.eval()
+    return model
+
+
+def load_experts(base_model: str, directory: str | Path, languages: list[str] | None = None):
+    """Load `base_model` (any reference `load_model` takes) with experts from `directory`: (model, processor)."""
+    from distilwhisper.hub import load_model
+
+    model, processor = load_model(base_model)
+    return attach_experts(model, directory, languages), processor

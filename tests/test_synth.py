@@ -1,0 +1,115 @@
+"""Offline TTS corpus: sentence filtering, disjoint splits, Festival encodings, metadata, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distilwhisper.cli import main
+from distilwhisper.data import sentences, synth, tts
+from distilwhisper.data.manifest import read_manifest
+from distilwhisper.data.tts import IN_DOMAIN, OUT_OF_DOMAIN, TTSError, Voice
+
+
+def test_sentence_filter():
+    keep = sentences.keep
+    assert keep("Obriu el menú de l'aplicació a la barra superior.", "ca")
+    assert not keep("Massa curt.", "ca")  # under 5 words
+    assert not keep("Premeu la tecla 5 per a continuar amb la instal·lació.", "ca")  # digit
+    assert not keep("Visiteu https://gnome.org per a obtenir més informació ara.", "ca")  # URL
+    assert not keep("Connecteu-vos a la VPN de la vostra empresa ara mateix.", "ca")  # acronym
+    assert not keep("Open the Activities overview and start typing Settings.", "ca")  # left in English
+    assert not keep("una frase sense majúscula inicial que no acaba bé", "ca")
+
+
+def test_sentences_are_natural_and_unique():
+    ca = sentences.load_sentences("ca")
+    assert len(ca) > 1000 and len(set(ca)) == len(ca)
+    assert all(5 <= len(s.split()) <= 20 for s in ca)
+    with pytest.raises(FileNotFoundError, match="gnome-user-docs"):
+        sentences.load_sentences("haw")
+
+
+def test_plan_is_deterministic_with_disjoint_splits(tmp_path):
+    jobs = synth.plan("cs", 60, seed=3, out_dir=tmp_path)
+    again = synth.plan("cs", 60, seed=3, out_dir=tmp_path)
+    assert [(j.utterance.text, j.voice) for j in jobs] == [(j.utterance.text, j.voice) for j in again]
+    assert [j.utterance.text for j in synth.plan("cs", 60, seed=4, out_dir=tmp_path)] != [j.utterance.text
+                                                                                         for j in jobs]
+    by_split: dict[tuple[str, str], set[str]] = {}
+    for j in jobs:
+        by_split.setdefault((j.utterance.split, j.utterance.domain), set()).add(j.utterance.text)
+    assert {k: len(v) for k, v in by_split.items()} == {("train", IN_DOMAIN): 30, ("dev", IN_DOMAIN): 6,
+                                                       ("test", IN_DOMAIN): 12, ("test", OUT_OF_DOMAIN): 12}
+    sets = list(by_split.values())
+    assert all(a.isdisjoint(b) for i, a in enumerate(sets) for b in sets[i + 1:])
+    in_domain = {j.voice.speaker for j in jobs if j.utterance.domain == IN_DOMAIN}
+    ood = {j.voice.speaker for j in jobs if j.utterance.domain == OUT_OF_DOMAIN}
+    assert in_domain.isdisjoint(ood)
+    assert {j.utterance.gender for j in jobs if j.utterance.domain == IN_DOMAIN} == {"female", "male"}
+    assert any(j.utterance.age == "child" for j in jobs)  # the Czech child voice (krb)
+
+
+def test_festival_needs_8bit_text(tmp_path):
+    """Czech diacritics reach Festival in ISO-8859-2; an unrepresentable character is a clear error."""
+    dita = next(v for v in tts.voices_for("cs") if v.name == "czech_dita")
+    audio = tts.synthesize(dita, "Příliš žluťoučký kůň úpěl ďábelské ódy.", tmp_path / "x.wav")
+    assert 1.5 < len(audio) / 16000 < 8
+    with pytest.raises(TTSError, match="iso-8859-2"):
+        tts.synthesize(dita, "Ahoj ☃ světe.", tmp_path / "y.wav")
+
+
+def test_missing_engine_error_lists_available(monkeypatch):
+    monkeypatch.setattr(tts.shutil, "which", lambda name: None)
+    monkeypatch.setattr(synth, "voices_for", tts.voices_for)
+    with pytest.raises(TTSError, match="no TTS voice installed for 'ca'"):
+        synth.plan("ca", 10, 0)
+
+
+def test_conditions(tmp_path):
+    voice = Voice("espeak-ng", "ca+m1", "ca", "male", "adult", IN_DOMAIN)
+    clean = tts.synthesize(voice, "Bon dia a tothom, com esteu avui?", tmp_path / "a.wav")
+    noisy = tts.apply_condition(clean, "noise:10", seed=1)
+    snr = 10 * __import__("math").log10((clean ** 2).mean() / ((noisy - clean) ** 2).mean())
+    assert abs(snr - 10) < 0.5
+    faster = tts.apply_condition(clean, "speed:1.25", seed=1)
+    assert abs(len(faster) / len(clean) - 0.8) < 0.05
+    with pytest.raises(ValueError, match="unknown condition"):
+        tts.apply_condition(clean, "echo:3", seed=1)
+
+
+def test_synth_cli_resume_and_metadata(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    args = ["data", "synth", "--languages", "ca,cs", "--per-language", "10", "--out", str(out),
+            "--conditions", "clean,noise:15"]
+    assert main(args) == 0
+    utts, problems = read_manifest(out / "manifest.jsonl")
+    assert problems == [] and len(utts) == 20
+    assert {u.extra["condition"] for u in utts} == {"clean", "noise:15"}
+    assert {(u.language, u.domain) for u in utts} == {(lang, d) for lang in ("ca", "cs")
+                                                      for d in (IN_DOMAIN, OUT_OF_DOMAIN)}
+    assert all(u.speaker and u.gender in ("female", "male") and u.age for u in utts)
+    assert "| ca | train | in-domain |" in capsys.readouterr().out
+    # resume: remove one file, rerun: only that one is made again, the others keep their timestamps
+    files = sorted((out / "audio").rglob("*.wav"))
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    files[0].unlink()
+    assert main(args) == 0
+    assert files[0].exists()
+    assert all(f.stat().st_mtime_ns == stamps[f] for f in files[1:])
+    assert json.loads((out / "manifest.jsonl").read_text().splitlines()[0])["audio"].startswith("audio/")
+
+
+@pytest.mark.slow
+def test_festival_catalan_is_intelligible(bundled, tmp_path):
+    """whisper-base understands the Festival Catalan voice: the audio is speech, not garbage."""
+    from distilwhisper.evaluate import evaluate
+
+    path = synth.synth_corpus(["ca"], 10, tmp_path / "c", seed=1, progress=False)
+    manifest = tmp_path / "ona.jsonl"
+    rows = [line for line in path.read_text().splitlines() if "festival" in line]
+    manifest.write_text("\n".join(rows[:4]).replace('"audio": "audio/', f'"audio": "{tmp_path}/c/audio/') + "\n")
+    summary = evaluate("bundled:base", manifest, tmp_path / "eval", progress=False)
+    assert summary["languages"]["ca"]["wer"]["value"] < 50.0
