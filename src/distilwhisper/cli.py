@@ -23,9 +23,47 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from distilwhisper.evaluate import evaluate, summary_markdown
 
     summary = evaluate(args.model, args.data, args.out, language=args.language, batch_size=args.batch_size,
-                       beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads)
+                       beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads,
+                       experts=args.experts)
     print(summary_markdown(summary))
     print(f"results: {Path(args.out) / 'results.jsonl'}; summary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from distilwhisper.train import load_config, train
+
+    overrides = {k: getattr(args, k) for k in ("method", "student", "teacher", "train", "dev", "out", "max_steps",
+                                                "epochs", "batch_size", "grad_accum", "lr", "scope", "teacher_cache",
+                                                "top_k", "eval_every", "eval_limit", "seed", "kd")}
+    overrides["languages"] = args.languages.split(",") if args.languages else None
+    overrides["bf16"] = True if args.bf16 else None
+    result = train(load_config(args.config, overrides), resume=args.resume)
+    print(json.dumps(result.state))
+    return 0
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    import torch
+
+    from distilwhisper.audio import load_audio
+    from distilwhisper.clsr import attach_experts
+    from distilwhisper.decoding import WhisperDecoder
+    from distilwhisper.hub import load_model
+
+    if args.experts and not args.language:
+        raise ValueError("--experts needs --language: the experts of the language are part of the encoder")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = load_model(args.model)
+    if args.experts:
+        attach_experts(model, args.experts, [args.language] if args.language else None)
+    decoder = WhisperDecoder(model, processor, trim=args.trim)
+    for start in range(0, len(args.audio), args.batch_size):
+        paths = args.audio[start:start + args.batch_size]
+        for path, tr in zip(paths, decoder.transcribe([load_audio(p) for p in paths], args.language,
+                                                      beam_size=args.beam_size)):
+            print(f"{path}\t{tr.language}\t{tr.text}")
     return 0
 
 
@@ -124,7 +162,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encode only the frames holding audio (faster on short clips; see benchmarks/decode_speed.py"
                         " for its accuracy cost)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
+    p.add_argument("--experts", help="DistilWhisper experts folder (from `train`) to load onto --model")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("train", help="train DistilWhisper experts, or a baseline (clsr-ft, ft, lora)",
+                       epilog="Defaults are the paper's (lr 1e-4, batch 16, 10 epochs, w_ce 0.25, w_kd 0.5, JS). "
+                              "Runs under `accelerate launch --num_processes N` too.")
+    p.add_argument("--config", help="YAML file of settings (names as the flags, with underscores)")
+    p.add_argument("--method", choices=("distilwhisper", "clsr-ft", "ft", "lora"))
+    p.add_argument("--student", help="student model reference (paper: openai/whisper-small)")
+    p.add_argument("--teacher", help="teacher model reference for distilwhisper (paper: openai/whisper-large-v2)")
+    p.add_argument("--languages", help="comma-separated languages to train experts for")
+    p.add_argument("--train", help="training manifest")
+    p.add_argument("--dev", help="dev manifest: WER at each evaluation; the best checkpoint is kept")
+    p.add_argument("--out", help="output folder (best/, checkpoint/, dev/, tensorboard/, metrics.jsonl)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--scope", choices=("all", "encoder", "decoder"), help="where experts go (paper: all)")
+    p.add_argument("--kd", choices=("js", "kl"), help="distillation divergence (paper: js)")
+    p.add_argument("--teacher-cache", help="folder storing the teacher's top-k log-probs, reused across epochs/runs")
+    p.add_argument("--top-k", type=int, help="teacher log-probs kept per position in the cache (default 64)")
+    p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: each epoch)")
+    p.add_argument("--eval-limit", type=int, help="dev utterances used per evaluation")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files, optionally with a language's experts")
+    p.add_argument("audio", nargs="+")
+    p.add_argument("--model", default="bundled:base")
+    p.add_argument("--experts", help="experts folder to load onto --model")
+    p.add_argument("--language", help="force a language (default: detected)")
+    p.add_argument("--beam-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--trim", action="store_true", help="encode only the frames holding audio")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=_cmd_transcribe)
 
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("commonvoice", help="Common Voice language folder -> manifest")

@@ -76,6 +76,7 @@ class CLSRFeedForward(nn.Module):
         self.expert_dropout = expert_dropout
         self.skip_probability = skip_probability
         self.language: str | None = None
+        self.side = ""  # "encoder" or "decoder": decoder gates are averaged over real tokens only
         self.noise_scale = 0.0  # alpha, set by the trainer's schedule
         self.last_gate: torch.Tensor | None = None  # soft gate values of the last training forward (budget loss)
         for lang in languages:
@@ -122,15 +123,15 @@ def clsr_modules(model: nn.Module) -> list[CLSRFeedForward]:
     return [m for m in model.modules() if isinstance(m, CLSRFeedForward)]
 
 
-def _layers(model: nn.Module, scope: str) -> list[nn.Module]:
+def _layers(model: nn.Module, scope: str) -> list[tuple[str, nn.Module]]:
     if scope not in SCOPES:
         raise ExpertsError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     whisper = model.model
     layers = []
     if scope in ("all", "encoder"):
-        layers += list(whisper.encoder.layers)
+        layers += [("encoder", layer) for layer in whisper.encoder.layers]
     if scope in ("all", "decoder"):
-        layers += list(whisper.decoder.layers)
+        layers += [("decoder", layer) for layer in whisper.decoder.layers]
     return layers
 
 
@@ -143,9 +144,10 @@ def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
         raise ExpertsError("model already has CLSR blocks")
     for p in model.parameters():
         p.requires_grad_(False)
-    for layer in _layers(model, scope):
+    for side, layer in _layers(model, scope):
         block = CLSRFeedForward(layer.fc1, layer.fc2, layer.activation_fn, languages, expert_dropout,
                                 skip_probability)
+        block.side = side
         layer.fc1, layer.fc2, layer.activation_fn = block, nn.Identity(), nn.Identity()
     model.distilwhisper_scope = scope
     return model
@@ -183,9 +185,9 @@ def _language_state(model: nn.Module, language: str) -> dict[str, torch.Tensor]:
     for name, module in model.named_modules():
         if isinstance(module, CLSRFeedForward):
             for key, value in module.experts[language].state_dict().items():
-                state[f"{name}.experts.{key}"] = value.detach().contiguous()
+                state[f"{name}.experts.{language}.{key}"] = value.detach().contiguous()
             for key, value in module.gates[language].state_dict().items():
-                state[f"{name}.gates.{key}"] = value.detach().contiguous()
+                state[f"{name}.gates.{language}.{key}"] = value.detach().contiguous()
     return state
 
 
@@ -249,7 +251,9 @@ def attach_experts(model: nn.Module, directory: str | Path, languages: list[str]
         expected = _language_state(model, lang)
         if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
             raise ExpertsError(f"{path}: tensors do not match this model's CLSR blocks")
-        model.load_state_dict(state, strict=False)
+        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise ExpertsError(f"{path}: tensors {unexpected[:3]} have no place in this model")
     model.eval()
     return model
 

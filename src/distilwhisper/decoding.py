@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from transformers import EncoderDecoderCache, DynamicCache, WhisperForConditionalGeneration, WhisperProcessor
 
+from distilwhisper import clsr
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 
@@ -159,6 +160,10 @@ class WhisperDecoder:
         if any(lang is None for lang in languages) and self.lang_to_id:
             detected = self.detect_language(audios)
             languages = [lang or det for lang, det in zip(languages, detected)]
+        if clsr.clsr_modules(self.model):
+            if len(set(languages)) != 1:
+                raise ValueError("a model with language experts decodes one language per batch")
+            clsr.set_language(self.model, languages[0])
         prompts = [self.prompt(lang) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))

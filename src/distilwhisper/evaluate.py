@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from distilwhisper.audio import AudioError, load_audio
+from distilwhisper.clsr import attach_experts
 from distilwhisper.data.manifest import Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, WhisperDecoder
 from distilwhisper.hub import load_model
@@ -41,6 +42,7 @@ class EvalConfig:
     max_new_tokens: int = MAX_NEW_TOKENS
     trim: bool = False
     precision: str = "fp32"
+    experts: str | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -88,7 +90,8 @@ def _batches(utterances: list[Utterance], durations: dict[str, float], size: int
 
 def evaluate(model: str, data: str | Path, out: str | Path, language: str | None = None, batch_size: int = 8,
              beam_size: int = 1, limit: int | None = None, trim: bool = False, threads: int | None = None,
-             decoder: WhisperDecoder | None = None, precision: str = "fp32", progress: bool = True) -> dict:
+             decoder: WhisperDecoder | None = None, precision: str = "fp32", progress: bool = True,
+             experts: str | None = None) -> dict:
     """Evaluate `model` on a manifest into `out/`; returns the summary. Bad manifest lines are reported in
     `out/skipped.txt` and left out; audio that fails to decode mid-run is reported there too."""
     out = Path(out)
@@ -101,7 +104,8 @@ def evaluate(model: str, data: str | Path, out: str | Path, language: str | None
         utterances = [u for u in utterances if u.language == language]
     if limit is not None:
         utterances = utterances[:limit]
-    config = EvalConfig(model=model, beam_size=beam_size, trim=trim, precision=precision)
+    config = EvalConfig(model=model, beam_size=beam_size, trim=trim, precision=precision,
+                        experts=str(experts) if experts else None)
     _check_resume(out, config)
     skipped_path = out / "skipped.txt"
     with skipped_path.open("w", encoding="utf-8") as f:
@@ -116,6 +120,8 @@ def evaluate(model: str, data: str | Path, out: str | Path, language: str | None
     if todo:
         if decoder is None:
             loaded, processor = load_model(model)
+            if experts:
+                attach_experts(loaded, experts, sorted({u.language for u in todo}))
             decoder = WhisperDecoder(loaded, processor, trim=trim)
         _decode_all(decoder, todo, results_path, skipped_path, batch_size, beam_size, progress)
     summary = summarize(results_path, out)

@@ -1,0 +1,135 @@
+"""DistilWhisper speed, side by side on bundled:base (student and teacher are both base offline).
+
+(a) inference: greedy decoding of the same real clips with the plain student, with DistilWhisper at init (every
+    token routed to the expert) and with gates that send about half the tokens to each FFN (sparse routing:
+    each FFN runs on its own tokens only);
+(b) training: one optimizer step of plain fine-tuning vs one DistilWhisper step with a cached teacher and with the
+    live teacher, fp32, plus bf16 autocast.
+
+    .venv/bin/python benchmarks/clsr_speed.py [--clips 16] [--batch-size 4] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from distilwhisper import clsr, losses
+from distilwhisper.audio import load_audio
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.hub import load_model
+from distilwhisper.train import TeacherCache, collate
+
+
+def decode_time(model, processor, audios, batch: int) -> tuple[float, list[list[int]]]:
+    decoder = WhisperDecoder(model, processor)
+    decoder.transcribe(audios[:1], "en")
+    start, tokens = time.perf_counter(), []
+    for i in range(0, len(audios), batch):
+        tokens += [t.tokens for t in decoder.transcribe(audios[i:i + batch], "en")]
+    return (time.perf_counter() - start) / len(audios), tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = tempfile.mkdtemp()
+    utts, _ = import_asterisk(["en"], tmp, args.clips)
+    audios = [load_audio(u.audio) for u in utts]
+    plain, processor = load_model("bundled:base")
+
+    print(f"## (a) inference, {len(audios)} clips, batch 8, {args.threads} threads\n")
+    print("| model | s/utt | vs plain | tokens identical to plain |\n|---|---|---|---|")
+    base_time, base_tokens = decode_time(plain, processor, audios, 8)
+    print(f"| plain whisper-base | {base_time:.3f} | 1.00x | - |")
+    experts = clsr.to_distilwhisper(copy.deepcopy(plain), ["en"]).eval()
+    t, tokens = decode_time(experts, processor, audios, 8)
+    same = sum(a == b for a, b in zip(tokens, base_tokens))
+    print(f"| DistilWhisper at init (all tokens to expert) | {t:.3f} | {t / base_time:.2f}x | {same}/{len(audios)} |")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for block in clsr.clsr_modules(experts):
+            torch.nn.init.normal_(block.gates["en"].w2.weight, std=1.0)
+    clsr.set_language(experts, "en")
+    share = []
+    hook = [b.register_forward_hook(lambda m, i, o: share.append(float((m.gates["en"](i[0]) >= 0).float().mean())))
+            for b in clsr.clsr_modules(experts)]
+    t, _ = decode_time(experts, processor, audios, 8)
+    for h in hook:
+        h.remove()
+    print(f"| DistilWhisper, random gates ({100 * np.mean(share):.0f} % of tokens to experts) | {t:.3f} | "
+          f"{t / base_time:.2f}x | (other weights) |")
+
+    print(f"\n## (b) training step, batch {args.batch_size}, {args.threads} threads (median of {args.steps})\n")
+    eot = 50257
+    prompt = [50258, 50259, 50359, 50363]
+    items = []
+    for u, a in zip(utts[:args.batch_size], audios):
+        feats = processor.feature_extractor(a, sampling_rate=16000, return_tensors="pt").input_features[0]
+        text = processor.tokenizer.encode(" " + u.text, add_special_tokens=False)
+        items.append({"id": u.id, "language": "en", "input_features": feats, "tokens": prompt + text + [eot],
+                      "prompt_length": len(prompt)})
+    batch = collate(items, eot)
+    mask = (batch["labels"] != losses.IGNORE).float()
+    teacher = copy.deepcopy(plain).requires_grad_(False)
+    cache = TeacherCache(tempfile.mkdtemp(), "bundled:base", 64)
+
+    def step_time(model, use_teacher: str | None, bf16: bool) -> float:
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-5)
+        times = []
+        for i in range(args.steps + 1):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                clsr.set_language(model, "en")
+                logits = model(input_features=batch["input_features"],
+                               decoder_input_ids=batch["decoder_input_ids"]).logits
+                loss = losses.cross_entropy(logits, batch["labels"])
+                if use_teacher == "live":
+                    with torch.no_grad():
+                        t_logits = teacher(input_features=batch["input_features"],
+                                           decoder_input_ids=batch["decoder_input_ids"]).logits
+                    loss = loss + losses.kd_loss_logits(logits, t_logits, mask)
+                elif use_teacher == "cache":
+                    hit = cache.get(batch["ids"], batch["decoder_input_ids"])
+                    if hit is None:  # filled once, before the timed steps
+                        with torch.no_grad():
+                            cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"],
+                                      teacher(input_features=batch["input_features"],
+                                              decoder_input_ids=batch["decoder_input_ids"]).logits)
+                        hit = cache.get(batch["ids"], batch["decoder_input_ids"])
+                    loss = loss + losses.kd_loss_topk(logits, hit[0], hit[1], mask)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if i:
+                times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    ft = copy.deepcopy(plain).train().requires_grad_(True)
+    base_step = step_time(ft, None, False)
+    rows = [("plain fine-tuning (all weights), fp32", base_step)]
+    del ft
+    for label, teacher_mode, bf16 in (("DistilWhisper, cached teacher, fp32", "cache", False),
+                                      ("DistilWhisper, live teacher, fp32", "live", False),
+                                      ("DistilWhisper, cached teacher, bf16 autocast", "cache", True)):
+        student = clsr.to_distilwhisper(copy.deepcopy(plain), ["en"]).train()
+        rows.append((label, step_time(student, teacher_mode, bf16)))
+    print("| step | s/step | vs plain FT |\n|---|---|---|")
+    for label, t in rows:
+        print(f"| {label} | {t:.2f} | {t / base_step:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

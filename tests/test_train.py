@@ -1,0 +1,197 @@
+"""Training: every method learns on a tiny model with the real tokenizer, touches only what it should, resumes,
+runs under DDP, and rejects bad input clearly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from distilwhisper import clsr, losses
+from distilwhisper.cli import main
+from distilwhisper.train import TeacherCache, TrainConfig, load_config, train
+from conftest import write_wav
+
+TEXTS = {"ca": ["bon dia", "gràcies"], "cs": ["dobrý den", "děkuji"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tiny, tmp_path_factory):
+    """Student and teacher on disk, loadable by reference like any model."""
+    root = tmp_path_factory.mktemp("models")
+    tiny_model, processor = tiny
+    # larger initial weights than Whisper's 0.02: with the frozen tied embeddings of a 0.02 model, logits stay
+    # near uniform whatever the FFNs learn, and expert-only methods could not show learning in a few steps
+    config = WhisperConfig(**{**tiny_model.config.to_dict(), "init_std": 0.15})
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = tiny_model.generation_config
+    student = root / "student"
+    model.save_pretrained(student)
+    processor.save_pretrained(student)
+    torch.manual_seed(1)
+    teacher_model = WhisperForConditionalGeneration(config)
+    teacher_model.generation_config = model.generation_config
+    teacher = root / "teacher"
+    teacher_model.save_pretrained(teacher)
+    processor.save_pretrained(teacher)
+    return str(student), str(teacher)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rows = []
+    for lang, texts in TEXTS.items():
+        for i, text in enumerate(texts):
+            audio = write_wav(root / f"{lang}{i}.wav", 1.0 + i)
+            rows.append({"id": f"{lang}{i}", "audio": str(audio), "text": text, "language": lang})
+    path = root / "m.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return str(path)
+
+
+def _config(method, dirs, manifest, out, **kw):
+    values = dict(method=method, student=dirs[0], languages=["ca", "cs"], train=manifest, out=str(out),
+                  max_steps=16, batch_size=2, lr=1e-2, warmup=0.0, eval_every=0, skip_probability=0.0,
+                  expert_dropout=0.0, label_smoothing=0.0)
+    if method == "distilwhisper":
+        values["teacher"] = dirs[1]
+    values.update(kw)
+    config = TrainConfig(**values)
+    config.check()
+    return config
+
+
+def _ce_curve(out):
+    rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    ce = [r["ce"] for r in rows]
+    return np.mean(ce[:4]), np.mean(ce[-4:]), rows
+
+
+@pytest.mark.parametrize("method", ["distilwhisper", "clsr-ft", "ft", "lora"])
+def test_each_method_learns_and_touches_only_its_parameters(method, tiny_dirs, manifest, tmp_path):
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_dirs[0]).state_dict()
+    result = train(_config(method, tiny_dirs, manifest, tmp_path), progress=False)
+    first, last, rows = _ce_curve(tmp_path)
+    assert last < first * 0.8, (first, last)
+    assert result.state["step"] == 16
+    trained = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
+    if method in ("distilwhisper", "clsr-ft"):
+        assert all(".experts." in n or ".gates." in n for n in trained)
+        for name, p in result.model.named_parameters():  # the frozen base is bit-identical
+            if not p.requires_grad:
+                key = name.replace(".fc1.shared.fc1.", ".fc1.").replace(".fc1.shared.fc2.", ".fc2.")
+                assert torch.equal(p, base[key]), name
+        assert (tmp_path / "best" / "ca.safetensors").exists()
+        if method == "distilwhisper":
+            assert "kd" in rows[0] and "gate" in rows[0]
+    elif method == "lora":
+        assert trained and all("lora_" in n for n in trained)
+        assert (tmp_path / "best" / "adapter_config.json").exists()
+    else:
+        assert len(trained) == len([k for k in base if k != "proj_out.weight"])
+        assert (tmp_path / "best" / "model.safetensors").exists()
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+
+
+def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
+    train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=4), progress=False)
+    result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
+    assert result.state["step"] == 6
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
+    with pytest.raises(ValueError, match="checkpoint of --method clsr-ft, not ft"):
+        train(_config("ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
+
+
+def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
+    with pytest.raises(ValueError, match="outside --languages"):
+        train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, languages=["ca"]), progress=False)
+    config = tiny[0].config.to_dict()
+    config.update(vocab_size=51866)
+    odd = WhisperForConditionalGeneration(WhisperConfig(**config))
+    odd.generation_config = tiny[0].generation_config
+    odd.save_pretrained(tmp_path / "odd")
+    tiny[1].save_pretrained(tmp_path / "odd")
+    with pytest.raises(ValueError, match="teacher vocabulary"):
+        train(_config("distilwhisper", (tiny_dirs[0], str(tmp_path / "odd")), manifest, tmp_path), progress=False)
+    with pytest.raises(ValueError, match="needs --teacher"):
+        load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("lr: 0.001\nbogus: 1\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_config(yaml_file, dict(method="ft", student="x", languages=["ca"], train="t", out="o"))
+
+
+def test_teacher_cache_matches_live_teacher(bundled, speech, tmp_path):
+    """Top-64 cached log-probs of a real teacher on real speech give nearly the live KD loss: the bound is the
+    teacher's probability mass outside its top 64, small where the teacher is confident."""
+    from distilwhisper.audio import load_audio
+
+    teacher, processor = bundled
+    clip = next(u for u in speech if u.language == "es")
+    feats = processor.feature_extractor(load_audio(clip.audio), sampling_rate=16000,
+                                        return_tensors="pt").input_features
+    tokens = [50258, 50262, 50359, 50363] + processor.tokenizer.encode(" " + clip.text,
+                                                                          add_special_tokens=False) + [50257]
+    dec_in = torch.tensor([tokens[:-1]])
+    mask = torch.ones(1, len(tokens) - 1)
+    with torch.no_grad():
+        t_logits = teacher(input_features=feats, decoder_input_ids=dec_in).logits
+    student_logits = t_logits + torch.randn(t_logits.shape, generator=torch.Generator().manual_seed(0)) * 2.0
+    live = losses.kd_loss_logits(student_logits, t_logits, mask)
+    cache = TeacherCache(tmp_path / "cache", "bundled:base", 64)
+    cache.put(["u1"], dec_in, mask, t_logits)
+    values, indices = cache.get(["u1"], dec_in)
+    cached = losses.kd_loss_topk(student_logits, values, indices, mask)
+    assert abs(cached.item() - live.item()) < 0.05 * live.item() + 1e-3
+    assert cache.get(["u1"], dec_in + 1) is None  # another transcript: a miss, not a wrong hit
+    with pytest.raises(ValueError, match="another teacher"):
+        TeacherCache(tmp_path / "cache", "bundled:base", 32)
+
+
+def test_distilwhisper_with_teacher_cache_and_cli_eval(tiny_dirs, manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--method", "distilwhisper", "--student", tiny_dirs[0], "--teacher", tiny_dirs[1],
+            "--languages", "ca,cs", "--train", manifest, "--dev", manifest, "--out", str(out), "--max-steps", "4",
+            "--batch-size", "2", "--teacher-cache", str(tmp_path / "tc"), "--eval-every", "2"]
+    assert main(args) == 0
+    assert len(list((tmp_path / "tc").glob("*.safetensors"))) >= 2
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["best_dev_wer"] is not None
+    assert (out / "dev" / "step-0000002" / "summary.json").exists()
+    evaluated = tmp_path / "eval"
+    assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", manifest,
+                 "--out", str(evaluated), "--language", "ca"]) == 0
+    assert json.loads((evaluated / "summary.json").read_text())["languages"]["ca"]["utterances"] == 2
+    assert main(["transcribe", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--language", "cs",
+                 str(Path(manifest).parent / "cs0.wav")]) == 0
+    assert "cs0.wav\tcs\t" in capsys.readouterr().out
+    assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", manifest,
+                 "--out", str(tmp_path / "e2")]) == 0  # every language of the manifest has experts
+    bad = tmp_path / "uk.jsonl"
+    bad.write_text(json.dumps({"id": "u", "audio": str(Path(manifest).parent / "cs0.wav"), "text": "x",
+                               "language": "uk"}) + "\n")
+    assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", str(bad),
+                 "--out", str(tmp_path / "e3")]) == 2
+    assert "no experts for uk" in capsys.readouterr().err
+
+
+def test_ddp_two_cpu_processes(tiny_dirs, manifest, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+           "-m", "distilwhisper.cli", "train", "--method", "clsr-ft", "--student", tiny_dirs[0],
+           "--languages", "ca,cs", "--train", manifest, "--out", str(out), "--max-steps", "2", "--batch-size", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (out / "best" / "ca.safetensors").exists()
