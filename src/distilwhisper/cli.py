@@ -24,7 +24,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.model, args.data, args.out, language=args.language, batch_size=args.batch_size,
                        beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads,
-                       experts=args.experts)
+                       experts=args.experts, split=args.split, domain=args.domain)
     print(summary_markdown(summary))
     print(f"results: {Path(args.out) / 'results.jsonl'}; summary: {Path(args.out) / 'summary.md'}")
     return 0
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="evaluate only this language (default: every language in the manifest)")
     p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
     p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (paper setting), >1 = beam search")
+    p.add_argument("--split", help="evaluate only utterances of this split (e.g. test)")
+    p.add_argument("--domain", help="evaluate only utterances of this domain (e.g. out-of-domain)")
     p.add_argument("--limit", type=int, help="evaluate the first N utterances only")
     p.add_argument("--trim", action="store_true",
                    help="encode only the frames holding audio (faster on short clips; see benchmarks/decode_speed.py"
@@ -173,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", help="student model reference (paper: openai/whisper-small)")
     p.add_argument("--teacher", help="teacher model reference for distilwhisper (paper: openai/whisper-large-v2)")
     p.add_argument("--languages", help="comma-separated languages to train experts for")
-    p.add_argument("--train", help="training manifest")
-    p.add_argument("--dev", help="dev manifest: WER at each evaluation; the best checkpoint is kept")
+    p.add_argument("--train", help="training manifest (only its split=train lines if it has a split column)")
+    p.add_argument("--dev", help="dev manifest (only split=dev lines if it has a split column): WER at each "
+                   "evaluation; the best checkpoint is kept")
     p.add_argument("--out", help="output folder (best/, checkpoint/, dev/, tensorboard/, metrics.jsonl)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--epochs", type=float)

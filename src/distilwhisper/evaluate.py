@@ -91,9 +91,10 @@ def _batches(utterances: list[Utterance], durations: dict[str, float], size: int
 def evaluate(model: str, data: str | Path, out: str | Path, language: str | None = None, batch_size: int = 8,
              beam_size: int = 1, limit: int | None = None, trim: bool = False, threads: int | None = None,
              decoder: WhisperDecoder | None = None, precision: str = "fp32", progress: bool = True,
-             experts: str | None = None) -> dict:
+             experts: str | None = None, split: str | None = None, domain: str | None = None) -> dict:
     """Evaluate `model` on a manifest into `out/`; returns the summary. Bad manifest lines are reported in
-    `out/skipped.txt` and left out; audio that fails to decode mid-run is reported there too."""
+    `out/skipped.txt` and left out; audio that fails to decode mid-run is reported there too.  `language`,
+    `split` and `domain` keep only the matching utterances."""
     out = Path(out)
     if language is not None:
         check_language(language)
@@ -102,6 +103,13 @@ def evaluate(model: str, data: str | Path, out: str | Path, language: str | None
     utterances, problems = read_manifest(data)
     if language is not None:
         utterances = [u for u in utterances if u.language == language]
+    if split is not None:
+        utterances = [u for u in utterances if u.split == split]
+    if domain is not None:
+        utterances = [u for u in utterances if u.domain == domain]
+    if not utterances:
+        raise ValueError(f"{data}: no utterances left after filtering (language={language}, split={split}, "
+                         f"domain={domain})")
     if limit is not None:
         utterances = utterances[:limit]
     config = EvalConfig(model=model, beam_size=beam_size, trim=trim, precision=precision,

@@ -100,6 +100,19 @@ def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
 
 
 # ----- data ---------------------------------------------------------------------------------------------------
+def select_split(utterances: list[Utterance], split: str, source: str) -> list[Utterance]:
+    """A manifest that labels splits (Common Voice, FLEURS, synth) gives only its `split` lines; one without
+    split labels is used whole."""
+    if not any(u.split for u in utterances):
+        return utterances
+    chosen = [u for u in utterances if u.split == split]
+    if not chosen:
+        raise ValueError(f"{source}: no utterance has split {split!r} (splits: "
+                         f"{', '.join(sorted({u.split for u in utterances}))})")
+    return chosen
+
+
+
 class SpeechDataset(Dataset):
     """Log-mel features and full-prompt token sequences of a manifest."""
 
@@ -268,7 +281,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     torch.manual_seed(config.seed + accelerator.process_index)
     random.seed(config.seed)
-    train_utts = validate_manifest(config.train)
+    train_utts = select_split(validate_manifest(config.train), "train", config.train)
     outside = sorted({u.language for u in train_utts} - set(config.languages))
     if outside:
         raise ValueError(f"{config.train} holds languages outside --languages ({', '.join(outside)}); filter the "
@@ -408,8 +421,9 @@ def _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, sta
     unwrapped.eval()
     out = Path(config.out) / "dev" / f"step-{state['step']:07d}"
     shutil.rmtree(out, ignore_errors=True)
+    dev_split = "dev" if any(u.split for u in validate_manifest(config.dev, check_audio=False)) else None
     summary = evaluate(f"{config.student}+{config.method}@{state['step']}", config.dev, out,
-                       batch_size=config.batch_size, limit=config.eval_limit,
+                       batch_size=config.batch_size, limit=config.eval_limit, split=dev_split,
                        decoder=WhisperDecoder(decodable, processor), progress=False)
     unwrapped.train()
     wer = summary["overall"]["wer"]["value"]
