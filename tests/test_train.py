@@ -124,6 +124,13 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     tiny[1].save_pretrained(tmp_path / "odd")
     with pytest.raises(ValueError, match="teacher vocabulary"):
         train(_config("distilwhisper", (tiny_dirs[0], str(tmp_path / "odd")), manifest, tmp_path), progress=False)
+    from types import SimpleNamespace
+
+    from distilwhisper.train import check_teacher
+
+    mel128 = SimpleNamespace(config=WhisperConfig(**{**config, "vocab_size": 51865, "num_mel_bins": 128}))
+    with pytest.raises(ValueError, match="teacher takes 128 mel bins, the student 80"):
+        check_teacher(tiny[0], mel128)
     with pytest.raises(ValueError, match="needs --teacher"):
         load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
     yaml_file = tmp_path / "c.yaml"

@@ -165,6 +165,16 @@ def _fused_qkv(sd: dict, v: dict, src: str, dst: str, parts: tuple[str, ...]) ->
             sd[f"{dst}.{part}.bias"] = b
 
 
+def _self_attention_and_ffn(sd: dict, v: dict, src: str, dst: str) -> None:
+    """The parts encoder and decoder layers share: self-attention and the feed-forward block."""
+    _layer_norm(sd, v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+    _fused_qkv(sd, v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj"))
+    _linear(sd, v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+    _layer_norm(sd, v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+    _linear(sd, v, f"{src}/ffn/linear_0", f"{dst}.fc1")
+    _linear(sd, v, f"{src}/ffn/linear_1", f"{dst}.fc2")
+
+
 def to_transformers_state_dict(model: CT2Model, dims: WhisperDims) -> dict[str, torch.Tensor]:
     """Rename CTranslate2 Whisper variables to `WhisperForConditionalGeneration` keys (float32)."""
     v = model.variables
@@ -175,26 +185,15 @@ def to_transformers_state_dict(model: CT2Model, dims: WhisperDims) -> dict[str, 
     sd[f"{enc}.embed_positions.weight"] = v["encoder/position_encodings/encodings"]
     _layer_norm(sd, v, "encoder/layer_norm", f"{enc}.layer_norm")
     for i in range(dims.encoder_layers):
-        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        _layer_norm(sd, v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        _fused_qkv(sd, v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj"))
-        _linear(sd, v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        _layer_norm(sd, v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
-        _linear(sd, v, f"{src}/ffn/linear_0", f"{dst}.fc1")
-        _linear(sd, v, f"{src}/ffn/linear_1", f"{dst}.fc2")
+        _self_attention_and_ffn(sd, v, f"encoder/layer_{i}", f"{enc}.layers.{i}")
     sd[f"{dec}.embed_tokens.weight"] = v["decoder/embeddings/weight"]
     sd[f"{dec}.embed_positions.weight"] = v["decoder/position_encodings/encodings"]
     _layer_norm(sd, v, "decoder/layer_norm", f"{dec}.layer_norm")
     for i in range(dims.decoder_layers):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        _layer_norm(sd, v, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        _fused_qkv(sd, v, f"{src}/self_attention/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj"))
-        _linear(sd, v, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+        _self_attention_and_ffn(sd, v, src, dst)
         _layer_norm(sd, v, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
         _linear(sd, v, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
         _fused_qkv(sd, v, f"{src}/attention/linear_1", f"{dst}.encoder_attn", ("k_proj", "v_proj"))
         _linear(sd, v, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
-        _layer_norm(sd, v, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
-        _linear(sd, v, f"{src}/ffn/linear_0", f"{dst}.fc1")
-        _linear(sd, v, f"{src}/ffn/linear_1", f"{dst}.fc2")
     return {k: t.float().contiguous() for k, t in sd.items()}
