@@ -22,7 +22,7 @@ import torch
 from distilwhisper import clsr, losses
 from distilwhisper.audio import load_audio
 from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.decoding import WhisperDecoder, encode, trimmed_frames
 from distilwhisper.hub import load_model
 from distilwhisper.train import TeacherCache, collate
 
@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved inference runs (best is reported)")
-    parser.add_argument("--bf16-steps", type=int, default=1, help="timed bf16 steps (slow without bf16 units)")
+    parser.add_argument("--bf16-steps", type=int, default=1,
+                        help="timed bf16 steps (slow without bf16 units; 0 skips the row)")
+    parser.add_argument("--skip-inference", action="store_true", help="only the training-step table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp()
@@ -51,6 +53,12 @@ def main() -> None:
     audios = [load_audio(u.audio) for u in utts]
     plain, processor = load_model("bundled:base")
 
+    if not args.skip_inference:
+        inference_table(args, plain, processor, audios)
+    training_table(args, plain, processor, utts, audios)
+
+
+def inference_table(args, plain, processor, audios) -> None:
     print(f"## (a) inference, {len(audios)} clips, batch 8, {args.threads} threads, best of {args.repeats} "
           "interleaved runs\n", flush=True)
     experts = clsr.to_distilwhisper(copy.deepcopy(plain), ["en"]).eval()
@@ -81,6 +89,9 @@ def main() -> None:
     print(f"| DistilWhisper, random gates ({100 * np.mean(share):.0f} % of tokens to experts) | {best['routed']:.3f} "
           f"| {best['routed'] / best['plain']:.2f}x | (other weights) |", flush=True)
 
+
+
+def training_table(args, plain, processor, utts, audios) -> None:
     print(f"\n## (b) training step, batch {args.batch_size}, {args.threads} threads (median of {args.steps})\n")
     eot = 50257
     prompt = [50258, 50259, 50359, 50363]
@@ -89,13 +100,19 @@ def main() -> None:
         feats = processor.feature_extractor(a, sampling_rate=16000, return_tensors="pt").input_features[0]
         text = processor.tokenizer.encode(" " + u.text, add_special_tokens=False)
         items.append({"id": u.id, "language": "en", "input_features": feats, "tokens": prompt + text + [eot],
-                      "prompt_length": len(prompt)})
+                      "prompt_length": len(prompt), "num_samples": len(a)})
     batch = collate(items, eot)
     mask = (batch["labels"] != losses.IGNORE).float()
     teacher = copy.deepcopy(plain).requires_grad_(False)
     cache = TeacherCache(tempfile.mkdtemp(), "bundled:base", 64)
 
-    def step_time(model, use_teacher: str | None, bf16: bool) -> float:
+    def forward(model, trim: bool) -> torch.Tensor:
+        if not trim:
+            return model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]).logits
+        enc = encode(model, batch["input_features"], trimmed_frames(batch["num_samples"]))
+        return model(encoder_outputs=(enc,), decoder_input_ids=batch["decoder_input_ids"]).logits
+
+    def step_time(model, use_teacher: str | None, bf16: bool, trim: bool = False) -> float:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-5)
         times = []
@@ -103,8 +120,7 @@ def main() -> None:
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 clsr.set_language(model, "en")
-                logits = model(input_features=batch["input_features"],
-                               decoder_input_ids=batch["decoder_input_ids"]).logits
+                logits = forward(model, trim)
                 loss = losses.cross_entropy(logits, batch["labels"])
                 if use_teacher == "live":
                     with torch.no_grad():
@@ -132,11 +148,14 @@ def main() -> None:
     base_step = step_time(ft, None, False)
     print(f"| plain fine-tuning (all weights), fp32 | {base_step:.2f} | 1.00x |", flush=True)
     del ft
-    for label, teacher_mode, bf16 in (("DistilWhisper, cached teacher, fp32", "cache", False),
-                                      ("DistilWhisper, live teacher, fp32", "live", False),
-                                      ("DistilWhisper, cached teacher, bf16 autocast", "cache", True)):
+    rows = [("DistilWhisper, cached teacher, fp32", "cache", False, False),
+            ("DistilWhisper, live teacher, fp32", "live", False, False),
+            ("DistilWhisper, cached teacher, fp32, padding-free encoder (trim)", "cache", False, True)]
+    if args.bf16_steps:
+        rows.append(("DistilWhisper, cached teacher, bf16 autocast", "cache", True, False))
+    for label, teacher_mode, bf16, trim in rows:
         student = clsr.to_distilwhisper(copy.deepcopy(plain), ["en"]).train()
-        t = step_time(student, teacher_mode, bf16)
+        t = step_time(student, teacher_mode, bf16, trim)
         print(f"| {label} | {t:.2f} | {t / base_step:.2f}x |", flush=True)
 
 

@@ -69,6 +69,15 @@ def test_trim_frames(tiny):
     assert frames == 3000
 
 
+def test_full_window_encode_equals_transformers_encoder(tiny):
+    from distilwhisper.decoding import encode
+
+    model, processor = tiny
+    feats = processor.feature_extractor(_noise(4.0, 1), sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        assert torch.allclose(encode(model, feats, 3000), model.model.encoder(feats).last_hidden_state, atol=1e-5)
+
+
 def test_prompt_and_language_errors(tiny):
     model, processor = tiny
     decoder = WhisperDecoder(model, processor)

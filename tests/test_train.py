@@ -104,6 +104,12 @@ def test_each_method_learns_and_touches_only_its_parameters(method, tiny_dirs, m
     assert list((tmp_path / "tensorboard").glob("events.*"))
 
 
+def test_padding_free_training_learns(tiny_dirs, manifest, tmp_path):
+    train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, trim=True), progress=False)
+    first, last, _ = _ce_curve(tmp_path)
+    assert last < first * 0.8, (first, last)
+
+
 def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
     train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=4), progress=False)
     result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)

@@ -38,6 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                                 "top_k", "eval_every", "eval_limit", "seed", "kd")}
     overrides["languages"] = args.languages.split(",") if args.languages else None
     overrides["bf16"] = True if args.bf16 else None
+    overrides["trim"] = True if args.trim else None
     result = train(load_config(args.config, overrides), resume=args.resume)
     print(json.dumps(result.state))
     return 0
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: each epoch)")
     p.add_argument("--eval-limit", type=int, help="dev utterances used per evaluation")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
+    p.add_argument("--trim", action="store_true", help="padding-free encoding: encode only the frames holding "
+                   "audio (at least 15 s); one process only")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
     p.set_defaults(func=_cmd_train)

@@ -48,6 +48,26 @@ class Transcript:
     avg_logprob: float
 
 
+def trimmed_frames(num_samples: list[int], total: int = 3000) -> int:
+    """Mel frames to encode for a batch of clips: the longest plus a margin, rounded up to a bucket, at least
+    `TRIM_MIN_FRAMES`, at most the full window."""
+    longest = max(math.ceil(n / HOP) for n in num_samples) + TRIM_MARGIN
+    return min(total, max(TRIM_MIN_FRAMES, TRIM_BUCKET * math.ceil(longest / TRIM_BUCKET)))
+
+
+def encode(model: WhisperForConditionalGeneration, feats: torch.Tensor, frames: int) -> torch.Tensor:
+    """Encoder forward over the first `frames` mel frames (the stock encoder insists on all 3000); the layers are
+    the model's own modules, so it works for training (with gradients) and with CLSR blocks."""
+    encoder = model.model.encoder
+    x = feats[..., :frames].to(encoder.conv1.weight.dtype)
+    x = nn.functional.gelu(encoder.conv1(x))
+    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
+
+
 def quantize_decoder_int8(model: WhisperForConditionalGeneration) -> None:
     """Replace the decoder's and output projection's Linear layers by int8 dynamic-quantized ones, in place."""
     import warnings
@@ -92,12 +112,7 @@ class WhisperDecoder:
         count to encode: all 3000, or with `trim` the longest clip plus a margin, rounded up to a bucket."""
         fe = self.processor.feature_extractor
         feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        total = feats.shape[-1]
-        if not self.trim:
-            return feats, total
-        longest = max(math.ceil(len(a) / HOP) for a in audios) + TRIM_MARGIN
-        frames = min(total, max(TRIM_MIN_FRAMES, TRIM_BUCKET * math.ceil(longest / TRIM_BUCKET)))
-        return feats, frames
+        return feats, trimmed_frames([len(a) for a in audios], feats.shape[-1]) if self.trim else feats.shape[-1]
 
     def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
         """`<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` (just SOT for English-only models)."""
@@ -117,16 +132,7 @@ class WhisperDecoder:
 
     # ----- model pieces -----------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, frames: int) -> torch.Tensor:
-        """Encoder forward over the first `frames` mel frames (the stock encoder insists on all 3000)."""
-        encoder = self.model.model.encoder
-        dtype = encoder.conv1.weight.dtype
-        x = feats[..., :frames].to(dtype)
-        x = nn.functional.gelu(encoder.conv1(x))
-        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
-        x = x + encoder.embed_positions.weight[: x.shape[1]]
-        for layer in encoder.layers:
-            x = layer(x, None)
-        return encoder.layer_norm(x)
+        return encode(self.model, feats, frames)
 
     def _step(self, tokens: torch.Tensor, enc: torch.Tensor, cache: EncoderDecoderCache) -> torch.Tensor:
         hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=enc, cache=cache,

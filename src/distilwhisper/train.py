@@ -70,6 +70,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0 = at the end of each epoch
     eval_limit: int | None = None
     bf16: bool = False
+    trim: bool = False  # encode only the frames holding audio (single process; see decoding.trimmed_frames)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -132,7 +133,7 @@ class SpeechDataset(Dataset):
         audio = load_audio(utt.audio)
         feats = self.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features[0]
         return {"id": utt.id, "language": utt.language, "input_features": feats, "tokens": self.tokens(utt),
-                "prompt_length": len(self.prompts[utt.language])}
+                "prompt_length": len(self.prompts[utt.language]), "num_samples": len(audio)}
 
 
 def collate(items: list[dict], pad: int) -> dict:
@@ -149,6 +150,7 @@ def collate(items: list[dict], pad: int) -> dict:
         labels[row, : it["prompt_length"] - 1] = losses.IGNORE  # language/task tokens are forced, not predicted
         dec_mask[row, :n] = 1.0
     return {"ids": [it["id"] for it in items], "language": items[0]["language"],
+            "num_samples": [it["num_samples"] for it in items],
             "input_features": torch.stack([it["input_features"] for it in items]),
             "decoder_input_ids": dec_in, "labels": labels, "decoder_mask": dec_mask}
 
@@ -187,11 +189,11 @@ class TeacherCache:
     the teacher's forward in every later epoch and run.  A file stores the tokens it was made for and is ignored
     when they differ (the transcript changed)."""
 
-    def __init__(self, directory: str | Path, teacher: str, top_k: int):
+    def __init__(self, directory: str | Path, teacher: str, top_k: int, trim: bool = False):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "teacher.json"
-        info = {"teacher": teacher, "top_k": top_k}
+        info = {"teacher": teacher, "top_k": top_k, "trim": trim}
         if meta.exists() and json.loads(meta.read_text()) != info:
             raise ValueError(f"{self.dir}: cache holds another teacher or top-k ({meta.read_text().strip()}); "
                              f"use another --teacher-cache for {info}")
@@ -292,7 +294,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         teacher, _ = load_model(config.teacher)
         check_teacher(decodable, teacher)
         teacher.requires_grad_(False).eval().to(accelerator.device)
-    cache = TeacherCache(config.teacher_cache, config.teacher, config.top_k) if config.teacher_cache else None
+    cache = (TeacherCache(config.teacher_cache, config.teacher, config.top_k, config.trim)
+             if config.teacher_cache else None)
+    if config.trim and accelerator.num_processes > 1:
+        raise ValueError("--trim runs the encoder outside the DDP wrapper: use it with one process")
 
     gen = decodable.generation_config
     eot = int(gen.eos_token_id)
@@ -373,7 +378,7 @@ def _tensorboard(out: Path):
 def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: int, total: int) -> dict:
     clsr.set_language(unwrapped, batch["language"])
     clsr.set_noise_scale(unwrapped, 5.0 * min(step / total, 1.0))
-    logits = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]).logits
+    logits = _forward(config, model, unwrapped, batch)
     labels, mask = batch["labels"], (batch["labels"] != losses.IGNORE).float()
     ce = losses.cross_entropy(logits, labels, config.label_smoothing)
     modules = clsr.clsr_modules(unwrapped)
@@ -392,12 +397,22 @@ def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: in
     return terms
 
 
+def _forward(config: TrainConfig, model, unwrapped, batch) -> torch.Tensor:
+    """Logits for the batch; with `trim` the encoder sees only the frames holding audio (padding-free)."""
+    if not config.trim:
+        return model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]).logits
+    from distilwhisper.decoding import encode, trimmed_frames
+
+    whisper = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+    enc = encode(whisper, batch["input_features"], trimmed_frames(batch["num_samples"]))
+    return model(encoder_outputs=(enc,), decoder_input_ids=batch["decoder_input_ids"]).logits
+
+
 def _kd(config: TrainConfig, teacher, cache, batch, logits, mask) -> torch.Tensor:
     cached = cache.get(batch["ids"], batch["decoder_input_ids"]) if cache else None
     if cached is None:
         with torch.no_grad():
-            t_logits = teacher(input_features=batch["input_features"].to(teacher.dtype),
-                               decoder_input_ids=batch["decoder_input_ids"]).logits
+            t_logits = _forward(config, teacher, teacher, batch)
         if cache is None:
             return losses.kd_loss_logits(logits, t_logits, mask, config.kd, config.temperature)
         cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"], t_logits)
