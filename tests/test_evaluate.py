@@ -79,3 +79,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "manifest not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_clip_failing_mid_run_is_reported_not_fatal(tiny, tmp_path, monkeypatch):
+    import distilwhisper.evaluate as ev
+    from distilwhisper.audio import AudioError
+
+    model, processor = tiny
+    manifest, out = _manifest(tmp_path), tmp_path / "out"
+    real_load = ev.load_audio
+
+    def flaky(path):
+        if path.endswith("2.wav"):
+            raise AudioError(f"{path}: unreadable audio (simulated)")
+        return real_load(path)
+
+    monkeypatch.setattr(ev, "load_audio", flaky)
+    summary = evaluate("tiny", manifest, out, batch_size=2, decoder=CountingDecoder(model, processor),
+                       progress=False)
+    assert summary["overall"]["utterances"] == 3
+    assert "u2: " in (out / "skipped.txt").read_text() and "simulated" in (out / "skipped.txt").read_text()

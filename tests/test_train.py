@@ -32,18 +32,15 @@ def tiny_dirs(tiny, tmp_path_factory):
     # larger initial weights than Whisper's 0.02: with the frozen tied embeddings of a 0.02 model, logits stay
     # near uniform whatever the FFNs learn, and expert-only methods could not show learning in a few steps
     config = WhisperConfig(**{**tiny_model.config.to_dict(), "init_std": 0.15})
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = tiny_model.generation_config
-    student = root / "student"
-    model.save_pretrained(student)
-    processor.save_pretrained(student)
-    torch.manual_seed(1)
-    teacher_model = WhisperForConditionalGeneration(config)
-    teacher_model.generation_config = model.generation_config
-    teacher = root / "teacher"
-    teacher_model.save_pretrained(teacher)
-    processor.save_pretrained(teacher)
+    paths = []
+    for seed, name in enumerate(("student", "teacher")):
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config)
+        model.generation_config = tiny_model.generation_config
+        model.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+        paths.append(root / name)
+    student, teacher = paths
     return str(student), str(teacher)
 
 

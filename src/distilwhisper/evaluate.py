@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from distilwhisper.audio import AudioError, load_audio
+from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from distilwhisper.clsr import attach_experts
 from distilwhisper.data.manifest import Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, WhisperDecoder
@@ -138,37 +138,48 @@ def evaluate(model: str, data: str | Path, out: str | Path, language: str | None
     return summary
 
 
+def _duration_or_zero(path: str) -> float:
+    """Sort key only: a file that broke since validation sorts first and is reported when its batch loads it."""
+    try:
+        return audio_duration(path)
+    except AudioError:
+        return 0.0
+
+
 def _decode_all(decoder: WhisperDecoder, todo: list[Utterance], results_path: Path, skipped_path: Path,
                 batch_size: int, beam_size: int, progress: bool) -> None:
-    durations: dict[str, float] = {}
-    audio_cache: dict[str, np.ndarray] = {}
-    with skipped_path.open("a", encoding="utf-8") as skipped:
-        for utt in todo:
-            try:
-                audio_cache[utt.id] = load_audio(utt.audio)
-                durations[utt.id] = len(audio_cache[utt.id]) / 16000
-            except AudioError as err:
-                skipped.write(f"{utt.id}: {err}\n")
-                tqdm.write(f"skipped {utt.id}: {err}")
-    todo = [u for u in todo if u.id in audio_cache]
+    """Decode in length-sorted batches; audio is read per batch (durations come from file headers), so memory stays
+    at one batch whatever the corpus size.  A clip that fails to decode is reported and skipped."""
+    durations = {u.id: _duration_or_zero(u.audio) for u in todo}
     bar = tqdm(total=len(todo), unit="utt", desc="decoding", disable=not progress, smoothing=0.1)
-    with results_path.open("a", encoding="utf-8") as results:
+    with results_path.open("a", encoding="utf-8") as results, skipped_path.open("a", encoding="utf-8") as skipped:
         for batch in _batches(todo, durations, batch_size):
+            audios, kept = [], []
+            for utt in batch:
+                try:
+                    audios.append(load_audio(utt.audio))
+                    kept.append(utt)
+                except AudioError as err:
+                    skipped.write(f"{utt.id}: {err}\n")
+                    tqdm.write(f"skipped {utt.id}: {err}")
+            bar.update(len(batch) - len(kept))
+            if not kept:
+                continue
             start = time.perf_counter()
-            transcripts = decoder.transcribe([audio_cache.pop(u.id) for u in batch], batch[0].language,
-                                             beam_size=beam_size)
-            per_utt = (time.perf_counter() - start) / len(batch)
-            for utt, tr in zip(batch, transcripts):
+            transcripts = decoder.transcribe(audios, kept[0].language, beam_size=beam_size)
+            per_utt = (time.perf_counter() - start) / len(kept)
+            for utt, audio, tr in zip(kept, audios, transcripts):
                 ref_norm, hyp_norm = normalize(utt.text, utt.language), normalize(tr.text, utt.language)
                 counts = error_counts(ref_norm, hyp_norm)
                 row = {"id": utt.id, "language": utt.language, "reference": utt.text, "hypothesis": tr.text,
                        "reference_norm": ref_norm, "hypothesis_norm": hyp_norm, **counts.__dict__,
-                       "audio_seconds": round(durations[utt.id], 3), "decode_seconds": round(per_utt, 4)}
+                       "audio_seconds": round(len(audio) / SAMPLE_RATE, 3), "decode_seconds": round(per_utt, 4)}
                 row.update({k: utt.metadata(k) for k in RESULT_METADATA})
                 row.update(utt.extra)
                 results.write(json.dumps(row, ensure_ascii=False) + "\n")
             results.flush()
-            bar.update(len(batch))
+            skipped.flush()
+            bar.update(len(kept))
     bar.close()
 
 
