@@ -22,7 +22,7 @@ import torch
 from distilwhisper import clsr, losses
 from distilwhisper.audio import load_audio
 from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.decoding import WhisperDecoder, encode, trimmed_frames
+from distilwhisper.decoding import WhisperDecoder, encode, prompt_tokens, trimmed_frames
 from distilwhisper.hub import load_model
 from distilwhisper.train import TeacherCache, collate
 
@@ -94,7 +94,7 @@ def inference_table(args, plain, processor, audios) -> None:
 def training_table(args, plain, processor, utts, audios) -> None:
     print(f"\n## (b) training step, batch {args.batch_size}, {args.threads} threads (median of {args.steps})\n")
     eot = 50257
-    prompt = [50258, 50259, 50359, 50363]
+    prompt = prompt_tokens(plain.generation_config, "en")
     items = []
     for u, a in zip(utts[:args.batch_size], audios):
         feats = processor.feature_extractor(a, sampling_rate=16000, return_tensors="pt").input_features[0]

@@ -48,6 +48,25 @@ class Transcript:
     avg_logprob: float
 
 
+def prompt_tokens(generation_config, language: str | None, task: str = "transcribe") -> list[int]:
+    """`<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` (just SOT and notimestamps for English-only
+    models): the prompt decoding forces and training labels carry."""
+    tokens = [int(generation_config.decoder_start_token_id)]
+    lang_to_id = getattr(generation_config, "lang_to_id", None) or {}
+    if lang_to_id:
+        if language is None:
+            raise ValueError("multilingual decoding needs a language (or call detect_language first)")
+        token = f"<|{check_language(language)}|>"
+        if token not in lang_to_id:
+            raise ValueError(f"model has no language token {token}")
+        tokens += [lang_to_id[token], generation_config.task_to_id[task]]
+    elif language not in (None, "en"):
+        raise ValueError(f"this model is English-only; cannot decode language {language!r}")
+    if getattr(generation_config, "no_timestamps_token_id", None) is not None:
+        tokens.append(int(generation_config.no_timestamps_token_id))
+    return tokens
+
+
 def trimmed_frames(num_samples: list[int], total: int = 3000) -> int:
     """Mel frames to encode for a batch of clips: the longest plus a margin, rounded up to a bucket, at least
     `TRIM_MIN_FRAMES`, at most the full window."""
@@ -96,9 +115,7 @@ class WhisperDecoder:
         gen = model.generation_config
         self.sot = int(gen.decoder_start_token_id)
         self.eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
-        self.no_timestamps = gen.no_timestamps_token_id
         self.lang_to_id = dict(getattr(gen, "lang_to_id", None) or {})
-        self.task_to_id = dict(getattr(gen, "task_to_id", None) or {})
         vocab = model.config.vocab_size
         self.suppress = torch.zeros(vocab, dtype=torch.bool)
         self.suppress[[t for t in (gen.suppress_tokens or []) if t < vocab]] = True
@@ -115,20 +132,8 @@ class WhisperDecoder:
         return feats, trimmed_frames([len(a) for a in audios], feats.shape[-1]) if self.trim else feats.shape[-1]
 
     def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
-        """`<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` (just SOT for English-only models)."""
-        tokens = [self.sot]
-        if self.lang_to_id:
-            if language is None:
-                raise ValueError("multilingual decoding needs a language (or call detect_language first)")
-            token = f"<|{check_language(language)}|>"
-            if token not in self.lang_to_id:
-                raise ValueError(f"model has no language token {token}")
-            tokens += [self.lang_to_id[token], self.task_to_id[task]]
-        elif language not in (None, "en"):
-            raise ValueError(f"this model is English-only; cannot decode language {language!r}")
-        if self.no_timestamps is not None:
-            tokens.append(int(self.no_timestamps))
-        return tokens
+        """The forced prompt of this model for `language` (see `prompt_tokens`)."""
+        return prompt_tokens(self.model.generation_config, language, task)
 
     # ----- model pieces -----------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, frames: int) -> torch.Tensor:

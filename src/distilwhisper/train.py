@@ -29,6 +29,7 @@ from tqdm import tqdm
 from distilwhisper import clsr, losses
 from distilwhisper.audio import load_audio
 from distilwhisper.data.manifest import Utterance, validate_manifest
+from distilwhisper.decoding import prompt_tokens
 from distilwhisper.hub import load_model
 from distilwhisper.languages import check as check_language
 
@@ -301,8 +302,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
 
     gen = decodable.generation_config
     eot = int(gen.eos_token_id)
-    prompts = {lang: [int(gen.decoder_start_token_id), gen.lang_to_id[f"<|{lang}|>"], gen.task_to_id["transcribe"],
-                      int(gen.no_timestamps_token_id)] for lang in config.languages}
+    prompts = {lang: prompt_tokens(gen, lang) for lang in config.languages}
     dataset = SpeechDataset(train_utts, processor, prompts, eot)
     sampler = LanguageBatches([u.language for u in train_utts], config.batch_size, config.seed)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda items: collate(items, eot))
