@@ -24,6 +24,7 @@ from distilwhisper.hub import load_model, resolve_ct2_dir
 from distilwhisper.audio import load_audio
 from distilwhisper.metrics import error_counts
 from distilwhisper.normalize import normalize
+from distilwhisper.quantize import quantize_dynamic_int8
 
 
 def wer(refs: list[tuple[str, str]], hyps: list[str]) -> float:
@@ -63,8 +64,10 @@ def main() -> None:
     rows: list[tuple[str, float, list[str], list[list[int]] | None]] = []
 
     def run_ours(name: str, batch: int, trim: bool, dtype: torch.dtype | None = None, int8: bool = False) -> None:
-        m = model if dtype is None and not int8 else load_model("bundled:base")[0]
-        dec = WhisperDecoder(m, processor, trim=trim, dtype=dtype, int8_decoder=int8)
+        m = model if dtype is None and not int8 else load_model("bundled:base", dtype=dtype or torch.float32)[0]
+        if int8:
+            quantize_dynamic_int8(m, parts=("decoder",))
+        dec = WhisperDecoder(m, processor, trim=trim)
         dec.transcribe(audios[:1], "en")  # warm-up
         texts: list[str] = [""] * len(utts)
         tokens: list[list[int]] = [[] for _ in utts]

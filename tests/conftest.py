@@ -49,6 +49,14 @@ def speech(tmp_path_factory):
     return utts
 
 
+@pytest.fixture(scope="session")
+def speech_manifest(speech, tmp_path_factory) -> Path:
+    """The `speech` clips as a manifest file."""
+    from distilwhisper.data.manifest import write_manifest
+
+    return write_manifest(tmp_path_factory.mktemp("speech-manifest") / "manifest.jsonl", speech, relative=False)
+
+
 def tone(seconds: float, rate: int = 16000, freq: float = 440.0) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)

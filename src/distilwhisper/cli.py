@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight", "ct2-int8", "ct2-int8_float32",
+              "ct2-float32")  # quantize.PRECISIONS, repeated so --help does not import torch
 EPILOG = "Models: bundled:base (offline), a CTranslate2/faster-whisper dir, a local HF dir, or a hub id."
 
 
@@ -24,9 +26,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.model, args.data, args.out, language=args.language, batch_size=args.batch_size,
                        beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads,
-                       experts=args.experts, split=args.split, domain=args.domain)
+                       experts=args.experts, split=args.split, domain=args.domain, precision=args.precision)
     print(summary_markdown(summary))
     print(f"results: {Path(args.out) / 'results.jsonl'}; summary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
+def _cmd_bias(args: argparse.Namespace) -> int:
+    from distilwhisper.bias import run_bias
+
+    run_bias(args.models.split(","), args.precisions.split(","), args.data.split(","), args.out,
+             batch_size=args.batch_size, per_language=args.per_language, trim=args.trim, threads=args.threads)
+    print(f"report: {Path(args.out) / 'report.md'} (tables: {args.out}/*.csv, figures: {args.out}/*.png)")
     return 0
 
 
@@ -166,7 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
                         " for its accuracy cost)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
     p.add_argument("--experts", help="DistilWhisper experts folder (from `train`) to load onto --model")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="weights/compute precision (see distilwhisper/quantize.py; default fp32); one this machine "
+                        "cannot run stops with the reason")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("bias", help="bias and quantization study: models x precisions x languages x speaker groups",
+                       epilog="Every model x precision is evaluated into OUT/evals/ (resumable), then OUT/report.md, "
+                              "OUT/*.csv and OUT/*.png are written. fp32 is always run: quantization effects are "
+                              "measured against it. " + EPILOG)
+    p.add_argument("--models", default="bundled:base",
+                   help="comma-separated model references (offline: bundled:base,bundled:tiny.en)")
+    p.add_argument("--precisions", default="fp32,int8-dynamic,int4-weight,ct2-int8",
+                   help=f"comma-separated, from {', '.join(PRECISIONS)}; ones this machine cannot run are reported "
+                        "as not run (default: fp32,int8-dynamic,int4-weight,ct2-int8)")
+    p.add_argument("--data", required=True, help="comma-separated manifests (ids unique across them)")
+    p.add_argument("--out", required=True, help="output folder; rerunning with it reuses finished evaluations")
+    p.add_argument("--per-language", type=int, help="use at most N utterances per language")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
+    p.add_argument("--trim", action="store_true", help="padding-free encoder for the torch precisions")
+    p.add_argument("--threads", type=int, help="torch/CTranslate2 threads (default: all cores)")
+    p.set_defaults(func=_cmd_bias)
 
     p = sub.add_parser("train", help="train DistilWhisper experts, or a baseline (clsr-ft, ft, lora)",
                        epilog="Defaults are the paper's (lr 1e-4, batch 16, 10 epochs, w_ce 0.25, w_kd 0.5, JS). "

@@ -6,10 +6,9 @@ every step, and users call it one clip at a time.  This decoder does only what s
   in Whisper's fixed 30 s window; cf. whisper.cpp's `audio_ctx`), bucketed to a multiple of `TRIM_BUCKET` frames
   and never under `TRIM_MIN_FRAMES`: on windows of 1-3 s whisper-base fell into repetition loops (benchmark WER
   260-300 %), a 10 s floor still looped on one clip in one of three runs, a 15 s floor kept WER unchanged;
-- optionally int8 decoder weights (`int8_decoder`): decoding is memory-bound here (each step reads all decoder and
-  output-projection weights; the 51865x512 projection alone is 106 MB in fp32), so 4x fewer weight bytes is the
-  decoder's lever.  It uses torch's fbgemm dynamic quantization: torchao's int8 weight-only CPU path measured 3x
-  slower than fp32 on this CPU.  The encoder (compute-bound) stays in full precision;
+- whatever precision the model was given (`quantize.py`): decoding is memory-bound here (each step reads all decoder
+  and output-projection weights; the 51865x512 projection alone is 106 MB in fp32), so int8 decoder weights are
+  the decoder's lever;
 - a key/value cache for self- and cross-attention; finished sequences leave the batch (their cache rows are dropped)
   so late steps cost only the unfinished ones;
 - the same token rules as `generate` (suppress list every step, begin-suppress on the first generated token), so
@@ -87,29 +86,12 @@ def encode(model: WhisperForConditionalGeneration, feats: torch.Tensor, frames: 
     return encoder.layer_norm(x)
 
 
-def quantize_decoder_int8(model: WhisperForConditionalGeneration) -> None:
-    """Replace the decoder's and output projection's Linear layers by int8 dynamic-quantized ones, in place."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {nn.Linear: per_channel_dynamic_qconfig}  # one scale per output row: the 51865-row projection needs it
-    with warnings.catch_warnings():  # the eager API is deprecated in favour of torchao, whose CPU path is slower
-        warnings.simplefilter("ignore")
-        model.model.decoder = quantize_dynamic(model.model.decoder, spec, dtype=torch.qint8)
-        model.proj_out = quantize_dynamic(nn.Sequential(model.proj_out), spec, dtype=torch.qint8)[0]
-
-
 class WhisperDecoder:
     """Batched greedy / beam decoding with a KV cache for one loaded Whisper model."""
 
     def __init__(self, model: WhisperForConditionalGeneration, processor: WhisperProcessor,
-                 trim: bool = False, dtype: torch.dtype | None = None, int8_decoder: bool = False) -> None:
+                 trim: bool = False) -> None:
         self.model = model.eval()
-        if dtype is not None:
-            self.model.to(dtype)
-        if int8_decoder:
-            quantize_decoder_int8(self.model)
         self.processor = processor
         self.trim = trim
         gen = model.generation_config
@@ -248,3 +230,34 @@ class WhisperDecoder:
             finished = [(s / (len(q) + 1), q, s / (len(q) + 1)) for s, q in zip(scores.tolist(), seqs)]
         best = max(finished, key=lambda f: f[0])
         return best[1], best[2]
+
+
+class CT2Decoder:
+    """CTranslate2 backend (plain models only) with `WhisperDecoder`'s interface: the same log-mel features and
+    forced prompts, so transcripts differ only by the engine and its compute type."""
+
+    def __init__(self, ct2_dir: str, processor: WhisperProcessor, generation_config, compute_type: str,
+                 threads: int | None = None) -> None:
+        import ctranslate2
+
+        self.ctranslate2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type,
+                                                intra_threads=threads or torch.get_num_threads())
+        self.processor, self.generation_config = processor, generation_config
+
+    def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
+                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> list[Transcript]:
+        if isinstance(languages, str) or languages is None:
+            languages = [languages] * len(audios)
+        if any(lang is None for lang in languages):
+            raise ValueError("the CTranslate2 backend decodes with a forced language; pass one per clip")
+        feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        prompts = [prompt_tokens(self.generation_config, lang) for lang in languages]
+        results = self.model.generate(self.ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), prompts,
+                                      beam_size=max(beam_size, 1), max_length=max_new_tokens, return_scores=True,
+                                      suppress_blank=True, suppress_tokens=[-1])
+        tokenizer = self.processor.tokenizer
+        return [Transcript(tokens=r.sequences_ids[0], language=lang,
+                           text=tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip(),
+                           avg_logprob=float(r.scores[0]) if r.scores else float("nan"))
+                for r, lang in zip(results, languages)]

@@ -20,13 +20,12 @@ import torch
 from tqdm import tqdm
 
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from distilwhisper.clsr import attach_experts
 from distilwhisper.data.manifest import Utterance, read_manifest
-from distilwhisper.decoding import MAX_NEW_TOKENS, WhisperDecoder
-from distilwhisper.hub import load_model
+from distilwhisper.decoding import MAX_NEW_TOKENS, CT2Decoder, WhisperDecoder
 from distilwhisper.languages import check as check_language, uses_characters
 from distilwhisper.metrics import corpus_rate, error_counts
 from distilwhisper.normalize import normalize
+from distilwhisper.quantize import load_variant
 
 # Metadata columns to break results down by; "a+b" groups on the pair of values
 GROUP_COLUMNS = ("gender", "age", "domain", "domain+gender", "split", "source", "condition")
@@ -90,11 +89,12 @@ def _batches(utterances: list[Utterance], durations: dict[str, float], size: int
 
 def evaluate(model: str, data: str | Path, out: str | Path, language: str | None = None, batch_size: int = 8,
              beam_size: int = 1, limit: int | None = None, trim: bool = False, threads: int | None = None,
-             decoder: WhisperDecoder | None = None, precision: str = "fp32", progress: bool = True,
+             decoder: WhisperDecoder | CT2Decoder | None = None, precision: str = "fp32", progress: bool = True,
              experts: str | None = None, split: str | None = None, domain: str | None = None) -> dict:
     """Evaluate `model` on a manifest into `out/`; returns the summary. Bad manifest lines are reported in
     `out/skipped.txt` and left out; audio that fails to decode mid-run is reported there too.  `language`,
-    `split` and `domain` keep only the matching utterances."""
+    `split` and `domain` keep only the matching utterances.  `precision` is one of `quantize.PRECISIONS`; the
+    loaded variant's weight size goes to `out/variant.json`."""
     out = Path(out)
     if language is not None:
         check_language(language)
@@ -127,10 +127,10 @@ def evaluate(model: str, data: str | Path, out: str | Path, language: str | None
     todo = [u for u in utterances if u.id not in done]
     if todo:
         if decoder is None:
-            loaded, processor = load_model(model)
-            if experts:
-                attach_experts(loaded, experts, sorted({u.language for u in todo}))
-            decoder = WhisperDecoder(loaded, processor, trim=trim)
+            variant = load_variant(model, precision, trim=trim, experts=experts,
+                                   languages=sorted({u.language for u in todo}), threads=threads)
+            (out / "variant.json").write_text(json.dumps(variant.info(), indent=1))
+            decoder = variant.decoder
         _decode_all(decoder, todo, results_path, skipped_path, batch_size, beam_size, progress)
     summary = summarize(results_path, out)
     summary["skipped_lines"] = len(problems)
@@ -146,7 +146,7 @@ def _duration_or_zero(path: str) -> float:
         return 0.0
 
 
-def _decode_all(decoder: WhisperDecoder, todo: list[Utterance], results_path: Path, skipped_path: Path,
+def _decode_all(decoder: WhisperDecoder | CT2Decoder, todo: list[Utterance], results_path: Path, skipped_path: Path,
                 batch_size: int, beam_size: int, progress: bool) -> None:
     """Decode in length-sorted batches; audio is read per batch (durations come from file headers), so memory stays
     at one batch whatever the corpus size.  A clip that fails to decode is reported and skipped."""

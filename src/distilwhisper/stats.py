@@ -1,0 +1,168 @@
+"""Significance tests on per-utterance error counts (the rows of `results.jsonl`).
+
+Every rate is a corpus rate (total errors / total reference units, in %), so every test resamples *utterances* and
+recomputes corpus rates, never averages per-utterance rates:
+- `paired_delta`: the same utterances under two systems (e.g. fp32 vs int8): paired bootstrap (Bisani & Ney 2004);
+- `group_gap`: two disjoint speaker groups under one system (e.g. female vs male): permutation test of the gap, and
+  a bootstrap interval resampling within each group;
+- `gap_change`: how a group gap moves between two systems on the same utterances (difference-in-differences):
+  bootstrap resampling utterances within each group, the same draw for both systems;
+- `spearman`: rank correlation across languages (e.g. WER vs log training hours).
+
+p-values treat utterances as independent; utterances of one speaker are not, so with few speakers per group a gap
+is a difference between those voices (the report prints speaker counts next to every gap).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FIELDS = {"wer": ("word_errors", "words"), "cer": ("char_errors", "chars")}
+N_RESAMPLES = 2000
+EXACT_UP_TO = 8  # pairs for which Spearman's p-value is computed exactly (8! orderings)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A difference in percentage points with its 95 % interval and two-sided p-value."""
+
+    value: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+    def as_dict(self, prefix: str = "") -> dict[str, float | int]:
+        return {f"{prefix}value" if prefix else "value": self.value, f"{prefix}low": self.low,
+                f"{prefix}high": self.high, f"{prefix}p": self.p, f"{prefix}n": self.n}
+
+    @property
+    def significant(self) -> bool:
+        return not math.isnan(self.p) and self.p < 0.05
+
+
+NAN = Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+
+
+def counts(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(errors, reference units) per row for `metric` ("wer" or "cer")."""
+    err, units = FIELDS[metric]
+    return (np.array([r[err] for r in rows], dtype=np.float64), np.array([r[units] for r in rows], dtype=np.float64))
+
+
+def rate(rows: list[dict], metric: str) -> float:
+    errors, units = counts(rows, metric)
+    return 100.0 * errors.sum() / units.sum() if units.sum() > 0 else float("nan")
+
+
+def _ratio(errors: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Row-wise 100 * sum(errors) / sum(units) of resampled (n_resamples, n) arrays."""
+    total = units.sum(axis=-1)
+    return 100.0 * errors.sum(axis=-1) / np.where(total > 0, total, np.nan)
+
+
+def _two_sided(draws: np.ndarray) -> float:
+    """Bootstrap p-value of 'the difference is zero': twice the smaller tail mass on either side of zero."""
+    draws = draws[~np.isnan(draws)]
+    if len(draws) == 0:
+        return float("nan")
+    tail = min(np.mean(draws <= 0), np.mean(draws >= 0))
+    return float(min(1.0, max(2 * tail, 1.0 / len(draws))))
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
+                 seed: int = 0) -> Estimate:
+    """rate(other) - rate(base) on the utterances both scored (matched by id)."""
+    other_by_id = {r["id"]: r for r in other}
+    pairs = [(r, other_by_id[r["id"]]) for r in base if r["id"] in other_by_id]
+    if not pairs:
+        return NAN
+    e_base, units = counts([a for a, _ in pairs], metric)
+    e_other, _ = counts([b for _, b in pairs], metric)
+    if units.sum() == 0:
+        return NAN
+    value = 100.0 * (e_other.sum() - e_base.sum()) / units.sum()
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(n_resamples, len(pairs)))
+    draws = _ratio(e_other[idx], units[idx]) - _ratio(e_base[idx], units[idx])
+    return Estimate(float(value), *_interval(draws), _two_sided(draws), len(pairs))
+
+
+def group_gap(first: list[dict], second: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
+              seed: int = 0) -> Estimate:
+    """rate(first) - rate(second) for two disjoint groups of utterances: permutation p-value (group labels
+    shuffled over the pooled utterances), bootstrap interval (each group resampled on its own)."""
+    if not first or not second:
+        return NAN
+    e1, u1 = counts(first, metric)
+    e2, u2 = counts(second, metric)
+    if u1.sum() == 0 or u2.sum() == 0:
+        return NAN
+    value = 100.0 * (e1.sum() / u1.sum() - e2.sum() / u2.sum())
+    rng = np.random.default_rng(seed)
+    errors, units = np.concatenate([e1, e2]), np.concatenate([u1, u2])
+    n1 = len(e1)
+    perms = np.argsort(rng.random((n_resamples, len(errors))), axis=1)
+    gaps = _ratio(errors[perms[:, :n1]], units[perms[:, :n1]]) - _ratio(errors[perms[:, n1:]], units[perms[:, n1:]])
+    p = (1 + np.sum(np.abs(gaps) >= abs(value) - 1e-9)) / (1 + n_resamples)
+    i1 = rng.integers(0, n1, size=(n_resamples, n1))
+    i2 = rng.integers(0, len(e2), size=(n_resamples, len(e2)))
+    draws = _ratio(e1[i1], u1[i1]) - _ratio(e2[i2], u2[i2])
+    return Estimate(float(value), *_interval(draws), float(p), len(errors))
+
+
+def gap_change(base: tuple[list[dict], list[dict]], other: tuple[list[dict], list[dict]], metric: str,
+               n_resamples: int = N_RESAMPLES, seed: int = 0) -> Estimate:
+    """(gap under `other`) - (gap under `base`), each gap = rate(group 1) - rate(group 2), on utterances scored by
+    both systems; bootstrap over utterances within each group, the same draw for both systems."""
+    rng = np.random.default_rng(seed)
+    gap_draws, gap_values, n = [], [], 0
+    arrays = []
+    for g in range(2):
+        other_by_id = {r["id"]: r for r in other[g]}
+        pairs = [(r, other_by_id[r["id"]]) for r in base[g] if r["id"] in other_by_id]
+        if not pairs:
+            return NAN
+        e_base, units = counts([a for a, _ in pairs], metric)
+        e_other, _ = counts([b for _, b in pairs], metric)
+        if units.sum() == 0:
+            return NAN
+        arrays.append((e_base, e_other, units))
+        n += len(pairs)
+    for e_base, e_other, units in arrays:
+        idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
+        gap_draws.append(_ratio(e_other[idx], units[idx]) - _ratio(e_base[idx], units[idx]))
+        gap_values.append(100.0 * (e_other.sum() - e_base.sum()) / units.sum())
+    value = gap_values[0] - gap_values[1]
+    draws = gap_draws[0] - gap_draws[1]
+    return Estimate(float(value), *_interval(draws), _two_sided(draws), n)
+
+
+def spearman(x: list[float], y: list[float]) -> tuple[float, float, int]:
+    """(rho, two-sided p, n) over the finite pairs; NaN when fewer than 3 pairs or a constant side.  Up to
+    `EXACT_UP_TO` pairs the p-value is exact (all orderings enumerated): the usual t approximation gives p ~ 0 for a
+    perfect ranking of 4 languages, whose exact p is 2/24."""
+    from scipy.stats import spearmanr
+
+    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return float("nan"), float("nan"), len(pairs)
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
+    result = spearmanr(xs, ys)
+    rho, p = float(result.statistic), float(result.pvalue)
+    if len(pairs) <= EXACT_UP_TO:
+        from itertools import permutations
+
+        from scipy.stats import rankdata
+
+        rx, ry = rankdata(xs), rankdata(ys)
+        rhos = np.array([np.corrcoef(rx, np.array(perm))[0, 1] for perm in permutations(ry)])
+        p = float(np.mean(np.abs(rhos) >= abs(rho) - 1e-9))
+    return rho, p, len(pairs)
