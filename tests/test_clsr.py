@@ -112,3 +112,18 @@ def test_expert_errors(tiny, tmp_path):
         clsr.attach_experts(copy.deepcopy(tiny[0]), exp)
     with pytest.raises(ExpertsError, match="not an experts directory"):
         clsr.attach_experts(copy.deepcopy(tiny[0]), tmp_path)
+
+
+def test_language_without_experts_decodes_on_the_shared_ffns(tiny):
+    """A DistilWhisper model serves untrained languages with the frozen original FFNs: same logits as the base."""
+    plain = tiny[0]
+    model = clsr.to_distilwhisper(copy.deepcopy(plain), ["ca"]).eval()
+    for block in clsr.clsr_modules(model):
+        torch.nn.init.normal_(block.experts["ca"].fc1.weight)  # experts that would change every output
+    feats = _features(1)
+    with pytest.raises(ExpertsError, match="no experts for language 'en'"):
+        clsr.set_language(model, "en")
+    clsr.set_language(model, "en", shared_fallback=True)
+    assert torch.equal(_logits(model, feats), _logits(plain, feats))
+    clsr.set_language(model, "ca")
+    assert not torch.allclose(_logits(model, feats), _logits(plain, feats))

@@ -70,6 +70,20 @@ def test_write_then_read_round_trip(tmp_path):
     assert problems == [] and back == utt
 
 
+def test_manifest_read_through_a_relative_path_gives_absolute_audio(tmp_path, monkeypatch):
+    """A manifest named relative to the cwd still yields usable paths after the cwd changes or the utterances are
+    rewritten elsewhere (e.g. combined into another folder's manifest)."""
+    write_wav(tmp_path / "corpus" / "clips" / "a.wav", 1.0)
+    (tmp_path / "corpus" / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "clips/a.wav", "text": "hola",
+                                                             "language": "es"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    (utt,), _ = read_manifest("corpus/m.jsonl")
+    monkeypatch.chdir(tmp_path / "corpus")
+    combined = write_manifest(tmp_path / "elsewhere" / "all.jsonl", [utt], relative=False)
+    (back,), problems = read_manifest(combined)
+    assert problems == [] and back.audio == str(tmp_path / "corpus" / "clips" / "a.wav")
+
+
 def _mp3(path, seconds=1.0):
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), tone(seconds, 48000), 48000, format="MP3")

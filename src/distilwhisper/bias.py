@@ -192,10 +192,16 @@ def languages_table(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
                           "training_hours": training_hours(language), "tier": resource_tier(language),
                           "metric": metric_of(language), "utterances": len(lang_rows),
                           "speakers": len({r.get("speaker") for r in lang_rows}),
-                          "sources": ",".join(sorted({str(r.get("source") or "?") for r in lang_rows})),
+                          "sources": ",".join(sorted({_source(r) for r in lang_rows})),
                           "wer": wer.value, "wer_low": wer.low, "wer_high": wer.high,
                           "cer": cer.value, "cer_low": cer.low, "cer_high": cer.high})
     return table
+
+
+def _source(row: dict) -> str:
+    """Where the audio comes from, with the TTS engine for synthetic speech (engine quality confounds language)."""
+    source = str(row.get("source") or "?")
+    return f"{source}:{row['engine']}" if row.get("engine") else source
 
 
 def resource_correlation(languages: list[dict], quantization: list[dict]) -> list[dict]:

@@ -41,6 +41,18 @@ def _cmd_bias(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from distilwhisper.demo import DemoConfig, run_demo
+
+    config = DemoConfig.make(
+        quick=args.quick, languages=args.languages.split(",") if args.languages else None,
+        control=args.control.split(",") if args.control else None, out=args.out, student=args.student,
+        teacher=args.teacher, compare=args.compare or None, per_language=args.per_language, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, scope=args.scope, threads=args.threads)
+    run_demo(config)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from distilwhisper.train import load_config, train
 
@@ -50,6 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides["languages"] = args.languages.split(",") if args.languages else None
     overrides["bf16"] = True if args.bf16 else None
     overrides["trim"] = True if args.trim else None
+    overrides["cache_encoder"] = True if args.cache_encoder else None
     result = train(load_config(args.config, overrides), resume=args.resume)
     print(json.dumps(result.state))
     return 0
@@ -182,6 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "cannot run stops with the reason")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser("demo", help="the whole story offline: corpus, base model, DistilWhisper experts, baselines",
+                       epilog="Default: about 30 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
+                              "FT and LoRA trained with the same data and steps. Rerunning with the same --out "
+                              "resumes every stage. " + EPILOG)
+    p.add_argument("--languages", help="target languages with offline TTS voices (default ca,cs)")
+    p.add_argument("--control", help="control languages, recorded asterisk prompts, never trained (default en,es)")
+    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks every stage in about 5 minutes")
+    p.add_argument("--compare", action="store_true", help="also train CLSR-FT, FT and LoRA (about 4x the training)")
+    p.add_argument("--student", help="student model (default bundled:base; paper: openai/whisper-small)")
+    p.add_argument("--teacher", help="teacher model (default bundled:base; paper: openai/whisper-large-v2)")
+    p.add_argument("--per-language", type=int, help="synthesised sentences per target language (default 60)")
+    p.add_argument("--steps", type=int, help="optimizer steps per method (default 300)")
+    p.add_argument("--batch-size", type=int, help="default 8")
+    p.add_argument("--lr", type=float, help="learning rate of experts/LoRA (default 1e-3; FT uses a tenth)")
+    p.add_argument("--scope", choices=("all", "encoder", "decoder"),
+                   help="layers that get experts (default decoder: the frozen encoder is then encoded once per clip)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.set_defaults(func=_cmd_demo)
+
     p = sub.add_parser("bias", help="bias and quantization study: models x precisions x languages x speaker groups",
                        epilog="Every model x precision is evaluated into OUT/evals/ (resumable), then OUT/report.md, "
                               "OUT/*.csv and OUT/*.png are written. fp32 is always run: quantization effects are "
@@ -225,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
     p.add_argument("--trim", action="store_true", help="padding-free encoding: encode only the frames holding "
                    "audio (at least 15 s); one process only")
+    p.add_argument("--cache-encoder", action="store_true",
+                   help="encode each clip once and keep the output in memory (needs --scope decoder with "
+                        "distilwhisper/clsr-ft: the encoder is then frozen); one process only")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
     p.set_defaults(func=_cmd_train)

@@ -28,6 +28,7 @@ from torch import nn
 from distilwhisper.languages import check as check_language
 
 GATE_HIDDEN = 64
+SHARED = "<shared>"  # set_language value for a language without experts: every block uses the shared FFN
 EXPERTS_CONFIG = "distilwhisper_experts.json"
 SCOPES = ("all", "encoder", "decoder")
 
@@ -79,6 +80,7 @@ class CLSRFeedForward(nn.Module):
         self.side = ""  # "encoder" or "decoder": decoder gates are averaged over real tokens only
         self.noise_scale = 0.0  # alpha, set by the trainer's schedule
         self.last_gate: torch.Tensor | None = None  # soft gate values of the last training forward (budget loss)
+        self.routed, self.seen = 0, 0  # tokens sent to the expert / seen at inference (see expert_fraction)
         for lang in languages:
             self.add_language(lang)
 
@@ -94,6 +96,8 @@ class CLSRFeedForward(nn.Module):
         self.last_gate = None
         if self.language is None:
             raise ExpertsError("no language selected: call distilwhisper.clsr.set_language(model, code) first")
+        if self.language == SHARED:
+            return self.shared(x)
         if self.language not in self.experts:
             raise ExpertsError(f"no experts for language {self.language!r}; trained: {', '.join(self.experts)}")
         expert, gate = self.experts[self.language], self.gates[self.language]
@@ -108,6 +112,8 @@ class CLSRFeedForward(nn.Module):
 
     def _route(self, x: torch.Tensor, to_expert: torch.Tensor, expert: nn.Module) -> torch.Tensor:
         """Hard routing: each FFN runs once, on its own tokens only."""
+        self.routed += int(to_expert.sum())
+        self.seen += to_expert.numel()
         if bool(to_expert.all()):
             return expert(x)
         if not bool(to_expert.any()):
@@ -153,11 +159,15 @@ def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
     return model
 
 
-def set_language(model: nn.Module, language: str) -> None:
-    """Select the experts every CLSR block uses (a batch holds one language); a no-op for plain models."""
+def set_language(model: nn.Module, language: str, shared_fallback: bool = False) -> None:
+    """Select the experts every CLSR block uses (a batch holds one language); a no-op for plain models.  A language
+    without experts is an error, or with `shared_fallback` runs on the shared FFNs: the frozen original model, which
+    is how a DistilWhisper model serves the languages it has no experts for."""
     modules = clsr_modules(model)
     if modules and language not in modules[0].experts:
-        raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(modules[0].experts)}")
+        if not shared_fallback:
+            raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(modules[0].experts)}")
+        language = SHARED
     for m in modules:
         m.language = language
 
@@ -165,6 +175,17 @@ def set_language(model: nn.Module, language: str) -> None:
 def set_noise_scale(model: nn.Module, alpha: float) -> None:
     for m in clsr_modules(model):
         m.noise_scale = alpha
+
+
+def expert_fraction(model: nn.Module, reset: bool = True) -> float | None:
+    """Share of tokens the hard gates sent to experts in inference forwards since the last reset (None if none):
+    the check that trained experts are used at all (gates that learned to avoid them leave the base model)."""
+    modules = clsr_modules(model)
+    routed, seen = sum(m.routed for m in modules), sum(m.seen for m in modules)
+    if reset:
+        for m in modules:
+            m.routed, m.seen = 0, 0
+    return routed / seen if seen else None
 
 
 def trained_languages(model: nn.Module) -> list[str]:
@@ -223,13 +244,17 @@ def read_experts_config(directory: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def attach_experts(model: nn.Module, directory: str | Path, languages: list[str] | None = None) -> nn.Module:
-    """Add saved experts to a plain Whisper model (converted in place); checks they belong to this model."""
+def attach_experts(model: nn.Module, directory: str | Path, languages: list[str] | None = None,
+                   missing_ok: bool = False) -> nn.Module:
+    """Add saved experts to a plain Whisper model (converted in place); checks they belong to this model.  With
+    `missing_ok`, requested languages without experts are left out (decoding runs them on the shared FFNs)."""
     directory = Path(directory)
     info = read_experts_config(directory)
     languages = languages or info["languages"]
     missing = [lang for lang in languages if not (directory / f"{lang}.safetensors").is_file()]
-    if missing:
+    if missing and missing_ok:
+        languages = [lang for lang in languages if lang not in missing] or info["languages"]
+    elif missing:
         raise ExpertsError(f"{directory}: no experts for {', '.join(missing)}; trained: "
                            f"{', '.join(_saved_languages(directory)) or 'none'}")
     config = model.config

@@ -156,7 +156,7 @@ class WhisperDecoder:
         if clsr.clsr_modules(self.model):
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
-            clsr.set_language(self.model, languages[0])
+            clsr.set_language(self.model, languages[0], shared_fallback=True)
         prompts = [self.prompt(lang) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distilwhisper.clsr import attach_experts
+from distilwhisper.clsr import attach_experts, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
 from distilwhisper.hub import load_model, resolve_ct2_dir, resolve_hf_dir
@@ -144,7 +144,8 @@ def ct2_weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> i
 
 def load_variant(model: str, precision: str, trim: bool = False, experts: str | None = None,
                  languages: list[str] | None = None, threads: int | None = None) -> Variant:
-    """`model` at `precision` (with `experts` attached for `languages`, torch precisions only)."""
+    """`model` at `precision` (with `experts` attached for those of `languages` they cover; the others decode on
+    the shared FFNs, i.e. the original model), torch precisions only for experts."""
     check_supported(precision, model, experts)
     if precision.startswith("ct2-"):
         from transformers import GenerationConfig, WhisperProcessor
@@ -157,7 +158,10 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
                        sum(t.numel() for t in variables.values()))
     whisper, processor = load_model(model)
     if experts:
-        attach_experts(whisper, experts, languages)
+        attach_experts(whisper, experts, languages, missing_ok=True)
+        missing = sorted(set(languages or []) - set(trained_languages(whisper)))
+        if missing:
+            print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")
     parameters = sum(p.numel() for p in whisper.parameters())
     if precision in ("fp16", "bf16"):
         whisper.to(torch.float16 if precision == "fp16" else torch.bfloat16)

@@ -72,6 +72,7 @@ class TrainConfig:
     eval_limit: int | None = None
     bf16: bool = False
     trim: bool = False  # encode only the frames holding audio (single process; see decoding.trimmed_frames)
+    cache_encoder: bool = False  # keep encoder outputs in memory (needs a frozen encoder: scope decoder)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -83,6 +84,9 @@ class TrainConfig:
             raise ValueError("--method distilwhisper needs --teacher (use clsr-ft to train experts without one)")
         if self.method != "distilwhisper" and (self.teacher or self.teacher_cache):
             raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
+        if self.cache_encoder and (self.method not in ("distilwhisper", "clsr-ft") or self.scope != "decoder"):
+            raise ValueError("--cache-encoder needs a frozen encoder: --method distilwhisper or clsr-ft with "
+                             f"--scope decoder (got --method {self.method} --scope {self.scope})")
 
 
 def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
@@ -231,6 +235,29 @@ class TeacherCache:
             tmp.replace(self._path(uid))
 
 
+class EncoderCache:
+    """Encoder outputs per (utterance, encoded frames), in memory.
+
+    With experts in the decoder only, the encoder is frozen and (Whisper's dropout being 0) deterministic, so a
+    clip's encoding never changes: computing it once removes the encoder -- most of a step's cost for short clips --
+    from every later epoch.  Memory: frames/2 x d_model floats per clip (1.5 MB for whisper-base on a trimmed 15 s
+    window), so it suits small training sets such as the demo's."""
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, int], torch.Tensor] = {}
+
+    def encode(self, whisper, batch: dict, frames: int) -> torch.Tensor:
+        from distilwhisper.decoding import encode
+
+        keys = [(uid, frames) for uid in batch["ids"]]
+        if all(k in self.store for k in keys):
+            return torch.stack([self.store[k] for k in keys])
+        with torch.no_grad():
+            enc = encode(whisper, batch["input_features"], frames)
+        self.store.update({k: e for k, e in zip(keys, enc)})
+        return enc
+
+
 # ----- model setup --------------------------------------------------------------------------------------------
 def build_student(config: TrainConfig):
     """The trainable model for the method, and what gets decoded for dev WER."""
@@ -297,8 +324,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         teacher.requires_grad_(False).eval().to(accelerator.device)
     cache = (TeacherCache(config.teacher_cache, config.teacher, config.top_k, config.trim)
              if config.teacher_cache else None)
-    if config.trim and accelerator.num_processes > 1:
-        raise ValueError("--trim runs the encoder outside the DDP wrapper: use it with one process")
+    if (config.trim or config.cache_encoder) and accelerator.num_processes > 1:
+        raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one process")
+    if config.cache_encoder and getattr(decodable.config, "dropout", 0.0):
+        raise ValueError(f"--cache-encoder: {config.student} has dropout {decodable.config.dropout}, so its encoder "
+                         "outputs are not deterministic in training")
+    encoder_cache = EncoderCache() if config.cache_encoder else None
 
     gen = decodable.generation_config
     eot = int(gen.eos_token_id)
@@ -330,7 +361,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         sampler.set_epoch(state["epoch"])
         for batch in loader:
             with accelerator.accumulate(model):
-                terms = _step(config, model, unwrapped, teacher, cache, batch, state["step"], total_steps)
+                terms = _step(config, model, unwrapped, teacher, cache, batch, state["step"], total_steps,
+                              encoder_cache)
                 accelerator.backward(terms["loss"])
                 optimizer.step()
                 scheduler.step()
@@ -369,16 +401,38 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     return TrainResult(state, unwrapped)
 
 
+def load_trained(out: str | Path):
+    """(model, processor, config) of what a `train` run kept under `out/best`, ready to decode: the student with its
+    experts (distilwhisper, clsr-ft), with its LoRA adapters merged (lora), or the fine-tuned model (ft)."""
+    out = Path(out)
+    if not (out / "config.json").is_file() or not (out / "best").is_dir():
+        raise ValueError(f"{out}: not a finished training run (needs config.json and best/)")
+    config = json.loads((out / "config.json").read_text())
+    method, best = config["method"], out / "best"
+    if method == "ft":
+        model, processor = load_model(str(best))
+        return model, processor, config
+    model, processor = load_model(config["student"])
+    if method == "lora":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(best)).merge_and_unload()
+    else:
+        clsr.attach_experts(model, best, config["languages"])
+    return model.eval(), processor, config
+
+
 def _tensorboard(out: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: int, total: int) -> dict:
+def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: int, total: int,
+          encoder_cache: EncoderCache | None = None) -> dict:
     clsr.set_language(unwrapped, batch["language"])
     clsr.set_noise_scale(unwrapped, 5.0 * min(step / total, 1.0))
-    logits = _forward(config, model, unwrapped, batch)
+    logits = _forward(config, model, unwrapped, batch, encoder_cache)
     labels, mask = batch["labels"], (batch["labels"] != losses.IGNORE).float()
     ce = losses.cross_entropy(logits, labels, config.label_smoothing)
     modules = clsr.clsr_modules(unwrapped)
@@ -397,14 +451,19 @@ def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: in
     return terms
 
 
-def _forward(config: TrainConfig, model, unwrapped, batch) -> torch.Tensor:
-    """Logits for the batch; with `trim` the encoder sees only the frames holding audio (padding-free)."""
-    if not config.trim:
+def _forward(config: TrainConfig, model, unwrapped, batch, encoder_cache: EncoderCache | None = None) -> torch.Tensor:
+    """Logits for the batch; with `trim` the encoder sees only the frames holding audio (padding-free); with an
+    encoder cache the frozen encoder runs once per clip."""
+    if not config.trim and encoder_cache is None:
         return model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]).logits
     from distilwhisper.decoding import encode, trimmed_frames
 
     whisper = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-    enc = encode(whisper, batch["input_features"], trimmed_frames(batch["num_samples"]))
+    frames = trimmed_frames(batch["num_samples"]) if config.trim else batch["input_features"].shape[-1]
+    if encoder_cache is not None:
+        enc = encoder_cache.encode(whisper, batch, frames)
+    else:
+        enc = encode(whisper, batch["input_features"], frames)
     return model(encoder_outputs=(enc,), decoder_input_ids=batch["decoder_input_ids"]).logits
 
 
@@ -434,6 +493,7 @@ def _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, sta
     from distilwhisper.evaluate import evaluate
 
     unwrapped.eval()
+    clsr.expert_fraction(unwrapped)  # reset the routing counters
     out = Path(config.out) / "dev" / f"step-{state['step']:07d}"
     shutil.rmtree(out, ignore_errors=True)
     dev_split = "dev" if any(u.split for u in validate_manifest(config.dev, check_audio=False)) else None
@@ -443,7 +503,12 @@ def _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, sta
     unwrapped.train()
     wer = summary["overall"]["wer"]["value"]
     writer.add_scalar("dev/wer", wer, state["step"])
-    tqdm.write(f"step {state['step']}: dev WER {wer:.2f}")
+    routed = clsr.expert_fraction(unwrapped)
+    if routed is not None:
+        writer.add_scalar("dev/expert_fraction", routed, state["step"])
+        state.setdefault("dev_expert_fraction", {})[str(state["step"])] = routed
+    tqdm.write(f"step {state['step']}: dev WER {wer:.2f}"
+               + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
     if state["best_dev_wer"] is None or wer < state["best_dev_wer"]:
         state["best_dev_wer"], state["best_step"] = wer, state["step"]
         _save_best(config, unwrapped, decodable, processor)

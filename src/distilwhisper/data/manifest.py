@@ -94,7 +94,7 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> tuple[list[Utte
             if not raw.strip():
                 continue
             try:
-                utt = _parse_line(raw, path.parent)
+                utt = _parse_line(raw, path.resolve().parent)  # absolute audio paths, whatever the cwd later
             except (json.JSONDecodeError, ValueError, TypeError) as err:
                 problems.append((number, f"invalid line: {err}"))
                 continue
@@ -149,8 +149,7 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance], relative: 
         for utt in utterances:
             row = utt.to_json()
             audio = Path(row["audio"]).resolve()
-            if relative and audio.is_relative_to(base):
-                row["audio"] = str(audio.relative_to(base))
+            row["audio"] = str(audio.relative_to(base) if relative and audio.is_relative_to(base) else audio)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path

@@ -1,0 +1,292 @@
+"""`distilwhisper demo`: the paper's story end to end on the embedded default, offline.
+
+1. corpus: synthetic speech for the target languages (in-domain voices: train/dev/test; other voices: an
+   out-of-domain test set) and real recorded speech for the control languages (asterisk prompts);
+2. the base model in fp32 and int8 on the three evaluation sets (in-domain, out-of-domain, control);
+3. DistilWhisper experts for the target languages (and with `compare` the baselines: CLSR-FT, FT, LoRA), with
+   the same data, steps and batch size;
+4. every trained system on the same three sets; languages a system has no experts for run on its shared FFNs;
+5. one table, `report.md` with the changes against the base model (paired bootstrap over utterances) and a figure.
+
+Every stage resumes: the corpus, each evaluation (`results.jsonl`) and each training run (`checkpoint/`) are
+reused by a rerun with the same `--out`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from distilwhisper import stats
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.data.manifest import read_manifest, write_manifest
+from distilwhisper.data.synth import synth_corpus
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.evaluate import evaluate, read_results
+from distilwhisper.train import TrainConfig, load_trained, train
+
+SETS = ("in-domain", "out-of-domain", "control")
+CONTROL = "control"
+NAMES = {"distilwhisper": "DistilWhisper", "clsr-ft": "CLSR-FT", "ft": "FT", "lora": "LoRA"}
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the default run (about 30 min on 2 CPU cores) and of `--quick` (about 5 min)."""
+
+    languages: list[str] = field(default_factory=lambda: ["ca", "cs"])
+    control: list[str] = field(default_factory=lambda: ["en", "es"])
+    out: str = "demo-out"
+    student: str = "bundled:base"
+    teacher: str = "bundled:base"
+    compare: bool = False
+    quick: bool = False
+    per_language: int = 60  # synthesised sentences per target language (half of them train)
+    control_per_language: int = 16
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3  # experts, gates and LoRA; full fine-tuning uses lr / 10
+    scope: str = "decoder"
+    threads: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def make(cls, quick: bool = False, **overrides) -> "DemoConfig":
+        base = cls(quick=True, per_language=10, control_per_language=3, steps=3, batch_size=4) if quick else cls()
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(base, key, value)
+        return base
+
+    def method_lr(self, method: str) -> float:
+        return self.lr / 10 if method == "ft" else self.lr
+
+
+@dataclass
+class System:
+    """One evaluated model: base (fp32 or int8) or a trained method."""
+
+    name: str
+    method: str  # "base" or a training method
+    directory: Path
+    trainable: int = 0
+    loaded: int = 0
+    train_seconds: float = 0.0
+
+
+def _stage(number: int, total: int, text: str) -> float:
+    print(f"\n[{number}/{total}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def build_corpus(config: DemoConfig, out: Path) -> tuple[Path, Path]:
+    """(training manifest of the target languages, evaluation manifest: test utterances + control speech)."""
+    synth = synth_corpus(config.languages, config.per_language, out / "corpus" / "synth", config.seed)
+    control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
+    for utt in control:
+        utt.domain = CONTROL
+    tests = [u for u in read_manifest(synth)[0] if u.split == "test"]
+    evaluation = write_manifest(out / "corpus" / "eval.jsonl", tests + control)
+    return synth, evaluation
+
+
+def _evaluate(system: System, model: str, evaluation: Path, config: DemoConfig, decoder=None,
+              precision: str = "fp32", experts: str | None = None) -> None:
+    evaluate(model, evaluation, system.directory, batch_size=config.batch_size, trim=True, threads=config.threads,
+             decoder=decoder, precision=precision, experts=experts)
+
+
+def _count(files: list[Path]) -> int:
+    """Parameters stored in safetensors files (what training produced: experts, adapters or the whole model)."""
+    total = 0
+    for path in files:
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> Path:
+    """Train (or resume, or reuse) one method; returns its run folder."""
+    run = out / "train" / method
+    experts = method in ("distilwhisper", "clsr-ft")
+    settings = TrainConfig(
+        method=method, student=config.student, languages=config.languages, train=str(train_manifest),
+        dev=str(train_manifest), out=str(run), teacher=config.teacher if method == "distilwhisper" else None,
+        teacher_cache=str(out / "teacher-cache") if method == "distilwhisper" else None,
+        max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method),
+        scope=config.scope if experts else "all", trim=True, cache_encoder=experts and config.scope == "decoder",
+        eval_every=config.steps if config.quick else max(config.steps // 3, 1), seed=config.seed)
+    settings.check()
+    seconds = run / "train_seconds.txt"
+    start = time.perf_counter()
+    train(settings, resume=(run / "checkpoint" / "state.json").exists())
+    if not seconds.exists() or float(seconds.read_text()) == 0.0:
+        seconds.write_text(f"{time.perf_counter() - start:.1f}\n")
+    return run
+
+
+def _system_rows(system: System) -> list[dict]:
+    return read_results(system.directory / "results.jsonl")
+
+
+def results_table(systems: list[System]) -> list[dict]:
+    """Per system and set: WER/CER pooled over the set's languages, change against the base fp32 (paired), speed."""
+    base_rows = _system_rows(systems[0])
+    table = []
+    for system in systems:
+        rows = _system_rows(system)
+        entry = {"system": system.name, "trainable_m": system.trainable / 1e6, "loaded_m": system.loaded / 1e6,
+                 "train_minutes": system.train_seconds / 60,
+                 "s_per_utt": sum(r["decode_seconds"] for r in rows) / max(len(rows), 1)}
+        for name in SETS:
+            got = [r for r in rows if r.get("domain") == name]
+            base = [r for r in base_rows if r.get("domain") == name]
+            delta = stats.paired_delta(base, got, "wer", seed=len(table))
+            entry.update({f"{name}_wer": stats.rate(got, "wer"), f"{name}_cer": stats.rate(got, "cer"),
+                          f"{name}_delta": delta.value, f"{name}_delta_low": delta.low,
+                          f"{name}_delta_high": delta.high, f"{name}_p": delta.p, f"{name}_n": len(got)})
+        table.append(entry)
+    return table
+
+
+def language_table(systems: list[System]) -> list[dict]:
+    """WER/CER per system, set and language."""
+    table = []
+    for system in systems:
+        rows = _system_rows(system)
+        for name in SETS:
+            for language in sorted({r["language"] for r in rows if r.get("domain") == name}):
+                got = [r for r in rows if r.get("domain") == name and r["language"] == language]
+                table.append({"system": system.name, "set": name, "language": language, "utterances": len(got),
+                              "wer": stats.rate(got, "wer"), "cer": stats.rate(got, "cer")})
+    return table
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def table_markdown(table: list[dict]) -> str:
+    lines = ["| system | in-domain WER / CER | out-of-domain WER / CER | control WER / CER | trainable (M) | "
+             "loaded (M) | train (min) | s/utt |", "|---|---|---|---|---|---|---|---|"]
+    for e in table:
+        cells = [f"{_fmt(e[f'{s}_wer'])} / {_fmt(e[f'{s}_cer'])}" for s in SETS]
+        trained = e["trainable_m"] > 0
+        lines.append(f"| {e['system']} | {' | '.join(cells)} | {_fmt(e['trainable_m']) if trained else '-'} | "
+                     f"{_fmt(e['loaded_m'])} | {_fmt(e['train_minutes']) if trained else '-'} | "
+                     f"{_fmt(e['s_per_utt'], 2)} |")
+    return "\n".join(lines)
+
+
+def _sentence(entry: dict, base: str, name: str) -> str:
+    value, low, high, p = (entry[f"{name}_delta"], entry[f"{name}_delta_low"], entry[f"{name}_delta_high"],
+                           entry[f"{name}_p"])
+    if value != value:
+        return f"- {entry['system']}, {name}: no utterances."
+    if p < 0.05:
+        verdict = "lower than" if value < 0 else "higher than"
+        verdict = f"significantly {verdict} {base} (p {'< 0.001' if p < 0.001 else f'= {p:.3f}'})"
+    else:
+        verdict = f"not significantly different from {base} (p = {p:.3f})"
+    return (f"- {entry['system']}, {name}: WER {_fmt(entry[f'{name}_wer'])}, change {value:+.1f} points "
+            f"[{low:+.1f}, {high:+.1f}] against {base}: {verdict}.")
+
+
+def figure(table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    width = 0.8 / len(table)
+    for k, entry in enumerate(table):
+        ax.bar([i + k * width for i in range(len(SETS))], [entry[f"{s}_wer"] for s in SETS], width,
+               label=entry["system"])
+    ax.set_xticks([i + width * (len(table) - 1) / 2 for i in range(len(SETS))], SETS)
+    ax.set_ylabel("WER %")
+    ax.set_title("WER per evaluation set")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float]) -> str:
+    base = table[0]["system"]
+    lines = ["# DistilWhisper demo", "",
+             f"Target languages {', '.join(config.languages)} (synthetic speech: in-domain voices for training and "
+             f"the in-domain test, other voices for the out-of-domain test); control languages "
+             f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
+             f"{config.student}, teacher {config.teacher}; {config.steps} steps of batch {config.batch_size}, "
+             f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), CLSR experts in the "
+             f"{'encoder and decoder' if config.scope == 'all' else config.scope} layers, greedy decoding, "
+             "padding-free encoder.", "",
+             table_markdown(table), "",
+             "WER/CER in % pooled over the set's languages; trainable = parameters updated by training; loaded = "
+             "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "
+             "time per utterance in this run.", "", "## Changes against the base model", "",
+             "Paired bootstrap over the same utterances (95 % intervals).", ""]
+    lines += [_sentence(entry, base, name) for entry in table[1:] for name in SETS]
+    lines += ["", "## Per language", "", "| system | set | language | utts | WER | CER |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r['system']} | {r['set']} | {r['language']} | {r['utterances']} | {_fmt(r['wer'])} | "
+              f"{_fmt(r['cer'])} |" for r in languages]
+    lines += ["", "## Time per stage", "", "| stage | minutes |", "|---|---|"]
+    lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
+    lines += ["", "![WER per evaluation set](demo.png)", ""]
+    return "\n".join(lines)
+
+
+def run_demo(config: DemoConfig) -> list[dict]:
+    """Run every stage (resuming finished ones); prints the table and writes `out/report.md`; returns the table."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo.json").write_text(json.dumps(asdict(config), indent=1))
+    methods = ["distilwhisper"] + (["clsr-ft", "ft", "lora"] if config.compare else [])
+    total = 3 + len(methods)
+    timings: dict[str, float] = {}
+    start = _stage(1, total, f"corpus: synthetic {','.join(config.languages)}, recorded {','.join(config.control)}")
+    train_manifest, evaluation = build_corpus(config, out)
+    timings["corpus"] = time.perf_counter() - start
+
+    start = _stage(2, total, f"base model {config.student}: fp32 and int8 on in-domain, out-of-domain, control")
+    systems = [System(f"{config.student} fp32", "base", out / "eval" / "base-fp32"),
+               System(f"{config.student} int8", "base", out / "eval" / "base-int8")]
+    for system, precision in zip(systems, ("fp32", "int8-dynamic")):
+        _evaluate(system, config.student, evaluation, config, precision=precision)
+        system.loaded = json.loads((system.directory / "variant.json").read_text())["parameters"] \
+            if (system.directory / "variant.json").exists() else 0
+    timings["base evaluation"] = time.perf_counter() - start
+
+    for k, method in enumerate(methods):
+        start = _stage(3 + k, total, f"{NAMES[method]}: train {config.steps} steps, then evaluate")
+        run = train_system(method, config, train_manifest, out)
+        model, processor, _ = load_trained(run)
+        system = System(NAMES[method], method, out / "eval" / method,
+                        train_seconds=float((run / "train_seconds.txt").read_text()),
+                        trainable=_count(sorted((run / "best").glob("*.safetensors"))),
+                        loaded=sum(p.numel() for p in model.parameters()))
+        _evaluate(system, f"{method}:{run}", evaluation, config, decoder=WhisperDecoder(model, processor, trim=True))
+        systems.append(system)
+        timings[f"{NAMES[method]} (train + evaluate)"] = time.perf_counter() - start
+
+    start = _stage(total, total, "report")
+    table = results_table(systems)
+    languages = language_table(systems)
+    figure(table, out / "demo.png")
+    (out / "results.json").write_text(json.dumps({"table": table, "languages": languages}, indent=1))
+    timings["report"] = time.perf_counter() - start
+    (out / "report.md").write_text(report_markdown(config, table, languages, timings), encoding="utf-8")
+    print("\n" + table_markdown(table))
+    print(f"\nreport: {out / 'report.md'}")
+    return table

@@ -1,0 +1,57 @@
+"""`distilwhisper demo --quick` end to end on the bundled model and the offline corpus, then `--compare` resuming
+from it (only the baselines are trained and evaluated on top)."""
+
+import json
+import time
+
+import pytest
+
+from distilwhisper.cli import main
+from distilwhisper.evaluate import read_results
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    start = time.perf_counter()
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_within_five_minutes(quick_demo):
+    out, seconds = quick_demo
+    assert seconds < 300, f"demo --quick took {seconds:.0f} s"
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert [row["system"] for row in table] == ["bundled:base fp32", "bundled:base int8", "DistilWhisper"]
+    base, _, distil = table
+    for name in ("in-domain", "out-of-domain", "control"):
+        assert base[f"{name}_n"] > 0 and base[f"{name}_n"] == distil[f"{name}_n"]
+    # control languages have no experts: they decode on the frozen shared FFNs, i.e. exactly the base model
+    hyps = {r["id"]: r["hypothesis"] for r in read_results(out / "eval" / "base-fp32" / "results.jsonl")
+            if r["domain"] == "control"}
+    assert hyps and all(hyps[r["id"]] == r["hypothesis"]
+                        for r in read_results(out / "eval" / "distilwhisper" / "results.jsonl") if r["id"] in hyps)
+    assert distil["control_delta"] == 0
+    assert 0 < distil["trainable_m"] < distil["loaded_m"]
+    assert sorted(p.name for p in (out / "train" / "distilwhisper" / "best").glob("*.safetensors")) == \
+        ["ca.safetensors", "cs.safetensors"]
+    report = (out / "report.md").read_text()
+    assert "| DistilWhisper |" in report and "## Changes against the base model" in report
+    assert (out / "demo.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsys):
+    out, _ = quick_demo
+    before = (out / "eval" / "distilwhisper" / "results.jsonl").read_text()
+    assert main(["demo", "--quick", "--compare", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("DistilWhisper", "CLSR-FT", "FT", "LoRA"):
+        assert f"| {name} |" in printed
+    assert (out / "eval" / "distilwhisper" / "results.jsonl").read_text() == before  # reused, not redone
+    table = {row["system"]: row for row in json.loads((out / "results.json").read_text())["table"]}
+    assert table["FT"]["trainable_m"] == pytest.approx(table["bundled:base fp32"]["loaded_m"], rel=0.01)
+    assert 0 < table["LoRA"]["trainable_m"] < table["FT"]["trainable_m"]
+    assert table["LoRA"]["loaded_m"] == pytest.approx(table["FT"]["loaded_m"])  # adapters merged for inference
+    assert table["CLSR-FT"]["control_delta"] == 0
