@@ -78,6 +78,7 @@ class System:
     trainable: int = 0
     loaded: int = 0
     train_seconds: float = 0.0
+    routed: float | None = None  # share of dev tokens the hard gates sent to experts (CLSR methods)
 
 
 def _stage(number: int, total: int, text: str) -> float:
@@ -143,6 +144,7 @@ def results_table(systems: list[System]) -> list[dict]:
     for system in systems:
         rows = _system_rows(system)
         entry = {"system": system.name, "trainable_m": system.trainable / 1e6, "loaded_m": system.loaded / 1e6,
+                 "routed_to_experts": system.routed,
                  "train_minutes": system.train_seconds / 60,
                  "s_per_utt": sum(r["decode_seconds"] for r in rows) / max(len(rows), 1)}
         for name in SETS:
@@ -232,7 +234,11 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
              table_markdown(table), "",
              "WER/CER in % pooled over the set's languages; trainable = parameters updated by training; loaded = "
              "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "
-             "time per utterance in this run.", "", "## Changes against the base model", "",
+             "time per utterance in this run.", ""]
+    lines += [f"{e['system']}: at the kept checkpoint the hard gates sent {100 * e['routed_to_experts']:.0f} % of the "
+              "dev tokens to the experts (0 % would make it the base model)." for e in table
+              if e.get("routed_to_experts") is not None]
+    lines += ["", "## Changes against the base model", "",
              "Paired bootstrap over the same utterances (95 % intervals).", ""]
     lines += [_sentence(entry, base, name) for entry in table[1:] for name in SETS]
     lines += ["", "## Per language", "", "| system | set | language | utts | WER | CER |",
@@ -272,8 +278,10 @@ def run_demo(config: DemoConfig) -> list[dict]:
         start = _stage(3 + k, total, f"{NAMES[method]}: train {config.steps} steps, then evaluate")
         run = train_system(method, config, train_manifest, out)
         model, processor, _ = load_trained(run)
+        state = json.loads((run / "checkpoint" / "state.json").read_text())
         system = System(NAMES[method], method, out / "eval" / method,
                         train_seconds=float((run / "train_seconds.txt").read_text()),
+                        routed=state.get("dev_expert_fraction", {}).get(str(state["best_step"])),
                         trainable=_count(sorted((run / "best").glob("*.safetensors"))),
                         loaded=sum(p.numel() for p in model.parameters()))
         _evaluate(system, f"{method}:{run}", evaluation, config, decoder=WhisperDecoder(model, processor, trim=True))
