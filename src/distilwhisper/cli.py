@@ -196,14 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="the whole story offline: corpus, base model, DistilWhisper experts, baselines",
-                       epilog="Default: about 30 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
+                       epilog="Default: about 20 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
                               "FT and LoRA trained with the same data and steps. Rerunning with the same --out "
                               "resumes every stage. " + EPILOG)
     p.add_argument("--languages", help="target languages with offline TTS voices (default ca,cs)")
     p.add_argument("--control", help="control languages, recorded asterisk prompts, never trained (default en,es)")
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks every stage in about 5 minutes")
-    p.add_argument("--compare", action="store_true", help="also train CLSR-FT, FT and LoRA (about 4x the training)")
+    p.add_argument("--compare", action="store_true",
+                   help="also train CLSR-FT, FT and LoRA; FT and LoRA update encoder layers too, so their steps "
+                        "cost several times a decoder-expert step")
     p.add_argument("--student", help="student model (default bundled:base; paper: openai/whisper-small)")
     p.add_argument("--teacher", help="teacher model (default bundled:base; paper: openai/whisper-large-v2)")
     p.add_argument("--per-language", type=int, help="synthesised sentences per target language (default 60)")
