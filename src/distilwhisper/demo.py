@@ -29,6 +29,7 @@ from distilwhisper.data.manifest import read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import evaluate, read_results
+from distilwhisper.report import pyplot, save_figure
 from distilwhisper.train import TrainConfig, load_trained, train
 
 SETS = ("in-domain", "out-of-domain", "control")
@@ -202,23 +203,14 @@ def _sentence(entry: dict, base: str, name: str) -> str:
 
 
 def figure(table: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    """Grouped bars: WER of every system on each evaluation set."""
+    fig, ax = pyplot().subplots(figsize=(7.5, 4))
     width = 0.8 / len(table)
     for k, entry in enumerate(table):
         ax.bar([i + k * width for i in range(len(SETS))], [entry[f"{s}_wer"] for s in SETS], width,
                label=entry["system"])
     ax.set_xticks([i + width * (len(table) - 1) / 2 for i in range(len(SETS))], SETS)
-    ax.set_ylabel("WER %")
-    ax.set_title("WER per evaluation set")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, path, "WER per evaluation set", "", "WER %")
 
 
 def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float]) -> str:

@@ -62,7 +62,8 @@ def _verdict(p: float) -> str:
 
 
 # ----- figures ------------------------------------------------------------------------------------------------
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display here or on servers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,11 +72,23 @@ def _plt():
     return plt
 
 
+def save_figure(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> bool:
+    """Label, legend, write as PNG and free the figure (the common tail of every figure)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return True
+
+
 def figure_rate_vs_hours(result: BiasResult, path: Path) -> bool:
     """Error rate against training hours (log scale), one series per model x precision."""
     if not any(r["training_hours"] for r in result.languages):
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: dict[tuple[str, str], list[dict]] = {}
     for row in result.languages:
@@ -91,14 +104,8 @@ def figure_rate_vs_hours(result: BiasResult, path: Path) -> bool:
                 ax.annotate(r["language"], (r["training_hours"], r[r["metric"]]), textcoords="offset points",
                             xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("Whisper training hours of the language (log)")
-    ax.set_ylabel("error rate % (WER; CER for languages without spaces)")
-    ax.set_title("Error rate vs resource level")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, ax, path, "Error rate vs resource level", "Whisper training hours of the language (log)",
+                       "error rate % (WER; CER for languages without spaces)")
 
 
 def figure_delta_per_tier(result: BiasResult, path: Path) -> bool:
@@ -106,7 +113,7 @@ def figure_delta_per_tier(result: BiasResult, path: Path) -> bool:
     rows = [r for r in result.quantization if r["scope"] == "tier"]
     if not rows:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     tiers = sorted({r["group"] for r in rows}, key=["high", "medium", "low", "very-low"].index)
     variants = sorted({(r["model"], r["precision"]) for r in rows}, key=_variant_order)
@@ -120,14 +127,8 @@ def figure_delta_per_tier(result: BiasResult, path: Path) -> bool:
         ax.bar(xs, ys, width, yerr=err, capsize=3, label=" ".join(variant))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([i + width * (len(variants) - 1) / 2 for i in range(len(tiers))], tiers)
-    ax.set_xlabel("resource tier (Whisper training hours)")
-    ax.set_ylabel("error-rate change vs fp32 (points)")
-    ax.set_title("Quantization effect per resource tier")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, ax, path, "Quantization effect per resource tier", "resource tier (Whisper training hours)",
+                       "error-rate change vs fp32 (points)")
 
 
 def figure_speaker_gaps(result: BiasResult, path: Path) -> bool:
@@ -135,7 +136,7 @@ def figure_speaker_gaps(result: BiasResult, path: Path) -> bool:
     rows = result.speakers
     if not rows:
         return False
-    plt = _plt()
+    plt = pyplot()
     labels = sorted({(r["language"], r["column"], r["group"], r["versus"]) for r in rows})
     variants = sorted({(r["model"], r["precision"]) for r in rows}, key=_variant_order)
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(labels), 1) * max(len(variants), 1) ** 0.5))
@@ -151,13 +152,7 @@ def figure_speaker_gaps(result: BiasResult, path: Path) -> bool:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks([i + height * (len(variants) - 1) / 2 for i in range(len(labels))],
                   [f"{lang} {col}: {a} − {b}" for lang, col, a, b in labels], fontsize=8)
-    ax.set_xlabel("error-rate gap (points)")
-    ax.set_title("Speaker-related gaps")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, ax, path, "Speaker-related gaps", "error-rate gap (points)", "")
 
 
 # ----- markdown -----------------------------------------------------------------------------------------------

@@ -78,21 +78,36 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def paired_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0) -> Estimate:
-    """rate(other) - rate(base) on the utterances both scored (matched by id)."""
+def _paired_counts(base: list[dict], other: list[dict], metric: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(errors under base, errors under other, reference units) of the utterances both scored (matched by id);
+    None when there are none or they hold no reference units."""
     other_by_id = {r["id"]: r for r in other}
     pairs = [(r, other_by_id[r["id"]]) for r in base if r["id"] in other_by_id]
     if not pairs:
-        return NAN
+        return None
     e_base, units = counts([a for a, _ in pairs], metric)
     e_other, _ = counts([b for _, b in pairs], metric)
-    if units.sum() == 0:
-        return NAN
-    value = 100.0 * (e_other.sum() - e_base.sum()) / units.sum()
-    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(n_resamples, len(pairs)))
+    return None if units.sum() == 0 else (e_base, e_other, units)
+
+
+def _delta_draws(paired: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator,
+                 n_resamples: int) -> tuple[float, np.ndarray]:
+    """rate(other) - rate(base) of paired counts, and its bootstrap draws (utterances resampled, same draw for both)."""
+    e_base, e_other, units = paired
+    idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
     draws = _ratio(e_other[idx], units[idx]) - _ratio(e_base[idx], units[idx])
-    return Estimate(float(value), *_interval(draws), _two_sided(draws), len(pairs))
+    return 100.0 * (e_other.sum() - e_base.sum()) / units.sum(), draws
+
+
+def paired_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
+                 seed: int = 0) -> Estimate:
+    """rate(other) - rate(base) on the utterances both scored (matched by id)."""
+    paired = _paired_counts(base, other, metric)
+    if paired is None:
+        return NAN
+    value, draws = _delta_draws(paired, np.random.default_rng(seed), n_resamples)
+    return Estimate(float(value), *_interval(draws), _two_sided(draws), len(paired[2]))
 
 
 def group_gap(first: list[dict], second: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
@@ -122,27 +137,13 @@ def gap_change(base: tuple[list[dict], list[dict]], other: tuple[list[dict], lis
                n_resamples: int = N_RESAMPLES, seed: int = 0) -> Estimate:
     """(gap under `other`) - (gap under `base`), each gap = rate(group 1) - rate(group 2), on utterances scored by
     both systems; bootstrap over utterances within each group, the same draw for both systems."""
+    arrays = [_paired_counts(base[g], other[g], metric) for g in range(2)]
+    if any(a is None for a in arrays):
+        return NAN
     rng = np.random.default_rng(seed)
-    gap_draws, gap_values, n = [], [], 0
-    arrays = []
-    for g in range(2):
-        other_by_id = {r["id"]: r for r in other[g]}
-        pairs = [(r, other_by_id[r["id"]]) for r in base[g] if r["id"] in other_by_id]
-        if not pairs:
-            return NAN
-        e_base, units = counts([a for a, _ in pairs], metric)
-        e_other, _ = counts([b for _, b in pairs], metric)
-        if units.sum() == 0:
-            return NAN
-        arrays.append((e_base, e_other, units))
-        n += len(pairs)
-    for e_base, e_other, units in arrays:
-        idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
-        gap_draws.append(_ratio(e_other[idx], units[idx]) - _ratio(e_base[idx], units[idx]))
-        gap_values.append(100.0 * (e_other.sum() - e_base.sum()) / units.sum())
-    value = gap_values[0] - gap_values[1]
-    draws = gap_draws[0] - gap_draws[1]
-    return Estimate(float(value), *_interval(draws), _two_sided(draws), n)
+    (value1, draws1), (value2, draws2) = (_delta_draws(a, rng, n_resamples) for a in arrays)
+    value, draws = value1 - value2, draws1 - draws2
+    return Estimate(float(value), *_interval(draws), _two_sided(draws), sum(len(a[2]) for a in arrays))
 
 
 def spearman(x: list[float], y: list[float]) -> tuple[float, float, int]:
