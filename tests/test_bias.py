@@ -91,3 +91,14 @@ def test_bias_run_on_bundled_models(tmp_path, speech_manifest, capsys):
     assert "decoding" not in capsys.readouterr().err
     assert {p: len(p.read_text().splitlines()) for p in out.rglob("results.jsonl")} == lines
     assert json.loads((out / "runs.json").read_text())[0]["model"] == "bundled:base"
+
+
+def test_bias_rejects_clashing_ids_and_empty_data(tmp_path, speech_manifest):
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(speech_manifest.read_text())
+    with pytest.raises(ValueError, match=r"utterance id '.*' is also in .*manifest\.jsonl; ids must be unique"):
+        bias.combine_manifests([str(speech_manifest), str(copy)], tmp_path / "out")
+    empty = tmp_path / "bad.jsonl"
+    empty.write_text('{"id": "x", "audio": "missing.wav", "text": "hola", "language": "es"}\n')
+    with pytest.raises(ValueError, match="no usable utterance in"):
+        bias.combine_manifests([str(empty)], tmp_path / "out2")

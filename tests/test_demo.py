@@ -55,3 +55,13 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
     assert 0 < table["LoRA"]["trainable_m"] < table["FT"]["trainable_m"]
     assert table["LoRA"]["loaded_m"] == pytest.approx(table["FT"]["loaded_m"])  # adapters merged for inference
     assert table["CLSR-FT"]["control_delta"] == 0
+
+
+def test_demo_names_a_target_language_without_voices(tmp_path, capsys):
+    assert main(["demo", "--quick", "--languages", "zz", "--out", str(tmp_path / "d")]) == 2
+    assert "zz" in capsys.readouterr().err
+
+
+def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
+    assert main(["demo", "--quick", "--control", "de", "--out", str(tmp_path / "d")]) == 2
+    assert "no asterisk prompts for de" in capsys.readouterr().err

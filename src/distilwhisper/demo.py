@@ -29,7 +29,7 @@ from distilwhisper.data.manifest import read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import evaluate, read_results
-from distilwhisper.report import pyplot, save_figure
+from distilwhisper.report import markdown_table, pyplot, save_figure
 from distilwhisper.train import TrainConfig, load_trained, train
 
 SETS = ("in-domain", "out-of-domain", "control")
@@ -89,8 +89,9 @@ def _stage(number: int, total: int, text: str) -> float:
 
 def build_corpus(config: DemoConfig, out: Path) -> tuple[Path, Path]:
     """(training manifest of the target languages, evaluation manifest: test utterances + control speech)."""
-    synth = synth_corpus(config.languages, config.per_language, out / "corpus" / "synth", config.seed)
+    # the recordings first: cheap, so a control language without them fails before minutes of synthesis
     control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
+    synth = synth_corpus(config.languages, config.per_language, out / "corpus" / "synth", config.seed)
     for utt in control:
         utt.domain = CONTROL
     tests = [u for u in read_manifest(synth)[0] if u.split == "test"]
@@ -177,15 +178,14 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def table_markdown(table: list[dict]) -> str:
-    lines = ["| system | in-domain WER / CER | out-of-domain WER / CER | control WER / CER | trainable (M) | "
-             "loaded (M) | train (min) | s/utt |", "|---|---|---|---|---|---|---|---|"]
-    for e in table:
-        cells = [f"{_fmt(e[f'{s}_wer'])} / {_fmt(e[f'{s}_cer'])}" for s in SETS]
+    def row(e: dict) -> list[str]:
         trained = e["trainable_m"] > 0
-        lines.append(f"| {e['system']} | {' | '.join(cells)} | {_fmt(e['trainable_m']) if trained else '-'} | "
-                     f"{_fmt(e['loaded_m'])} | {_fmt(e['train_minutes']) if trained else '-'} | "
-                     f"{_fmt(e['s_per_utt'], 2)} |")
-    return "\n".join(lines)
+        return [e["system"], *(f"{_fmt(e[f'{s}_wer'])} / {_fmt(e[f'{s}_cer'])}" for s in SETS),
+                _fmt(e["trainable_m"]) if trained else "-", _fmt(e["loaded_m"]),
+                _fmt(e["train_minutes"]) if trained else "-", _fmt(e["s_per_utt"], 2)]
+
+    return "\n".join(markdown_table(["system", "in-domain WER / CER", "out-of-domain WER / CER", "control WER / CER",
+                                     "trainable (M)", "loaded (M)", "train (min)", "s/utt"], map(row, table)))
 
 
 def _sentence(entry: dict, base: str, name: str) -> str:
@@ -233,12 +233,11 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
     lines += ["", "## Changes against the base model", "",
              "Paired bootstrap over the same utterances (95 % intervals).", ""]
     lines += [_sentence(entry, base, name) for entry in table[1:] for name in SETS]
-    lines += ["", "## Per language", "", "| system | set | language | utts | WER | CER |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r['system']} | {r['set']} | {r['language']} | {r['utterances']} | {_fmt(r['wer'])} | "
-              f"{_fmt(r['cer'])} |" for r in languages]
-    lines += ["", "## Time per stage", "", "| stage | minutes |", "|---|---|"]
-    lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
+    lines += ["", "## Per language", "", *markdown_table(
+        ["system", "set", "language", "utts", "WER", "CER"],
+        ([r["system"], r["set"], r["language"], r["utterances"], _fmt(r["wer"]), _fmt(r["cer"])] for r in languages))]
+    lines += ["", "## Time per stage", "", *markdown_table(
+        ["stage", "minutes"], ([stage, f"{seconds / 60:.1f}"] for stage, seconds in timings.items()))]
     lines += ["", "![WER per evaluation set](demo.png)", ""]
     return "\n".join(lines)
 

@@ -28,6 +28,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def markdown_table(columns: list[str], rows) -> list[str]:
+    """Lines of a markdown table: header, separator, one line per row of cell strings."""
+    return ([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
+            + [f"| {' | '.join(str(cell) for cell in row)} |" for row in rows])
+
+
 def _num(x, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -208,42 +214,33 @@ def bias_markdown(result: BiasResult, figures: list[tuple[str, str]]) -> str:
         lines += ["## Not run", ""] + [f"- {r.model} {r.precision}: {r.skipped}" for r in skipped] + [""]
     if result.problems:
         lines += [f"{len(result.problems)} manifest line(s) left out (first: {result.problems[0]}).", ""]
-    lines += ["## Variants", "", "| model | precision | params (M) | weights (MB) | s/utt | speed-up vs fp32 | RTF | "
-              "WER | CER |", "|---|---|---|---|---|---|---|---|---|"]
-    for v in result.variants:
-        if v["status"] != "ok" or "utterances" not in v:
-            continue
-        lines.append(f"| {v['model']} | {v['precision']} | {_num(v['parameters_m'])} | {_num(v['weight_mb'])} | "
-                     f"{_num(v['s_per_utt'], 3)} | {_num(v.get('speedup_vs_fp32'), 2)}x | {_num(v['rtf'], 3)} | "
-                     f"{_num(v['wer'])} | {_num(v['cer'])} |")
-    lines += ["", "## Per language", "", "| model | precision | language | hours | tier | utts | speakers | source | "
-              "WER | CER |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result.languages:
-        lines.append(f"| {r['model']} | {r['precision']} | {r['language']} | {_num(r['training_hours'], 0)} | "
-                     f"{r['tier']} | {r['utterances']} | {r['speakers']} | {r['sources']} | {_ci(r, 'wer')} | "
-                     f"{_ci(r, 'cer')} |")
-    lines += ["", "## Quantization effect (vs the same model's fp32)", "", "| model | precision | scope | group | "
-              "metric | fp32 | quantized | change [95 % CI] | relative | p |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result.quantization:
-        lines.append(f"| {r['model']} | {r['precision']} | {r['scope']} | {r['group']} | {r['metric'].upper()} | "
-                     f"{_num(r['base_rate'])} | {_num(r['rate'])} | {_ci(r, 'delta', True)} | "
-                     f"{_signed(r['relative_delta_pct'])} % | {_p(r['p'])} |")
-    lines += ["", "## Speaker groups", "", "| model | precision | language | column | group | versus | utts | "
-              "speakers | rates | gap [95 % CI] | p | gap change vs fp32 | p |", "|---|---|---|---|---|---|---|---|"
-              "---|---|---|---|---|"]
-    for r in result.speakers:
-        change = _ci(r, "gap_change", True) if "gap_change" in r else "-"
-        lines.append(f"| {r['model']} | {r['precision']} | {r['language']} | {r['column']} | {r['group']} | "
-                     f"{r['versus']} | {r['utterances']} | {r['speakers']} | {_num(r['rate'])} / "
-                     f"{_num(r['rate_versus'])} | {_ci(r, 'gap', True)} | {_p(r['p'])} | {change} | "
-                     f"{_p(r.get('gap_change_p', float('nan')))} |")
+    lines += ["## Variants", "", *markdown_table(
+        ["model", "precision", "params (M)", "weights (MB)", "s/utt", "speed-up vs fp32", "RTF", "WER", "CER"],
+        ([v["model"], v["precision"], _num(v["parameters_m"]), _num(v["weight_mb"]), _num(v["s_per_utt"], 3),
+          f"{_num(v.get('speedup_vs_fp32'), 2)}x", _num(v["rtf"], 3), _num(v["wer"]), _num(v["cer"])]
+         for v in result.variants if v["status"] == "ok" and "utterances" in v))]
+    lines += ["", "## Per language", "", *markdown_table(
+        ["model", "precision", "language", "hours", "tier", "utts", "speakers", "source", "WER", "CER"],
+        ([r["model"], r["precision"], r["language"], _num(r["training_hours"], 0), r["tier"], r["utterances"],
+          r["speakers"], r["sources"], _ci(r, "wer"), _ci(r, "cer")] for r in result.languages))]
+    lines += ["", "## Quantization effect (vs the same model's fp32)", "", *markdown_table(
+        ["model", "precision", "scope", "group", "metric", "fp32", "quantized", "change [95 % CI]", "relative", "p"],
+        ([r["model"], r["precision"], r["scope"], r["group"], r["metric"].upper(), _num(r["base_rate"]),
+          _num(r["rate"]), _ci(r, "delta", True), f"{_signed(r['relative_delta_pct'])} %", _p(r["p"])]
+         for r in result.quantization))]
+    lines += ["", "## Speaker groups", "", *markdown_table(
+        ["model", "precision", "language", "column", "group", "versus", "utts", "speakers", "rates",
+         "gap [95 % CI]", "p", "gap change vs fp32", "p"],
+        ([r["model"], r["precision"], r["language"], r["column"], r["group"], r["versus"], r["utterances"],
+          r["speakers"], f"{_num(r['rate'])} / {_num(r['rate_versus'])}", _ci(r, "gap", True), _p(r["p"]),
+          _ci(r, "gap_change", True) if "gap_change" in r else "-", _p(r.get("gap_change_p", float("nan")))]
+         for r in result.speakers))]
     if result.model_size:
-        lines += ["", "## Model size", "", "| precision | language | smaller | larger | smaller rate | larger rate | "
-                  "difference [95 % CI] | p |", "|---|---|---|---|---|---|---|---|"]
-        for r in result.model_size:
-            lines.append(f"| {r['precision']} | {r['language']} | {r['smaller']} | {r['larger']} | "
-                         f"{_num(r['rate_smaller'])} | {_num(r['rate_larger'])} | {_ci(r, 'delta', True)} | "
-                         f"{_p(r['p'])} |")
+        lines += ["", "## Model size", "", *markdown_table(
+            ["precision", "language", "smaller", "larger", "smaller rate", "larger rate", "difference [95 % CI]",
+             "p"],
+            ([r["precision"], r["language"], r["smaller"], r["larger"], _num(r["rate_smaller"]),
+              _num(r["rate_larger"]), _ci(r, "delta", True), _p(r["p"])] for r in result.model_size))]
     lines += ["", "## Findings", "", *_findings(result), "", "## Figures", ""]
     lines += [f"![{title}]({name})\n" for name, title in figures] or ["(no data to plot)"]
     return "\n".join(lines)
