@@ -57,6 +57,8 @@ def test_festival_needs_8bit_text(tmp_path):
     dita = next(v for v in tts.voices_for("cs") if v.name == "czech_dita")
     audio = tts.synthesize(dita, "Příliš žluťoučký kůň úpěl ďábelské ódy.", tmp_path / "x.wav")
     assert 1.5 < len(audio) / 16000 < 8
+    dashed = tts.synthesize(dita, "Příliš žluťoučký kůň – úpěl ďábelské ódy.", tmp_path / "z.wav")  # en dash
+    assert 1.5 < len(dashed) / 16000 < 8
     with pytest.raises(TTSError, match="iso-8859-2"):
         tts.synthesize(dita, "Ahoj ☃ světe.", tmp_path / "y.wav")
 
@@ -113,3 +115,12 @@ def test_festival_catalan_is_intelligible(bundled, tmp_path):
     manifest.write_text("\n".join(rows[:4]).replace('"audio": "audio/', f'"audio": "{tmp_path}/c/audio/') + "\n")
     summary = evaluate("bundled:base", manifest, tmp_path / "eval", progress=False)
     assert summary["languages"]["ca"]["wer"]["value"] < 50.0
+
+
+def test_fixed_test_sets_grow_only_train():
+    """With `test`, a larger corpus keeps both test sets at that size; dev is a tenth of the rest, at most `test`."""
+    assert synth.split_counts(60) == [30, 6, 12, 12]
+    assert synth.split_counts(200, test=20) == [144, 16, 20, 20]
+    assert synth.split_counts(400, test=20) == [340, 20, 20, 20]
+    with pytest.raises(ValueError, match="cannot hold two test sets of 20"):
+        synth.split_counts(40, test=20)

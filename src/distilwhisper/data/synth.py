@@ -2,7 +2,9 @@
 
 Per language: sentences from installed translations are shuffled with the seed and each used once; the first part
 goes to the in-domain voices (split into train/dev/test, so splits never share a sentence), the rest to the
-out-of-domain voices (test only).  Voices are assigned round-robin within a domain, so genders are balanced.
+out-of-domain voices (test only).  By default the splits are shares of `per_language`; with `test` the two test sets
+have a fixed size and a larger corpus only grows train (dev: a tenth of the rest, at most `test`), so evaluation
+cost stays put.  Voices are assigned round-robin within a domain, so genders are balanced.
 Finished wavs are kept: a rerun only synthesises what is missing.
 """
 
@@ -33,8 +35,23 @@ class Job:
     seed: int
 
 
+def split_counts(per_language: int, test: int | None = None) -> list[int]:
+    """Sentences per entry of SHARES: the shares of `per_language`, or with `test` that many per test set and
+    dev a tenth of the rest, at most `test` (dev only picks the checkpoint; each dev evaluation costs decoding)."""
+    if test is None:
+        counts = [int(round(share * per_language)) for *_, share in SHARES]
+        counts[0] += per_language - sum(counts)
+        return counts
+    rest = per_language - 2 * test
+    dev = min(int(round(SHARES[1][2] * rest)), test)
+    if test < 1 or rest - dev < 1:
+        raise ValueError(f"{per_language} sentences per language cannot hold two test sets of {test} and a "
+                         "training set: raise per_language or lower test")
+    return [rest - dev, dev, test, test]
+
+
 def plan(language: str, per_language: int, seed: int, conditions: tuple[str, ...] = ("clean",),
-         out_dir: Path = Path(".")) -> list[Job]:
+         out_dir: Path = Path("."), test: int | None = None) -> list[Job]:
     """Which sentence each voice reads, deterministically for a seed."""
     voices = voices_for(language)
     if not voices:
@@ -48,8 +65,7 @@ def plan(language: str, per_language: int, seed: int, conditions: tuple[str, ...
         raise ValueError(f"{language}: only {len(sentences)} usable sentences, asked for {per_language}")
     rng = random.Random(f"{seed}-{language}")
     chosen = rng.sample(sentences, per_language)
-    counts = [int(round(share * per_language)) for *_, share in SHARES]
-    counts[0] += per_language - sum(counts)
+    counts = split_counts(per_language, test)
     jobs, start = [], 0
     for (split, domain, _), count in zip(SHARES, counts):
         pool = [v for v in voices if v.domain == domain]
@@ -79,10 +95,11 @@ def _run(job: Job) -> str | None:
 
 
 def synth_corpus(languages: list[str], per_language: int, out_dir: str | Path, seed: int = 0,
-                 conditions: tuple[str, ...] = ("clean",), workers: int = 2, progress: bool = True) -> Path:
+                 conditions: tuple[str, ...] = ("clean",), workers: int = 2, progress: bool = True,
+                 test: int | None = None) -> Path:
     """Synthesise (or finish synthesising) the corpus and write `out_dir/manifest.jsonl`."""
     out_dir = Path(out_dir)
-    jobs = [job for lang in languages for job in plan(lang, per_language, seed, conditions, out_dir)]
+    jobs = [job for lang in languages for job in plan(lang, per_language, seed, conditions, out_dir, test)]
     for lang in languages:
         (out_dir / "audio" / lang).mkdir(parents=True, exist_ok=True)
     todo = [j for j in jobs if not Path(j.utterance.audio).exists()]

@@ -96,13 +96,17 @@ def _run(cmd: list[str], voice: Voice) -> None:
         raise TTSError(f"{voice.speaker} failed: {proc.stderr.decode(errors='replace').strip()[:300]}")
 
 
+# Typographic punctuation that 8-bit encodings lack and that carries no sound: read as its ASCII counterpart
+_TO_8BIT = str.maketrans({"\u2013": ",", "\u2014": ",", "\u2019": "'", "\u2018": "'"})
+
+
 def synthesize(voice: Voice, text: str, path: Path) -> np.ndarray:
     """Speak `text` with `voice`; returns 16 kHz mono float32 (nothing written to `path`'s final name)."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         if voice.engine == "festival":
             try:
-                encoded = text.encode(voice.encoding)
+                encoded = text.translate(_TO_8BIT).encode(voice.encoding)
             except UnicodeEncodeError as err:
                 raise TTSError(f"{voice.speaker}: text not representable in {voice.encoding}: {text!r}") from err
             (Path(tmp) / "text.txt").write_bytes(encoded)
