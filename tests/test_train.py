@@ -108,18 +108,37 @@ def test_padding_free_training_learns(tiny_dirs, manifest, tmp_path):
 
 
 def test_encoder_cache_gives_the_same_steps_as_encoding_every_time(tiny_dirs, manifest, tmp_path):
-    """Decoder-only experts: the encoder is frozen, so caching its outputs must not change training at all."""
+    """With --scope decoder the encoder is frozen, so caching its outputs must not change training at all -- for
+    every method, and when the teacher is the student's own model (as offline) and reuses the cached encodings."""
     runs = {}
-    for cache in (False, True):
-        out = tmp_path / f"cache-{cache}"
-        train(_config("clsr-ft", tiny_dirs, manifest, out, scope="decoder", cache_encoder=cache, max_steps=6),
-              progress=False)
-        runs[cache] = _ce_curve(out)[2]
-    assert [r["ce"] for r in runs[True]] == pytest.approx([r["ce"] for r in runs[False]], rel=1e-5)
+    for method in ("clsr-ft", "distilwhisper", "ft", "lora"):
+        for cache in (False, True):
+            out = tmp_path / f"{method}-{cache}"
+            teacher = {"teacher": tiny_dirs[0]} if method == "distilwhisper" else {}
+            train(_config(method, tiny_dirs, manifest, out, scope="decoder", cache_encoder=cache, max_steps=6,
+                          **teacher), progress=False)
+            runs[method, cache] = _ce_curve(out)[2]
+        for term in ("ce", "kd") if method == "distilwhisper" else ("ce",):
+            assert [r[term] for r in runs[method, True]] == pytest.approx([r[term] for r in runs[method, False]],
+                                                                          rel=1e-5)
     with pytest.raises(ValueError, match="--cache-encoder needs a frozen encoder"):
         _config("clsr-ft", tiny_dirs, manifest, tmp_path, cache_encoder=True)  # scope all: encoder experts train
-    with pytest.raises(ValueError, match="--cache-encoder needs a frozen encoder"):
-        _config("lora", tiny_dirs, manifest, tmp_path, scope="decoder", cache_encoder=True)
+
+
+@pytest.mark.parametrize("method", ["ft", "lora"])
+def test_baselines_train_only_the_scope_layers(method, tiny_dirs, manifest, tmp_path):
+    """--scope decoder: FT updates and LoRA adapts decoder layers only; the encoder stays bit-identical."""
+    result = train(_config(method, tiny_dirs, manifest, tmp_path, scope="decoder", max_steps=3), progress=False)
+    trained = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
+    assert trained and all(".decoder." in n for n in trained)
+    if method == "lora":
+        assert {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trained} == {"fc1", "fc2"}
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_dirs[0]).state_dict()
+    whisper = result.model.get_base_model() if method == "lora" else result.model
+    for name, p in whisper.model.encoder.named_parameters():
+        assert torch.equal(p, base[f"model.encoder.{name}"]), name
+    with pytest.raises(ValueError, match="--scope must be one of"):
+        _config(method, tiny_dirs, manifest, tmp_path, scope="middle")
 
 
 @pytest.mark.parametrize("method", ["clsr-ft", "lora", "ft"])
@@ -139,6 +158,15 @@ def test_load_trained_decodes_what_training_kept(method, tiny_dirs, manifest, tm
         assert torch.allclose(model(input_features=feats, decoder_input_ids=ids).logits, expected, atol=1e-4)
     with pytest.raises(ValueError, match="not a finished training run"):
         load_trained(tmp_path / "nothing")
+
+
+def test_the_untrained_start_is_a_checkpoint_candidate(tiny_dirs, manifest, tmp_path):
+    """Dev WER is measured before the first step; training that never beats it (here lr 0) keeps the start."""
+    result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, lr=0.0, max_steps=4,
+                           eval_every=2), progress=False)
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["step-0000000", "step-0000002", "step-0000004"]
+    assert result.state["best_step"] == 0
+    assert result.model.training  # the dev evaluations do not leave the model in eval mode
 
 
 def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):

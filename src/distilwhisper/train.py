@@ -60,7 +60,7 @@ class TrainConfig:
     w_kd: float = 0.5
     kd: str = "js"
     temperature: float = 1.0
-    scope: str = "all"
+    scope: str = "all"  # layers that train: experts (CLSR methods), adapters (lora), updated weights (ft)
     skip_probability: float = 0.2
     expert_dropout: float = 0.3
     lora_r: int = 64
@@ -84,9 +84,10 @@ class TrainConfig:
             raise ValueError("--method distilwhisper needs --teacher (use clsr-ft to train experts without one)")
         if self.method != "distilwhisper" and (self.teacher or self.teacher_cache):
             raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
-        if self.cache_encoder and (self.method not in ("distilwhisper", "clsr-ft") or self.scope != "decoder"):
-            raise ValueError("--cache-encoder needs a frozen encoder: --method distilwhisper or clsr-ft with "
-                             f"--scope decoder (got --method {self.method} --scope {self.scope})")
+        if self.scope not in clsr.SCOPES:
+            raise ValueError(f"--scope must be one of {', '.join(clsr.SCOPES)}, not {self.scope!r}")
+        if self.cache_encoder and self.scope != "decoder":
+            raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
 
 
 def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
@@ -268,12 +269,14 @@ def build_student(config: TrainConfig):
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        sides = {"all": "(en|de)coder", "encoder": "encoder", "decoder": "decoder"}[config.scope]
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=["fc1", "fc2"])
+                          target_modules=rf".*\.{sides}\.layers\.\d+\.fc[12]")
         wrapped = get_peft_model(model, lora)
         return wrapped, wrapped.get_base_model(), processor
-    for p in model.parameters():
-        p.requires_grad_(True)
+    prefixes = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.",)}[config.scope]
+    for name, p in model.named_parameters():  # proj_out shares the decoder's token embedding
+        p.requires_grad_(name.startswith(prefixes))
     return model, model, processor
 
 
@@ -356,6 +359,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     bar = tqdm(total=total_steps, initial=state["step"], desc=config.method, unit="step",
                disable=not (progress and accelerator.is_main_process))
     metrics_log = (out / "metrics.jsonl").open("a") if accelerator.is_main_process else None
+    if not resume:
+        # the starting model is a candidate too: a run that never beats it on dev keeps it (and says so)
+        _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
+    model.train()  # load_model hands out eval-mode models; the dev evaluations switch back and forth
     done = state["step"] >= total_steps
     while not done:
         sampler.set_epoch(state["epoch"])
@@ -441,7 +448,7 @@ def _step(config: TrainConfig, model, unwrapped, teacher, cache, batch, step: in
     gate = losses.gate_budget([m.last_gate for m in routed], gate_masks) if modules else torch.zeros(())
     kd = None
     if teacher is not None:
-        kd = _kd(config, teacher, cache, batch, logits, mask)
+        kd = _kd(config, teacher, cache, batch, logits, mask, encoder_cache)
     terms = {"loss": losses.total_loss(ce, gate, kd, config.w_ce, config.w_kd), "ce": ce.detach()}
     if modules:
         terms["gate"] = gate.detach()
@@ -467,11 +474,14 @@ def _forward(config: TrainConfig, model, unwrapped, batch, encoder_cache: Encode
     return model(encoder_outputs=(enc,), decoder_input_ids=batch["decoder_input_ids"]).logits
 
 
-def _kd(config: TrainConfig, teacher, cache, batch, logits, mask) -> torch.Tensor:
+def _kd(config: TrainConfig, teacher, cache, batch, logits, mask,
+        encoder_cache: EncoderCache | None = None) -> torch.Tensor:
     cached = cache.get(batch["ids"], batch["decoder_input_ids"]) if cache else None
     if cached is None:
+        # a teacher that is the student's own frozen model has the same encoder: reuse the cached encodings
+        same_encoder = encoder_cache if config.teacher == config.student else None
         with torch.no_grad():
-            t_logits = _forward(config, teacher, teacher, batch)
+            t_logits = _forward(config, teacher, teacher, batch, same_encoder)
         if cache is None:
             return losses.kd_loss_logits(logits, t_logits, mask, config.kd, config.temperature)
         cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"], t_logits)
