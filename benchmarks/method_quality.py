@@ -25,7 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--languages", default="ca,cs")
     parser.add_argument("--control", default="en,es")
-    parser.add_argument("--per-language", type=int, default=100, help="synthesised sentences per target language")
+    parser.add_argument("--per-language", type=int, default=400, help="synthesised sentences per target language")
+    parser.add_argument("--test-per-language", type=int, default=40,
+                        help="of which in each test set (in-domain, out-of-domain)")
     parser.add_argument("--control-per-language", type=int, default=24)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -38,12 +40,14 @@ def main() -> None:
 
     config = DemoConfig.make(languages=args.languages.split(","), control=args.control.split(","), out=args.out,
                              compare=True, per_language=args.per_language,
+                             test_per_language=args.test_per_language,
                              control_per_language=args.control_per_language, steps=args.steps,
                              batch_size=args.batch_size, lr=args.lr, scope=args.scope, student=args.student,
                              teacher=args.teacher)
     start = time.perf_counter()
     table = run_demo(config)
-    header = (f"{args.per_language} sentences per target language ({args.languages}), control {args.control}, "
+    header = (f"{args.per_language} sentences per target language ({args.languages}; {args.test_per_language} per "
+              f"test set), control {args.control}, "
               f"{args.steps} steps of batch {args.batch_size}, lr {args.lr:g} (FT {args.lr / 10:g}), scope "
               f"{args.scope}, student {args.student}, teacher {args.teacher}; {platform.processor() or 'cpu'}, "
               f"{torch.get_num_threads()} threads; {(time.perf_counter() - start) / 60:.0f} min for this run "

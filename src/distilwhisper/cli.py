@@ -47,7 +47,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig.make(
         quick=args.quick, languages=args.languages.split(",") if args.languages else None,
         control=args.control.split(",") if args.control else None, out=args.out, student=args.student,
-        teacher=args.teacher, compare=args.compare or None, per_language=args.per_language, steps=args.steps,
+        teacher=args.teacher, compare=args.compare or None, per_language=args.per_language,
+        test_per_language=args.test_per_language, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, scope=args.scope, threads=args.threads)
     run_demo(config)
     return 0
@@ -141,7 +142,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     from distilwhisper.data.synth import synth_corpus
 
     path = synth_corpus(args.languages.split(","), args.per_language, args.out, args.seed,
-                        tuple(args.conditions.split(",")), args.workers)
+                        tuple(args.conditions.split(",")), args.workers, test=args.test)
     print(f"wrote {path}")
     return _cmd_data_stats(argparse.Namespace(manifest=str(path)))
 
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="the whole story offline: corpus, base model, DistilWhisper experts, baselines",
-                       epilog="Default: about 20 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
+                       epilog="Default: about 27 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
                               "FT and LoRA trained with the same data and steps. Rerunning with the same --out "
                               "resumes every stage. " + EPILOG)
     p.add_argument("--languages", help="target languages with offline TTS voices (default ca,cs)")
@@ -204,16 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks every stage in about 5 minutes")
     p.add_argument("--compare", action="store_true",
-                   help="also train CLSR-FT, FT and LoRA; FT and LoRA update encoder layers too, so their steps "
-                        "cost several times a decoder-expert step")
+                   help="also train CLSR-FT, FT and LoRA with the same data, steps and layers (--scope)")
     p.add_argument("--student", help="student model (default bundled:base; paper: openai/whisper-small)")
     p.add_argument("--teacher", help="teacher model (default bundled:base; paper: openai/whisper-large-v2)")
-    p.add_argument("--per-language", type=int, help="synthesised sentences per target language (default 60)")
+    p.add_argument("--per-language", type=int, help="synthesised sentences per target language (default 360)")
+    p.add_argument("--test-per-language", type=int,
+                   help="of which in each test set, in-domain and out-of-domain (default 24); dev gets a tenth "
+                        "of the rest (at most as many), train the remainder")
     p.add_argument("--steps", type=int, help="optimizer steps per method (default 300)")
     p.add_argument("--batch-size", type=int, help="default 8")
     p.add_argument("--lr", type=float, help="learning rate of experts/LoRA (default 1e-3; FT uses a tenth)")
     p.add_argument("--scope", choices=("all", "encoder", "decoder"),
-                   help="layers that get experts (default decoder: the frozen encoder is then encoded once per clip)")
+                   help="layers that train, for every method (default decoder: the frozen encoder is then run "
+                        "once per clip; all = the paper's setting, several times slower per step)")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.set_defaults(func=_cmd_demo)
 
@@ -251,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
     p.add_argument("--lr", type=float)
-    p.add_argument("--scope", choices=("all", "encoder", "decoder"), help="where experts go (paper: all)")
+    p.add_argument("--scope", choices=("all", "encoder", "decoder"),
+                   help="layers that train: where experts (distilwhisper, clsr-ft) or LoRA adapters go, which "
+                        "layers ft updates (default and paper: all)")
     p.add_argument("--kd", choices=("js", "kl"), help="distillation divergence (paper: js)")
     p.add_argument("--teacher-cache", help="folder storing the teacher's top-k log-probs, reused across epochs/runs")
     p.add_argument("--top-k", type=int, help="teacher log-probs kept per position in the cache (default 64)")
@@ -261,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trim", action="store_true", help="padding-free encoding: encode only the frames holding "
                    "audio (at least 15 s); one process only")
     p.add_argument("--cache-encoder", action="store_true",
-                   help="encode each clip once and keep the output in memory (needs --scope decoder with "
-                        "distilwhisper/clsr-ft: the encoder is then frozen); one process only")
+                   help="encode each clip once and keep the output in memory (needs --scope decoder: the "
+                        "encoder is then frozen); one process only")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
     p.set_defaults(func=_cmd_train)
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", required=True, help="comma-separated Whisper codes, e.g. ca,cs")
     p.add_argument("--per-language", type=int, default=40, help="sentences per language (each read once; "
                    "50%% train, 10%% dev, 20%% in-domain test, 20%% out-of-domain test)")
+    p.add_argument("--test", type=int,
+                   help="fixed size of each test set instead of 20%% (dev: a tenth of the rest, at most --test)")
     p.add_argument("--out", required=True, help="output folder (rerun to finish an interrupted build)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--conditions", default="clean",
