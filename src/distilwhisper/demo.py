@@ -60,7 +60,8 @@ class DemoConfig:
 
     @classmethod
     def make(cls, quick: bool = False, **overrides) -> "DemoConfig":
-        base = cls(quick=True, per_language=10, test_per_language=2, control_per_language=3, steps=3, batch_size=4) if quick else cls()
+        base = (cls(quick=True, per_language=10, test_per_language=2, control_per_language=3, steps=3, batch_size=4)
+                if quick else cls())
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
@@ -234,9 +235,9 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
              f"the in-domain test, other voices for the out-of-domain test); control languages "
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
              f"{config.student}, teacher {config.teacher}; {config.steps} steps of batch {config.batch_size}, "
-             f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), CLSR experts in the "
-             f"{'encoder and decoder' if config.scope == 'all' else config.scope} layers, greedy decoding, "
-             "padding-free encoder.", "",
+             f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), experts (and the "
+             f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers, "
+             "greedy decoding, padding-free encoder.", "",
              table_markdown(table), "",
              "WER/CER in % pooled over the set's languages; trainable = parameters updated by training; loaded = "
              "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "
