@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="the whole story offline: corpus, base model, DistilWhisper experts, baselines",
-                       epilog="Default: about 27 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
+                       epilog="Default: about 28 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
                               "FT and LoRA trained with the same data and steps. Rerunning with the same --out "
                               "resumes every stage. " + EPILOG)
     p.add_argument("--languages", help="target languages with offline TTS voices (default ca,cs)")
