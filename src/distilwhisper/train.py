@@ -274,8 +274,8 @@ def build_student(config: TrainConfig):
                           target_modules=rf".*\.{sides}\.layers\.\d+\.fc[12]")
         wrapped = get_peft_model(model, lora)
         return wrapped, wrapped.get_base_model(), processor
-    prefixes = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.",)}[config.scope]
-    for name, p in model.named_parameters():  # proj_out shares the decoder's token embedding
+    prefixes = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.", "proj_out.")}[config.scope]
+    for name, p in model.named_parameters():  # a tied proj_out is the decoder's token embedding, listed once
         p.requires_grad_(name.startswith(prefixes))
     return model, model, processor
 
