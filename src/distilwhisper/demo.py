@@ -109,14 +109,11 @@ def _evaluate(system: System, model: str, evaluation: Path, config: DemoConfig, 
              decoder=decoder, precision=precision, experts=experts)
 
 
-def _count(files: list[Path]) -> int:
-    """Parameters stored in safetensors files (what training produced: experts, adapters or the whole model)."""
-    total = 0
-    for path in files:
-        with safe_open(str(path), "pt") as f:
-            for key in f.keys():
-                total += math.prod(f.get_slice(key).get_shape())
-    return total
+def _trainable(run: Path) -> int:
+    """Parameters a run updated, read from its checkpoint (experts and gates, adapters, or the layers FT trained;
+    `best/` of FT holds the whole model, so it cannot tell)."""
+    with safe_open(str(run / "checkpoint" / "trainable.safetensors"), "pt") as f:
+        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
 
 
 def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> Path:
@@ -143,7 +140,8 @@ def _system_rows(system: System) -> list[dict]:
 
 
 def results_table(systems: list[System]) -> list[dict]:
-    """Per system and set: WER/CER pooled over the set's languages, change against the base fp32 (paired), speed."""
+    """Per system and set: WER/CER pooled over the set's languages, change against the first system (paired),
+    speed."""
     base_rows = _system_rows(systems[0])
     table = []
     for system in systems:
@@ -228,7 +226,8 @@ def _kept(entry: dict, steps: int) -> str:
     return text + "."
 
 
-def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float]) -> str:
+def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float],
+                    versus: list[dict]) -> str:
     base = table[0]["system"]
     lines = ["# DistilWhisper demo", "",
              f"Target languages {', '.join(config.languages)} (synthetic speech: in-domain voices for training and "
@@ -246,6 +245,11 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
     lines += ["", "## Changes against the base model", "",
              "Paired bootstrap over the same utterances (95 % intervals).", ""]
     lines += [_sentence(entry, base, name) for entry in table[1:] for name in SETS]
+    if versus:
+        lines += ["", f"## The baselines against {versus[0]['system']}", "",
+                  "Same data, steps and layers; paired bootstrap over the same utterances (a positive change: the "
+                  "baseline makes more errors).", ""]
+        lines += [_sentence(entry, versus[0]["system"], name) for entry in versus[1:] for name in SETS]
     lines += ["", "## Per language", "", *markdown_table(
         ["system", "set", "language", "utts", "WER", "CER"],
         ([r["system"], r["set"], r["language"], r["utterances"], _fmt(r["wer"]), _fmt(r["cer"])] for r in languages))]
@@ -287,7 +291,7 @@ def run_demo(config: DemoConfig) -> list[dict]:
                         train_seconds=float((run / "train_seconds.txt").read_text()),
                         routed=state.get("dev_expert_fraction", {}).get(str(state["best_step"])),
                         kept_step=state["best_step"],
-                        trainable=_count(sorted((run / "best").glob("*.safetensors"))),
+                        trainable=_trainable(run),
                         loaded=sum(p.numel() for p in model.parameters()))
         _evaluate(system, f"{method}:{run}", evaluation, config, decoder=WhisperDecoder(model, processor, trim=True))
         systems.append(system)
@@ -295,11 +299,14 @@ def run_demo(config: DemoConfig) -> list[dict]:
 
     start = _stage(total, total, "report")
     table = results_table(systems)
+    trained = [s for s in systems if s.method != "base"]
+    versus = results_table(trained) if len(trained) > 1 else []
     languages = language_table(systems)
     figure(table, out / "demo.png")
-    (out / "results.json").write_text(json.dumps({"table": table, "languages": languages}, indent=1))
+    (out / "results.json").write_text(json.dumps({"table": table, "versus_distilwhisper": versus,
+                                                  "languages": languages}, indent=1))
     timings["report"] = time.perf_counter() - start
-    (out / "report.md").write_text(report_markdown(config, table, languages, timings), encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(config, table, languages, timings, versus), encoding="utf-8")
     print("\n" + table_markdown(table))
     print(f"\nreport: {out / 'report.md'}")
     return table
