@@ -359,7 +359,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     bar = tqdm(total=total_steps, initial=state["step"], desc=config.method, unit="step",
                disable=not (progress and accelerator.is_main_process))
     metrics_log = (out / "metrics.jsonl").open("a") if accelerator.is_main_process else None
-    if not resume:
+    if not resume and config.dev:
         # the starting model is a candidate too: a run that never beats it on dev keeps it (and says so)
         _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
     model.train()  # load_model hands out eval-mode models; the dev evaluations switch back and forth
