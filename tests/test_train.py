@@ -178,6 +178,37 @@ def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
         train(_config("ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
 
 
+def test_an_interrupted_run_resumes_mid_epoch_to_the_same_weights(tiny_dirs, manifest, tmp_path, monkeypatch):
+    """Checkpoints every `save_every` steps; a run killed between two of them continues from the last one, skips
+    the batches of the epoch it had trained on, and ends with the weights of a run that was never interrupted."""
+    from distilwhisper import train as train_module
+
+    # 4 batches an epoch, no evaluation before the end: the step-3 checkpoint is mid-epoch
+    settings = dict(max_steps=8, batch_size=1, save_every=3, eval_every=100)
+    whole = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "whole", **settings), progress=False)
+
+    step = train_module._step
+
+    def crash_at_step_6(*args, **kw):
+        if args[6] == 5:
+            raise KeyboardInterrupt
+        return step(*args, **kw)
+
+    monkeypatch.setattr(train_module, "_step", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), progress=False)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert (state["step"], state["epoch"], state["epoch_batches"]) == (3, 0, 3)
+    monkeypatch.setattr(train_module, "_step", step)
+    resumed = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), resume=True,
+                    progress=False)
+    assert resumed.state["step"] == 8 and resumed.state["seconds"] > 0
+    for name, weight in train_module.trainable_state(whole.model).items():
+        torch.testing.assert_close(train_module.trainable_state(resumed.model)[name], weight, rtol=0, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # the steps lost with the interruption are logged once, by the resumed run
+
+
 def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     with pytest.raises(ValueError, match="outside --languages"):
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, languages=["ca"]), progress=False)

@@ -59,7 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in ("method", "student", "teacher", "train", "dev", "out", "max_steps",
                                                 "epochs", "batch_size", "grad_accum", "lr", "scope", "teacher_cache",
-                                                "top_k", "eval_every", "eval_limit", "seed", "kd")}
+                                                "top_k", "eval_every", "save_every", "eval_limit", "seed",
+                                                "kd")}
     overrides["languages"] = args.languages.split(",") if args.languages else None
     overrides["bf16"] = True if args.bf16 else None
     overrides["trim"] = True if args.trim else None
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-cache", help="folder storing the teacher's top-k log-probs, reused across epochs/runs")
     p.add_argument("--top-k", type=int, help="teacher log-probs kept per position in the cache (default 64)")
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: each epoch)")
+    p.add_argument("--save-every", type=int, help="steps between resumable checkpoints besides those at dev "
+                   "evaluations (default: only at evaluations); --resume continues mid-epoch where it stopped")
     p.add_argument("--eval-limit", type=int, help="dev utterances used per evaluation")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
     p.add_argument("--trim", action="store_true", help="padding-free encoding: encode only the frames holding "

@@ -17,10 +17,10 @@ import json
 import math
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
@@ -69,6 +69,7 @@ class TrainConfig:
     teacher_cache: str | None = None
     top_k: int = 64
     eval_every: int = 0  # steps; 0 = at the end of each epoch
+    save_every: int = 0  # steps between checkpoints besides those at dev evaluations; 0 = only at evaluations
     eval_limit: int | None = None
     bf16: bool = False
     trim: bool = False  # encode only the frames holding audio (single process; see decoding.trimmed_frames)
@@ -165,10 +166,17 @@ class LanguageBatches(torch.utils.data.Sampler):
     """Shuffled batches that each hold one language (CLSR selects experts per batch)."""
 
     def __init__(self, languages: list[str], batch_size: int, seed: int):
-        self.languages, self.batch_size, self.seed, self.epoch = languages, batch_size, seed, 0
+        self.languages, self.batch_size, self.seed, self.epoch, self.skip = languages, batch_size, seed, 0, 0
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
         self.epoch = epoch
+
+    def start_at(self, epoch: int, skip: int) -> None:
+        """A run resumed mid-epoch continues where it stopped: its first pass leaves out the `skip` batches of
+        `epoch` it already trained on (set_epoch with the same epoch, as accelerate calls it, keeps that)."""
+        self.epoch, self.skip = epoch, skip
 
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1000 + self.epoch)
@@ -181,7 +189,8 @@ class LanguageBatches(torch.utils.data.Sampler):
         return batches
 
     def __iter__(self):
-        return iter(self._batches())
+        batches, self.skip = self._batches()[self.skip:], 0
+        return iter(batches)
 
     def __len__(self) -> int:
         return len(self._batches())
@@ -313,7 +322,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                               mixed_precision="bf16" if config.bf16 else "no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     torch.manual_seed(config.seed + accelerator.process_index)
-    random.seed(config.seed)
     train_utts = select_split(validate_manifest(config.train), "train", config.train)
     outside = sorted({u.language for u in train_utts} - set(config.languages))
     if outside:
@@ -347,10 +355,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
-    state = {"method": config.method, "step": 0, "epoch": 0, "best_dev_wer": None, "best_step": None}
+    state = {"method": config.method, "step": 0, "epoch": 0, "epoch_batches": 0, "seconds": 0.0,
+             "best_dev_wer": None, "best_step": None}
     ckpt = out / "checkpoint"
+    rng = None
     if resume:
-        state = _load_checkpoint(ckpt, config, accelerator.unwrap_model(model), optimizer, scheduler)
+        saved, rng = _load_checkpoint(ckpt, config, accelerator.unwrap_model(model), optimizer, scheduler)
+        state = {**state, **saved}
+        sampler.start_at(state["epoch"], state["epoch_batches"] * accelerator.num_processes)
+        if accelerator.is_main_process:
+            _drop_logged_after(out / "metrics.jsonl", state["step"])
     elif accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
@@ -359,6 +373,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     bar = tqdm(total=total_steps, initial=state["step"], desc=config.method, unit="step",
                disable=not (progress and accelerator.is_main_process))
     metrics_log = (out / "metrics.jsonl").open("a") if accelerator.is_main_process else None
+    clock = _Clock(state)
     if not resume and config.dev:
         # the starting model is a candidate too: a run that never beats it on dev keeps it (and says so)
         _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
@@ -366,7 +381,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     done = state["step"] >= total_steps
     while not done:
         sampler.set_epoch(state["epoch"])
+        loader.set_epoch(state["epoch"])  # accelerate counts epochs from 0 itself and passes its count on
         for batch in loader:
+            if rng is not None:  # after the loader drew its seed, as it had in the interrupted run
+                _set_rng(rng)
+                rng = None
+            state["epoch_batches"] += 1
             with accelerator.accumulate(model):
                 terms = _step(config, model, unwrapped, teacher, cache, batch, state["step"], total_steps,
                               encoder_cache)
@@ -386,26 +406,54 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state["step"])
                 metrics_log.write(json.dumps({"step": state["step"], **logged}) + "\n")
                 metrics_log.flush()
-            if config.eval_every and state["step"] % config.eval_every == 0:
+            evaluate_now = bool(config.eval_every) and state["step"] % config.eval_every == 0
+            if evaluate_now:
                 _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
-                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state)
+            if evaluate_now or (config.save_every and state["step"] % config.save_every == 0):
+                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
             if state["step"] >= total_steps:
                 done = True
                 break
         else:
             state["epoch"] += 1
+            state["epoch_batches"] = 0
             if not config.eval_every:
                 _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
-                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state)
+                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
     bar.close()
     if state.get("evaluated_step") != state["step"]:
         _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
-    _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state)
+    _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
     if accelerator.is_main_process:
         writer.close()
         metrics_log.close()
     accelerator.wait_for_everyone()
     return TrainResult(state, unwrapped)
+
+
+class _Clock:
+    """Training wall time summed over resumed runs (`state["seconds"]`), so an interrupted run reports its whole
+    cost, not just the last leg."""
+
+    def __init__(self, state: dict):
+        self.before, self.start = state["seconds"], time.perf_counter()
+
+    def stamp(self, state: dict) -> dict:
+        state["seconds"] = round(self.before + time.perf_counter() - self.start, 1)
+        return state
+
+
+def _drop_logged_after(path: Path, step: int) -> None:
+    """Steps trained after the checkpoint were lost with the interruption: their metric rows go too (they are
+    logged again when the resumed run repeats them)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
 
 
 def load_trained(out: str | Path):
@@ -551,7 +599,9 @@ def _save_checkpoint(accelerator, ckpt: Path, unwrapped, optimizer, scheduler, s
     tmp.mkdir(parents=True)
     save_file(trainable_state(unwrapped), str(tmp / "trainable.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "numpy_rng": np.random.get_state()}, tmp / "optim.pt")
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     old = ckpt.with_name(".checkpoint.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -561,7 +611,8 @@ def _save_checkpoint(accelerator, ckpt: Path, unwrapped, optimizer, scheduler, s
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(ckpt: Path, config: TrainConfig, unwrapped, optimizer, scheduler) -> dict:
+def _load_checkpoint(ckpt: Path, config: TrainConfig, unwrapped, optimizer, scheduler) -> tuple[dict, dict]:
+    """Counters and random-number states of a checkpoint; its weights, optimiser and schedule are loaded."""
     if not (ckpt / "state.json").exists():
         raise ValueError(f"--resume: no checkpoint under {ckpt}")
     state = json.loads((ckpt / "state.json").read_text())
@@ -576,5 +627,10 @@ def _load_checkpoint(ckpt: Path, config: TrainConfig, unwrapped, optimizer, sche
     extra = torch.load(ckpt / "optim.pt", weights_only=False)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["rng"])
-    return state
+    return state, extra
+
+
+def _set_rng(saved: dict) -> None:
+    torch.set_rng_state(saved["rng"])
+    if saved.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
