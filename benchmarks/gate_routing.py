@@ -1,0 +1,94 @@
+"""What the learned gates cost or buy: trained CLSR experts decoded with their hard gates (as shipped) against the
+same experts with every token sent to them, on the demo's test sets.
+
+The gate-budget loss (|mean gate - 0.5|) makes the gates route about half of the tokens to the experts, the other
+half through the frozen shared FFN.  When the experts lose to FT or LoRA, this tells whether the routing is what
+holds them back: if sending every token to the experts lowers the WER, the budget (not the experts) is the limit.
+
+    .venv/bin/python benchmarks/gate_routing.py --out demo-out
+
+Needs a finished `make demo` / `benchmarks/method_quality.py` folder (run from the folder where it was made: its
+evaluation configs record relative paths).  Writes `OUT/gate_routing/` (resumable evaluations) and
+`OUT/gate_routing.md`, and prints the table.  About 1.5 min per method and set on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distilwhisper import clsr, stats
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.demo import NAMES
+from distilwhisper.evaluate import evaluate, read_results
+from distilwhisper.report import markdown_table
+from distilwhisper.train import load_trained
+
+SETS = ("in-domain", "out-of-domain")
+
+
+class AlwaysExpert(nn.Module):
+    """A gate whose logit is positive for every token: the hard gate sends all of them to the expert."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_ones(x.shape[:-1])
+
+
+def every_token_to_experts(model: nn.Module) -> None:
+    for module in clsr.clsr_modules(model):
+        for language in module.gates:
+            module.gates[language] = AlwaysExpert()
+
+
+def _evaluate_forced(run: Path, out: Path, manifest: Path, name: str, batch_size: int) -> list[dict]:
+    model, processor, _ = load_trained(run)
+    every_token_to_experts(model)
+    decoder = WhisperDecoder(model, processor, trim=True)
+    rows = []
+    for domain in SETS:
+        target = out / domain
+        evaluate(f"{name}:{run}+every-token", manifest, target, batch_size=batch_size, trim=True, decoder=decoder,
+                 domain=domain)
+        rows += read_results(target / "results.jsonl")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="demo-out", help="a demo / method_quality output folder")
+    parser.add_argument("--methods", default="distilwhisper,clsr-ft", help="CLSR methods trained in that folder")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    out = Path(args.out)
+    manifest = out / "corpus" / "eval.jsonl"
+    base = read_results(out / "eval" / "base-fp32" / "results.jsonl")
+    table = []
+    for method in args.methods.split(","):
+        run = out / "train" / method
+        if not (run / "best").is_dir():
+            raise SystemExit(f"{run}: no finished {method} run (train it with the demo or method_quality first)")
+        state = json.loads((run / "checkpoint" / "state.json").read_text())
+        routed = state.get("dev_expert_fraction", {}).get(str(state["best_step"]))
+        gated = read_results(out / "eval" / method / "results.jsonl")
+        forced = _evaluate_forced(run, out / "gate_routing" / method, manifest, method, args.batch_size)
+        for k, domain in enumerate(SETS):
+            pick = [r for r in gated if r.get("domain") == domain]
+            every = [r for r in forced if r.get("domain") == domain]
+            delta = stats.paired_delta(pick, every, "wer", seed=k)
+            table.append([NAMES[method], domain, f"{stats.rate([r for r in base if r.get('domain') == domain], 'wer'):.1f}",
+                          f"{stats.rate(pick, 'wer'):.1f}", "n/a" if routed is None else f"{100 * routed:.0f} %",
+                          f"{stats.rate(every, 'wer'):.1f}",
+                          f"{delta.value:+.1f} [{delta.low:+.1f}, {delta.high:+.1f}], p = {delta.p:.3f}"])
+    lines = markdown_table(["system", "set", "base WER", "hard gates WER", "routed (dev)", "every token WER",
+                            "every token - hard gates"], table)
+    text = "\n".join(lines) + "\n"
+    (out / "gate_routing.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
