@@ -7,8 +7,7 @@ holds them back: if sending every token to the experts lowers the WER, the budge
 
     .venv/bin/python benchmarks/gate_routing.py --out demo-out
 
-Needs a finished `make demo` / `benchmarks/method_quality.py` folder (run from the folder where it was made: its
-evaluation configs record relative paths).  Writes `OUT/gate_routing/` (resumable evaluations) and
+Needs a finished `make demo` / `benchmarks/method_quality.py` folder.  Writes `OUT/gate_routing/` (resumable evaluations) and
 `OUT/gate_routing.md`, and prints the table.  About 1.5 min per method and set on 2 CPU cores.
 """
 
@@ -51,7 +50,7 @@ def _evaluate_forced(run: Path, out: Path, manifest: Path, name: str, batch_size
     rows = []
     for domain in SETS:
         target = out / domain
-        evaluate(f"{name}:{run}+every-token", manifest, target, batch_size=batch_size, trim=True, decoder=decoder,
+        evaluate(f"{name}+every-token", manifest, target, batch_size=batch_size, trim=True, decoder=decoder,
                  domain=domain)
         rows += read_results(target / "results.jsonl")
     return rows

@@ -2,6 +2,7 @@
 from it (only the baselines are trained and evaluated on top)."""
 
 import json
+import shutil
 import time
 
 import pytest
@@ -59,6 +60,17 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
     assert [row["system"] for row in versus] == ["DistilWhisper", "CLSR-FT", "FT", "LoRA"]
     report = (out / "report.md").read_text()
     assert "## The baselines against DistilWhisper" in report and "- LoRA, control: WER" in report
+
+
+@pytest.mark.slow
+def test_a_moved_demo_folder_resumes_without_redoing_anything(quick_demo, tmp_path, monkeypatch):
+    out, _ = quick_demo
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    monkeypatch.chdir(tmp_path)  # and from another working directory
+    results = {p: p.read_text() for p in (moved / "eval").glob("*/results.jsonl")}
+    assert main(["demo", "--quick", "--compare", "--out", "moved"]) == 0
+    assert len(results) == 6 and all(p.read_text() == text for p, text in results.items())
 
 
 def test_demo_names_a_target_language_without_voices(tmp_path, capsys):

@@ -293,7 +293,9 @@ def run_demo(config: DemoConfig) -> list[dict]:
                         kept_step=state["best_step"],
                         trainable=_trainable(run),
                         loaded=sum(p.numel() for p in model.parameters()))
-        _evaluate(system, f"{method}:{run}", evaluation, config, decoder=WhisperDecoder(model, processor, trim=True))
+        # named relative to the demo folder, so a moved folder still resumes (evaluations refuse another name)
+        _evaluate(system, f"{method}:{run.relative_to(out)}", evaluation, config,
+                  decoder=WhisperDecoder(model, processor, trim=True))
         systems.append(system)
         timings[f"{NAMES[method]} (train + evaluate)"] = time.perf_counter() - start
 
