@@ -178,13 +178,14 @@ def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
         train(_config("ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
 
 
-def test_an_interrupted_run_resumes_mid_epoch_to_the_same_weights(tiny_dirs, manifest, tmp_path, monkeypatch):
+@pytest.mark.parametrize("save_every", [3, 4])
+def test_an_interrupted_run_resumes_to_the_same_weights(save_every, tiny_dirs, manifest, tmp_path, monkeypatch):
     """Checkpoints every `save_every` steps; a run killed between two of them continues from the last one, skips
     the batches of the epoch it had trained on, and ends with the weights of a run that was never interrupted."""
     from distilwhisper import train as train_module
 
-    # 4 batches an epoch, no evaluation before the end: the step-3 checkpoint is mid-epoch
-    settings = dict(max_steps=8, batch_size=1, save_every=3, eval_every=100)
+    # 4 batches an epoch, no evaluation before the end: the step-3 checkpoint is mid-epoch, the step-4 one at its end
+    settings = dict(max_steps=8, batch_size=1, save_every=save_every, eval_every=100)
     whole = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "whole", **settings), progress=False)
 
     step = train_module._step
@@ -198,7 +199,7 @@ def test_an_interrupted_run_resumes_mid_epoch_to_the_same_weights(tiny_dirs, man
     with pytest.raises(KeyboardInterrupt):
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), progress=False)
     state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
-    assert (state["step"], state["epoch"], state["epoch_batches"]) == (3, 0, 3)
+    assert (state["step"], state["epoch"], state["epoch_batches"]) == (save_every, 0, save_every)
     monkeypatch.setattr(train_module, "_step", step)
     resumed = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), resume=True,
                     progress=False)

@@ -358,10 +358,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     state = {"method": config.method, "step": 0, "epoch": 0, "epoch_batches": 0, "seconds": 0.0,
              "best_dev_wer": None, "best_step": None}
     ckpt = out / "checkpoint"
-    rng = None
+    rng = None  # random-number states of a mid-epoch checkpoint, restored once the loader has started (below)
     if resume:
         saved, rng = _load_checkpoint(ckpt, config, accelerator.unwrap_model(model), optimizer, scheduler)
         state = {**state, **saved}
+        if state["epoch_batches"] * accelerator.num_processes >= len(sampler):  # saved on an epoch's last batch
+            state["epoch"], state["epoch_batches"] = state["epoch"] + 1, 0
+        if state["epoch_batches"] == 0:  # the next epoch's loader has not drawn its seed yet: restore before it
+            _set_rng(rng)
+            rng = None
         sampler.start_at(state["epoch"], state["epoch_batches"] * accelerator.num_processes)
         if accelerator.is_main_process:
             _drop_logged_after(out / "metrics.jsonl", state["step"])
@@ -383,8 +388,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         sampler.set_epoch(state["epoch"])
         loader.set_epoch(state["epoch"])  # accelerate counts epochs from 0 itself and passes its count on
         for batch in loader:
-            if rng is not None:  # after the loader drew its seed, as it had in the interrupted run
-                _set_rng(rng)
+            if rng is not None:  # the loader draws its seed from the global RNG at the start of an epoch, which the
+                _set_rng(rng)    # interrupted run had done before its checkpoint: restore after that draw
                 rng = None
             state["epoch_batches"] += 1
             with accelerator.accumulate(model):
@@ -612,7 +617,7 @@ def _save_checkpoint(accelerator, ckpt: Path, unwrapped, optimizer, scheduler, s
 
 
 def _load_checkpoint(ckpt: Path, config: TrainConfig, unwrapped, optimizer, scheduler) -> tuple[dict, dict]:
-    """Counters and random-number states of a checkpoint; its weights, optimiser and schedule are loaded."""
+    """Load a checkpoint's weights, optimiser and schedule; returns its counters and random-number states."""
     if not (ckpt / "state.json").exists():
         raise ValueError(f"--resume: no checkpoint under {ckpt}")
     state = json.loads((ckpt / "state.json").read_text())
