@@ -200,6 +200,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(save_every, tiny_dirs, m
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), progress=False)
     state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
     assert (state["step"], state["epoch"], state["epoch_batches"]) == (save_every, 0, save_every)
+    with (tmp_path / "cut" / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 6, "c')  # a row torn by the interruption
     monkeypatch.setattr(train_module, "_step", step)
     resumed = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), resume=True,
                     progress=False)
@@ -228,6 +230,8 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     mel128 = SimpleNamespace(config=WhisperConfig(**{**config, "vocab_size": 51865, "num_mel_bins": 128}))
     with pytest.raises(ValueError, match="teacher takes 128 mel bins, the student 80"):
         check_teacher(tiny[0], mel128)
+    with pytest.raises(ValueError, match="--save-every must be 0 or a number of steps, not -5"):
+        load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", save_every=-5))
     with pytest.raises(ValueError, match="needs --teacher"):
         load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
     yaml_file = tmp_path / "c.yaml"

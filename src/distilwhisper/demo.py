@@ -128,10 +128,7 @@ def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Pat
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     settings.check()
-    seconds = run / "train_seconds.txt"
-    result = train(settings, resume=(run / "checkpoint" / "state.json").exists())
-    if not seconds.exists():  # a finished run that is reused keeps its first measurement
-        seconds.write_text(f"{result.state['seconds']:.1f}\n")
+    train(settings, resume=(run / "checkpoint" / "state.json").exists())
     return run
 
 
@@ -288,7 +285,7 @@ def run_demo(config: DemoConfig) -> list[dict]:
         model, processor, _ = load_trained(run)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         system = System(NAMES[method], method, out / "eval" / method,
-                        train_seconds=float((run / "train_seconds.txt").read_text()),
+                        train_seconds=state["seconds"],
                         routed=state.get("dev_expert_fraction", {}).get(str(state["best_step"])),
                         kept_step=state["best_step"],
                         trainable=_trainable(run),

@@ -87,6 +87,10 @@ class TrainConfig:
             raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
         if self.scope not in clsr.SCOPES:
             raise ValueError(f"--scope must be one of {', '.join(clsr.SCOPES)}, not {self.scope!r}")
+        for name in ("eval_every", "save_every"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0 or a number of steps, not {value}")
         if self.cache_encoder and self.scope != "decoder":
             raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
 
@@ -378,12 +382,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     bar = tqdm(total=total_steps, initial=state["step"], desc=config.method, unit="step",
                disable=not (progress and accelerator.is_main_process))
     metrics_log = (out / "metrics.jsonl").open("a") if accelerator.is_main_process else None
-    clock = _Clock(state)
+    started = time.perf_counter() - state["seconds"]  # training wall time adds up over resumed runs
     if not resume and config.dev:
         # the starting model is a candidate too: a run that never beats it on dev keeps it (and says so)
         _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
     model.train()  # load_model hands out eval-mode models; the dev evaluations switch back and forth
-    done = state["step"] >= total_steps
+    finished_before = done = state["step"] >= total_steps
     while not done:
         sampler.set_epoch(state["epoch"])
         loader.set_epoch(state["epoch"])  # accelerate counts epochs from 0 itself and passes its count on
@@ -415,7 +419,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             if evaluate_now:
                 _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
             if evaluate_now or (config.save_every and state["step"] % config.save_every == 0):
-                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
+                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state, started)
             if state["step"] >= total_steps:
                 done = True
                 break
@@ -424,11 +428,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             state["epoch_batches"] = 0
             if not config.eval_every:
                 _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
-                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
+                _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state, started)
     bar.close()
     if state.get("evaluated_step") != state["step"]:
         _evaluate_and_keep(config, accelerator, unwrapped, decodable, processor, state, writer)
-    _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, clock.stamp(state))
+    if not finished_before:  # a finished run that is only reused (e.g. by the demo) is not written again
+        _save_checkpoint(accelerator, ckpt, unwrapped, optimizer, scheduler, state, started)
     if accelerator.is_main_process:
         writer.close()
         metrics_log.close()
@@ -436,25 +441,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     return TrainResult(state, unwrapped)
 
 
-class _Clock:
-    """Training wall time summed over resumed runs (`state["seconds"]`), so an interrupted run reports its whole
-    cost, not just the last leg."""
-
-    def __init__(self, state: dict):
-        self.before, self.start = state["seconds"], time.perf_counter()
-
-    def stamp(self, state: dict) -> dict:
-        state["seconds"] = round(self.before + time.perf_counter() - self.start, 1)
-        return state
-
-
 def _drop_logged_after(path: Path, step: int) -> None:
     """Steps trained after the checkpoint were lost with the interruption: their metric rows go too (they are
-    logged again when the resumed run repeats them)."""
+    logged again when the resumed run repeats them), and so does a row torn by the interruption."""
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in lines if line.endswith("\n") and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(kept))
@@ -594,8 +587,10 @@ def _save_best(config, unwrapped, decodable, processor) -> None:
     tmp.rename(best)
 
 
-def _save_checkpoint(accelerator, ckpt: Path, unwrapped, optimizer, scheduler, state: dict) -> None:
-    """Trainable weights, optimiser, schedule and counters, written to a temp dir and renamed into place."""
+def _save_checkpoint(accelerator, ckpt: Path, unwrapped, optimizer, scheduler, state: dict, started: float) -> None:
+    """Trainable weights, optimiser, schedule and counters (with the training seconds since `started`), written to a
+    temp dir and renamed into place."""
+    state["seconds"] = round(time.perf_counter() - started, 1)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
