@@ -7,8 +7,8 @@ holds them back: if sending every token to the experts lowers the WER, the budge
 
     .venv/bin/python benchmarks/gate_routing.py --out demo-out
 
-Needs a finished `make demo` / `benchmarks/method_quality.py` folder.  Writes `OUT/gate_routing/` (resumable evaluations) and
-`OUT/gate_routing.md`, and prints the table.  About 1.5 min per method and set on 2 CPU cores.
+Needs a finished `make demo` / `benchmarks/method_quality.py` folder.  Writes `OUT/gate_routing/` (resumable
+evaluations) and `OUT/gate_routing.md`, and prints the table.  About 1.5 min per method and set on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -43,17 +43,19 @@ def every_token_to_experts(model: nn.Module) -> None:
             module.gates[language] = AlwaysExpert()
 
 
-def _evaluate_forced(run: Path, out: Path, manifest: Path, name: str, batch_size: int) -> list[dict]:
+def _in(rows: list[dict], domain: str) -> list[dict]:
+    return [r for r in rows if r.get("domain") == domain]
+
+
+def _evaluate_forced(run: Path, out: Path, manifest: Path, name: str, batch_size: int) -> dict[str, list[dict]]:
+    """Result rows per set of the run's experts with every token routed to them."""
     model, processor, _ = load_trained(run)
     every_token_to_experts(model)
     decoder = WhisperDecoder(model, processor, trim=True)
-    rows = []
     for domain in SETS:
-        target = out / domain
-        evaluate(f"{name}+every-token", manifest, target, batch_size=batch_size, trim=True, decoder=decoder,
+        evaluate(f"{name}+every-token", manifest, out / domain, batch_size=batch_size, trim=True, decoder=decoder,
                  domain=domain)
-        rows += read_results(target / "results.jsonl")
-    return rows
+    return {domain: read_results(out / domain / "results.jsonl") for domain in SETS}
 
 
 def main() -> None:
@@ -75,10 +77,9 @@ def main() -> None:
         gated = read_results(out / "eval" / method / "results.jsonl")
         forced = _evaluate_forced(run, out / "gate_routing" / method, manifest, method, args.batch_size)
         for k, domain in enumerate(SETS):
-            pick = [r for r in gated if r.get("domain") == domain]
-            every = [r for r in forced if r.get("domain") == domain]
+            pick, every = _in(gated, domain), forced[domain]
             delta = stats.paired_delta(pick, every, "wer", seed=k)
-            table.append([NAMES[method], domain, f"{stats.rate([r for r in base if r.get('domain') == domain], 'wer'):.1f}",
+            table.append([NAMES[method], domain, f"{stats.rate(_in(base, domain), 'wer'):.1f}",
                           f"{stats.rate(pick, 'wer'):.1f}", "n/a" if routed is None else f"{100 * routed:.0f} %",
                           f"{stats.rate(every, 'wer'):.1f}",
                           f"{delta.value:+.1f} [{delta.low:+.1f}, {delta.high:+.1f}], p = {delta.p:.3f}"])
