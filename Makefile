@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/distilwhisper demo --out $(DEMO_OUT)
 
+# The fast suite (tiny random models, the real tokenizer), then the slow one (the real bundled weights).
 test: install
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m slow
 
 bench: install
 	$(PY) benchmarks/decode_speed.py

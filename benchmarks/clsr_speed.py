@@ -21,12 +21,15 @@ import time
 import numpy as np
 import torch
 
-from distilwhisper import clsr, losses
+from distilwhisper import clsr
 from distilwhisper.audio import load_audio
 from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.decoding import WhisperDecoder, encode, prompt_tokens, trimmed_frames
+from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.hub import load_model
-from distilwhisper.train import TeacherCache, collate
+from distilwhisper.train import TrainConfig
+from distilwhisper.train.caches import EncoderCache, TeacherCache
+from distilwhisper.train.data import SpeechDataset, collate
+from distilwhisper.train.objective import Objective
 
 
 def decode_time(model, processor, audios, batch: int) -> tuple[float, list[list[int]]]:
@@ -57,7 +60,7 @@ def main() -> None:
 
     if not args.skip_inference:
         inference_table(args, plain, processor, audios)
-    training_table(args, plain, processor, utts, audios)
+    training_table(args, plain, processor, utts)
 
 
 def inference_table(args, plain, processor, audios) -> None:
@@ -92,61 +95,32 @@ def inference_table(args, plain, processor, audios) -> None:
           f"| {best['routed'] / best['plain']:.2f}x | (other weights) |", flush=True)
 
 
-
-def training_table(args, plain, processor, utts, audios) -> None:
+def training_table(args, plain, processor, utts) -> None:
+    """Times `train.objective.Objective` (the loss the training loop runs) plus backward and optimizer step."""
     print(f"\n## (b) training step, batch {args.batch_size}, {args.threads} threads (median of {args.steps})\n")
-    eot = 50257
-    prompt = prompt_tokens(plain.generation_config, "en")
-    items = []
-    for u, a in zip(utts[:args.batch_size], audios):
-        feats = processor.feature_extractor(a, sampling_rate=16000, return_tensors="pt").input_features[0]
-        text = processor.tokenizer.encode(" " + u.text, add_special_tokens=False)
-        items.append({"id": u.id, "language": "en", "input_features": feats, "tokens": prompt + text + [eot],
-                      "prompt_length": len(prompt), "num_samples": len(a)})
-    batch = collate(items, eot)
-    mask = (batch["labels"] != losses.IGNORE).float()
+    eot = int(plain.generation_config.eos_token_id)
+    dataset = SpeechDataset(utts[:args.batch_size], processor, {"en": prompt_tokens(plain.generation_config, "en")},
+                            eot)
+    batch = collate([dataset[i] for i in range(len(dataset))], eot)
     teacher = copy.deepcopy(plain).requires_grad_(False)
-    cache = TeacherCache(tempfile.mkdtemp(), "bundled:base", 64)
 
-    frames = trimmed_frames(batch["num_samples"])
-
-    def forward(model, encoder: str, cached: dict) -> torch.Tensor:
+    def step_time(model, method: str, scope: str, teacher_mode: str | None = None, encoder: str = "full",
+                  bf16: bool = False) -> float:
         """encoder: "full" (30 s window), "trim" (padding-free) or "cached" (trimmed, computed once: frozen)."""
-        if encoder == "full":
-            return model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"]).logits
-        if encoder == "cached":
-            if "enc" not in cached:
-                with torch.no_grad():
-                    cached["enc"] = encode(model, batch["input_features"], frames)
-            enc = cached["enc"]
-        else:
-            enc = encode(model, batch["input_features"], frames)
-        return model(encoder_outputs=(enc,), decoder_input_ids=batch["decoder_input_ids"]).logits
-
-    def step_time(model, use_teacher: str | None, bf16: bool, encoder: str = "full") -> float:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-5)
-        times, cached = [], {}
-        for i in range((args.bf16_steps if bf16 else args.steps) + 1):  # step 0 (untimed) fills the caches
+        config = TrainConfig(method=method, student="bundled:base", languages=["en"], train="-", out="-",
+                             teacher="bundled:base" if teacher_mode else None, scope=scope,
+                             trim=encoder != "full", cache_encoder=encoder == "cached").check()
+        objective = Objective(config, model, model, teacher if teacher_mode else None,
+                              TeacherCache(tempfile.mkdtemp(), "bundled:base", 64, config.trim)
+                              if teacher_mode == "cache" else None,
+                              EncoderCache() if encoder == "cached" else None)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        steps = args.bf16_steps if bf16 else args.steps
+        times = []
+        for i in range(steps + 1):  # step 0 (untimed) fills the caches
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                clsr.set_language(model, "en")
-                logits = forward(model, encoder, cached)
-                loss = losses.cross_entropy(logits, batch["labels"])
-                if use_teacher == "live":
-                    with torch.no_grad():
-                        t_logits = teacher(input_features=batch["input_features"],
-                                           decoder_input_ids=batch["decoder_input_ids"]).logits
-                    loss = loss + losses.kd_loss_logits(logits, t_logits, mask)
-                elif use_teacher == "cache":
-                    hit = cache.get(batch["ids"], batch["decoder_input_ids"])
-                    if hit is None:  # filled once, before the timed steps
-                        with torch.no_grad():
-                            cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"],
-                                      teacher(input_features=batch["input_features"],
-                                              decoder_input_ids=batch["decoder_input_ids"]).logits)
-                        hit = cache.get(batch["ids"], batch["decoder_input_ids"])
-                    loss = loss + losses.kd_loss_topk(logits, hit[0], hit[1], mask)
+                loss = objective.terms(batch, i, steps + 1)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -156,21 +130,21 @@ def training_table(args, plain, processor, utts, audios) -> None:
 
     print("| step | s/step | vs plain FT |\n|---|---|---|", flush=True)
     ft = copy.deepcopy(plain).train().requires_grad_(True)
-    base_step = step_time(ft, None, False)
+    base_step = step_time(ft, "ft", "all")
     print(f"| plain fine-tuning (all weights), fp32 | {base_step:.2f} | 1.00x |", flush=True)
-    t = step_time(ft, None, False, "trim")
+    t = step_time(ft, "ft", "all", encoder="trim")
     print(f"| plain fine-tuning, fp32, padding-free encoder (trim) | {t:.2f} | {t / base_step:.2f}x |", flush=True)
     del ft
-    rows = [("DistilWhisper, cached teacher, fp32", "cache", False, "full", "all"),
-            ("DistilWhisper, live teacher, fp32", "live", False, "full", "all"),
-            ("DistilWhisper, cached teacher, fp32, padding-free encoder (trim)", "cache", False, "trim", "all"),
+    rows = [("DistilWhisper, cached teacher, fp32", "cache", "full", "all", False),
+            ("DistilWhisper, live teacher, fp32", "live", "full", "all", False),
+            ("DistilWhisper, cached teacher, fp32, padding-free encoder (trim)", "cache", "trim", "all", False),
             ("DistilWhisper, decoder experts, cached teacher, trim, cached encoder outputs (the demo)", "cache",
-             False, "cached", "decoder")]
+             "cached", "decoder", False)]
     if args.bf16_steps:
-        rows.append(("DistilWhisper, cached teacher, bf16 autocast", "cache", True, "full", "all"))
-    for label, teacher_mode, bf16, encoder, scope in rows:
+        rows.append(("DistilWhisper, cached teacher, bf16 autocast", "cache", "full", "all", True))
+    for label, teacher_mode, encoder, scope, bf16 in rows:
         student = clsr.to_distilwhisper(copy.deepcopy(plain), ["en"], scope).train()
-        t = step_time(student, teacher_mode, bf16, encoder)
+        t = step_time(student, "distilwhisper", scope, teacher_mode, encoder, bf16)
         print(f"| {label} | {t:.2f} | {t / base_step:.2f}x |", flush=True)
 
 

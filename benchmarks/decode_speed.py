@@ -14,25 +14,22 @@ import argparse
 import platform
 import time
 
-import ctranslate2
-import numpy as np
+from dataclasses import asdict
+
 import torch
 
-from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.decoding import MAX_NEW_TOKENS, WhisperDecoder
-from distilwhisper.hub import load_model, resolve_ct2_dir
 from distilwhisper.audio import load_audio
-from distilwhisper.metrics import error_counts
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.decoding import MAX_NEW_TOKENS, CT2Decoder, WhisperDecoder
+from distilwhisper.hub import load_model, resolve_ct2_dir
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import quantize_dynamic_int8
+from distilwhisper.results import error_counts, rate
 
 
 def wer(refs: list[tuple[str, str]], hyps: list[str]) -> float:
-    errors = words = 0
-    for (text, lang), hyp in zip(refs, hyps):
-        c = error_counts(normalize(text, lang), normalize(hyp, lang))
-        errors, words = errors + c.word_errors, words + c.words
-    return 100.0 * errors / words
+    return rate([asdict(error_counts(normalize(text, lang), normalize(hyp, lang)))
+                 for (text, lang), hyp in zip(refs, hyps)], "wer")
 
 
 def batched(items: list, size: int):
@@ -67,7 +64,9 @@ def main() -> None:
         m = model if dtype is None and not int8 else load_model("bundled:base", dtype=dtype or torch.float32)[0]
         if int8:
             quantize_dynamic_int8(m, parts=("decoder",))
-        dec = WhisperDecoder(m, processor, trim=trim)
+        run(name, WhisperDecoder(m, processor, trim=trim), batch)
+
+    def run(name: str, dec: WhisperDecoder | CT2Decoder, batch: int) -> None:
         dec.transcribe(audios[:1], "en")  # warm-up
         texts: list[str] = [""] * len(utts)
         tokens: list[list[int]] = [[] for _ in utts]
@@ -76,7 +75,8 @@ def main() -> None:
             for chunk in batched(idx, batch):
                 for i, tr in zip(chunk, dec.transcribe([audios[i] for i in chunk], utts[chunk[0]].language)):
                     texts[i], tokens[i] = tr.text, tr.tokens
-        rows.append((name, (time.perf_counter() - start) / len(utts), texts, tokens))
+        rows.append((name, (time.perf_counter() - start) / len(utts), texts,
+                     tokens if isinstance(dec, WhisperDecoder) else None))
 
     # (b) transformers generate, batch 1
     fe, tok = processor.feature_extractor, processor.tokenizer
@@ -101,30 +101,15 @@ def main() -> None:
     run_ours(f"ours fp32, batch {2 * args.batch_size}, trim, int8 decoder", 2 * args.batch_size, trim=True, int8=True)
     run_ours(f"ours bf16, batch {args.batch_size}, trim", args.batch_size, trim=True, dtype=torch.bfloat16)
 
-    # (c) CTranslate2 on the same features and prompts
+    # (c) CTranslate2 on the same features and prompts (the toolkit's CTranslate2 backend)
     ct2_dir = str(resolve_ct2_dir("bundled:base"))
-    dec = WhisperDecoder(model, processor)
     for compute_type in ("float32", "int8"):
-        ct = ctranslate2.models.Whisper(ct2_dir, device="cpu", compute_type=compute_type, intra_threads=args.threads)
+        ct = CT2Decoder(ct2_dir, processor, model.generation_config, compute_type, args.threads)
         for batch in (1, args.batch_size):
-            texts = [""] * len(utts)
-            warm = dec.features(audios[:1])[0].numpy()
-            ct.generate(ctranslate2.StorageView.from_array(warm), [dec.prompt("en")], max_length=MAX_NEW_TOKENS)
-            start = time.perf_counter()
-            for idx in groups:
-                for chunk in batched(idx, batch):
-                    feats = dec.features([audios[i] for i in chunk])[0].numpy()
-                    prompt = dec.prompt(utts[chunk[0]].language)
-                    out = ct.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)),
-                                      [prompt] * len(chunk), beam_size=1, max_length=MAX_NEW_TOKENS,
-                                      suppress_blank=True, suppress_tokens=[-1])
-                    for i, r in zip(chunk, out):
-                        texts[i] = tok.decode(r.sequences_ids[0], skip_special_tokens=True).strip()
-            rows.append((f"CTranslate2 {compute_type}, batch {batch}", (time.perf_counter() - start) / len(utts),
-                         texts, None))
+            run(f"CTranslate2 {compute_type}, batch {batch}", ct, batch)
 
     base = next(r[1] for r in rows if r[0] == "CTranslate2 float32, batch 1")
-    print(f"\n| option | s/utt | speed-up vs CT2 fp32 batch 1 | WER % | tokens identical to generate |")
+    print("\n| option | s/utt | speed-up vs CT2 fp32 batch 1 | WER % | tokens identical to generate |")
     print("|---|---|---|---|---|")
     for name, sec, texts, tokens in rows:
         same = "n/a" if tokens is None else f"{sum(t == g for t, g in zip(tokens, gen_tokens))}/{len(utts)}"

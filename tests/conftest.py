@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.hub import load_model, resolve_hf_dir
+from distilwhisper.hub import bundled_processor, load_model
 
 torch.set_num_threads(2)
 # A fresh model cache per test session: the bundled weights are reassembled and converted by the code under test,
@@ -28,16 +28,17 @@ def bundled():
 
 
 @pytest.fixture(scope="session")
-def tiny(bundled):
-    """A 2-layer random Whisper with the real vocabulary, tokenizer and generation settings (fast unit tests)."""
-    _, processor = bundled
+def tiny():
+    """A 2-layer random Whisper with the real vocabulary, tokenizer and generation settings (fast unit tests: read
+    from the installed package, the real weights are never converted for them)."""
+    processor, generation = bundled_processor("base")
     config = WhisperConfig(vocab_size=51865, d_model=64, encoder_layers=2, decoder_layers=2,
                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
                            decoder_ffn_dim=128, max_source_positions=1500, max_target_positions=448,
                            pad_token_id=50257, bos_token_id=50257, eos_token_id=50257, decoder_start_token_id=50258)
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig.from_pretrained(resolve_hf_dir("bundled:base"))
+    model.generation_config = generation
     return model, processor
 
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from distilwhisper import bias
-from distilwhisper.cli import PRECISIONS as CLI_PRECISIONS
+from distilwhisper.cli import build_parser
 from distilwhisper.quantize import PRECISIONS, UnsupportedPrecision, check_supported
+from distilwhisper.studies import bias, bias_tables
 
 
 def _rows(language: str, gender: str, n: int, rate: float, seed: int, start: int = 0) -> list[dict]:
@@ -25,7 +25,7 @@ def _degrade(rows: list[dict], extra: int) -> list[dict]:
 def test_planted_speaker_gap_and_its_widening_under_quantization_are_found():
     fp32 = _rows("cs", "female", 80, 0.3, 1) + _rows("cs", "male", 80, 0.1, 2)
     int8 = _degrade(fp32[:80], 2) + fp32[80:]  # women lose 20 points, men nothing
-    table = bias.speaker_table({("m", "fp32"): fp32, ("m", "int8-dynamic"): int8})
+    table = bias_tables.speaker_table({("m", "fp32"): fp32, ("m", "int8-dynamic"): int8})
     base = next(r for r in table if r["precision"] == "fp32")
     quant = next(r for r in table if r["precision"] == "int8-dynamic")
     assert base["group"] == "female" and base["versus"] == "male" and base["speakers"] == "3/3"
@@ -35,7 +35,7 @@ def test_planted_speaker_gap_and_its_widening_under_quantization_are_found():
 
 def test_no_speaker_gap_is_not_significant():
     rows = _rows("ca", "female", 80, 0.2, 3) + _rows("ca", "male", 80, 0.2, 4)
-    (row,) = bias.speaker_table({("m", "fp32"): rows})
+    (row,) = bias_tables.speaker_table({("m", "fp32"): rows})
     assert row["p"] > 0.05 and row["gap_low"] < 0 < row["gap_high"]
 
 
@@ -45,18 +45,20 @@ def test_quantization_hurting_the_low_resource_language_shows_per_tier_and_in_th
     extra = {"en": 0, "es": 0, "cs": 1, "sw": 3}
     int4 = [dict(r, word_errors=r["word_errors"] + extra[r["language"]]) for r in fp32]
     rows = {("m", "fp32"): fp32, ("m", "int4-weight"): int4}
-    quant = bias.quantization_table(rows)
+    quant = bias_tables.quantization_table(rows)
     tiers = {r["group"]: r for r in quant if r["scope"] == "tier"}
     assert tiers["high"]["delta"] == pytest.approx(0.0) and tiers["high"]["p"] == 1.0
     assert tiers["very-low"]["delta"] == pytest.approx(30.0) and tiers["very-low"]["p"] < 0.01
-    corr = {r["quantity"]: r for r in bias.resource_correlation(bias.languages_table(rows), quant)
+    corr = {r["quantity"]: r for r in bias_tables.resource_correlation(bias_tables.languages_table(rows), quant)
             if r["precision"] == "int4-weight"}
     assert corr["delta vs fp32"]["rho"] < -0.9 and corr["delta vs fp32"]["languages"] == 4
     assert corr["error rate"]["rho"] == pytest.approx(-1.0)
 
 
 def test_precision_lists_agree_and_unknown_or_unsupported_precisions_are_explained():
-    assert CLI_PRECISIONS == PRECISIONS
+    eval_precision = next(a for a in build_parser()._subparsers._group_actions[0].choices["eval"]._actions
+                          if a.dest == "precision")
+    assert tuple(eval_precision.choices) == PRECISIONS  # the CLI's choices come from quantize itself
     with pytest.raises(ValueError, match="unknown precision"):
         check_supported("int3", "bundled:base")
     with pytest.raises(UnsupportedPrecision, match="language experts"):
@@ -66,9 +68,10 @@ def test_precision_lists_agree_and_unknown_or_unsupported_precisions_are_explain
 @pytest.mark.slow
 def test_bias_run_on_bundled_models(tmp_path, speech_manifest, capsys):
     out = tmp_path / "bias"
-    args = dict(models=["bundled:base", "bundled:tiny.en"], precisions=["int8-dynamic", "ct2-int8", "fp16"],
-                data=[str(speech_manifest)], out=out, per_language=3, progress=False)
-    result = bias.run_bias(**args)
+    config = bias.BiasConfig(models=["bundled:base", "bundled:tiny.en"],
+                             precisions=["int8-dynamic", "ct2-int8", "fp16"], data=[str(speech_manifest)],
+                             out=str(out), per_language=3)
+    result = bias.run_bias(config, progress=False)
     report = (out / "report.md").read_text()
     assert "fp16: this CPU has no fp16 arithmetic" in report or "| bundled:base | fp16 |" in report
     for name in ("variants.csv", "languages.csv", "quantization.csv", "speakers.csv", "rate_vs_hours.png",
@@ -87,7 +90,7 @@ def test_bias_run_on_bundled_models(tmp_path, speech_manifest, capsys):
     lines = {p: len(p.read_text().splitlines()) for p in out.rglob("results.jsonl")}
     assert len(lines) >= 6 and all(n > 0 for n in lines.values())
     capsys.readouterr()
-    bias.run_bias(**args)  # resume: nothing decoded again
+    bias.run_bias(config, progress=False)  # resume: nothing decoded again
     assert "decoding" not in capsys.readouterr().err
     assert {p: len(p.read_text().splitlines()) for p in out.rglob("results.jsonl")} == lines
     assert json.loads((out / "runs.json").read_text())[0]["model"] == "bundled:base"

@@ -3,26 +3,23 @@ from it (only the baselines are trained and evaluated on top)."""
 
 import json
 import shutil
-import time
 
 import pytest
 
 from distilwhisper.cli import main
-from distilwhisper.evaluate import read_results
+from distilwhisper.results import read_results
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    start = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    return out, time.perf_counter() - start
+    return out
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_stage_within_five_minutes(quick_demo):
-    out, seconds = quick_demo
-    assert seconds < 300, f"demo --quick took {seconds:.0f} s"
+def test_quick_demo_runs_every_stage(quick_demo):
+    out = quick_demo
     table = json.loads((out / "results.json").read_text())["table"]
     assert [row["system"] for row in table] == ["bundled:base fp32", "bundled:base int8", "DistilWhisper"]
     base, _, distil = table
@@ -44,7 +41,7 @@ def test_quick_demo_runs_every_stage_within_five_minutes(quick_demo):
 
 @pytest.mark.slow
 def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsys):
-    out, _ = quick_demo
+    out = quick_demo
     before = (out / "eval" / "distilwhisper" / "results.jsonl").read_text()
     assert main(["demo", "--quick", "--compare", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -64,7 +61,7 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
 
 @pytest.mark.slow
 def test_a_moved_demo_folder_resumes_without_redoing_anything(quick_demo, tmp_path, monkeypatch):
-    out, _ = quick_demo
+    out = quick_demo
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)
     monkeypatch.chdir(tmp_path)  # and from another working directory

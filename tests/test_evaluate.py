@@ -8,8 +8,9 @@ import pytest
 
 from distilwhisper.cli import main
 from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.data.manifest import read_manifest, write_manifest
 from distilwhisper.evaluate import evaluate
-from distilwhisper.data.manifest import write_manifest
+from distilwhisper.io import read_json
 from conftest import write_wav
 
 
@@ -34,12 +35,20 @@ def _manifest(tmp_path):
     return path
 
 
+def _evaluate(manifest, out, decoder, beam_size=1):
+    """Evaluate like `eval` does: the good manifest lines, the bad ones reported; returns the summary."""
+    utterances, problems = read_manifest(manifest)
+    evaluate(decoder, utterances, out, {"model": "tiny", "beam_size": beam_size}, batch_size=2, beam_size=beam_size,
+             problems=[(manifest.name, line, msg) for line, msg in problems], progress=False)
+    return read_json(out / "summary.json")
+
+
 def test_evaluate_resume_and_summary(tiny, tmp_path):
     model, processor = tiny
     manifest, out = _manifest(tmp_path), tmp_path / "out"
     CountingDecoder.decoded = 0
     decoder = CountingDecoder(model, processor)
-    summary = evaluate("tiny", manifest, out, batch_size=2, decoder=decoder, progress=False)
+    summary = _evaluate(manifest, out, decoder)
     assert CountingDecoder.decoded == 4
     assert "m.jsonl:5: bad: audio file not found" in (out / "skipped.txt").read_text()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -54,12 +63,12 @@ def test_evaluate_resume_and_summary(tiny, tmp_path):
     lines = (out / "results.jsonl").read_text().splitlines()
     (out / "results.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
     CountingDecoder.decoded = 0
-    evaluate("tiny", manifest, out, batch_size=2, decoder=decoder, progress=False)
+    _evaluate(manifest, out, decoder)
     assert CountingDecoder.decoded == 1
     assert len((out / "results.jsonl").read_text().splitlines()) == 4
 
     with pytest.raises(ValueError, match="holds results of another setting"):
-        evaluate("tiny", manifest, out, beam_size=3, decoder=decoder, progress=False)
+        _evaluate(manifest, out, decoder, beam_size=3)
 
 
 @pytest.mark.slow
@@ -95,7 +104,6 @@ def test_clip_failing_mid_run_is_reported_not_fatal(tiny, tmp_path, monkeypatch)
         return real_load(path)
 
     monkeypatch.setattr(ev, "load_audio", flaky)
-    summary = evaluate("tiny", manifest, out, batch_size=2, decoder=CountingDecoder(model, processor),
-                       progress=False)
+    summary = _evaluate(manifest, out, CountingDecoder(model, processor))
     assert summary["overall"]["utterances"] == 3
     assert "u2: " in (out / "skipped.txt").read_text() and "simulated" in (out / "skipped.txt").read_text()

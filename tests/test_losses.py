@@ -63,8 +63,6 @@ def test_topk_js_is_exact_for_the_truncated_teacher():
         expected += _js_by_hand(torch.softmax(s[0, i], -1), q)
     got = losses.kd_loss_topk(s, top.values, top.indices, mask, "js")
     assert got.item() == pytest.approx(expected / 3, abs=1e-5)
-    full = top.indices.shape[-1]
-    assert full == 10
     # with k = vocabulary size the cached loss is the live one
     every = torch.log_softmax(t, -1).topk(50, -1)
     assert losses.kd_loss_topk(s, every.values, every.indices, mask).item() == pytest.approx(

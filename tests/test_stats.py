@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from distilwhisper import stats
+from distilwhisper.results import rate
 
 
 def _rows(n: int, error_rate: float, seed: int, prefix: str = "u", words: int = 10) -> list[dict]:
@@ -15,13 +16,13 @@ def _rows(n: int, error_rate: float, seed: int, prefix: str = "u", words: int = 
 
 def test_rate_is_a_corpus_rate():
     rows = [{"word_errors": 1, "words": 1}, {"word_errors": 0, "words": 9}]
-    assert stats.rate(rows, "wer") == pytest.approx(10.0)  # 1/10, not the mean of 100 % and 0 %
+    assert rate(rows, "wer") == pytest.approx(10.0)  # 1/10, not the mean of 100 % and 0 %
 
 
 def test_planted_group_gap_is_found():
     women, men = _rows(150, 0.30, seed=1, prefix="f"), _rows(150, 0.10, seed=2, prefix="m")
     gap = stats.group_gap(women, men, "wer", n_resamples=1000)
-    assert gap.value == pytest.approx(stats.rate(women, "wer") - stats.rate(men, "wer"))
+    assert gap.value == pytest.approx(rate(women, "wer") - rate(men, "wer"))
     assert 15 < gap.value < 25 and gap.low > 10 and gap.p < 0.01 and gap.significant
 
 

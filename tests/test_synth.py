@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -55,12 +54,12 @@ def test_plan_is_deterministic_with_disjoint_splits(tmp_path):
 def test_festival_needs_8bit_text(tmp_path):
     """Czech diacritics reach Festival in ISO-8859-2; an unrepresentable character is a clear error."""
     dita = next(v for v in tts.voices_for("cs") if v.name == "czech_dita")
-    audio = tts.synthesize(dita, "Příliš žluťoučký kůň úpěl ďábelské ódy.", tmp_path / "x.wav")
+    audio = tts.synthesize(dita, "Příliš žluťoučký kůň úpěl ďábelské ódy.")
     assert 1.5 < len(audio) / 16000 < 8
-    dashed = tts.synthesize(dita, "Příliš žluťoučký kůň – úpěl ďábelské ódy.", tmp_path / "z.wav")  # en dash
+    dashed = tts.synthesize(dita, "Příliš žluťoučký kůň – úpěl ďábelské ódy.")  # en dash
     assert 1.5 < len(dashed) / 16000 < 8
     with pytest.raises(TTSError, match="iso-8859-2"):
-        tts.synthesize(dita, "Ahoj ☃ světe.", tmp_path / "y.wav")
+        tts.synthesize(dita, "Ahoj ☃ světe.")
 
 
 def test_missing_engine_error_lists_available(monkeypatch):
@@ -72,7 +71,7 @@ def test_missing_engine_error_lists_available(monkeypatch):
 
 def test_conditions(tmp_path):
     voice = Voice("espeak-ng", "ca+m1", "ca", "male", "adult", IN_DOMAIN)
-    clean = tts.synthesize(voice, "Bon dia a tothom, com esteu avui?", tmp_path / "a.wav")
+    clean = tts.synthesize(voice, "Bon dia a tothom, com esteu avui?")
     noisy = tts.apply_condition(clean, "noise:10", seed=1)
     snr = 10 * __import__("math").log10((clean ** 2).mean() / ((noisy - clean) ** 2).mean())
     assert abs(snr - 10) < 0.5
@@ -107,13 +106,14 @@ def test_synth_cli_resume_and_metadata(tmp_path, capsys):
 @pytest.mark.slow
 def test_festival_catalan_is_intelligible(bundled, tmp_path):
     """whisper-base understands the Festival Catalan voice: the audio is speech, not garbage."""
-    from distilwhisper.evaluate import evaluate
+    from distilwhisper.evaluate import EvalConfig, run_eval
 
     path = synth.synth_corpus(["ca"], 10, tmp_path / "c", seed=1, progress=False)
     manifest = tmp_path / "ona.jsonl"
     rows = [line for line in path.read_text().splitlines() if "festival" in line]
     manifest.write_text("\n".join(rows[:4]).replace('"audio": "audio/', f'"audio": "{tmp_path}/c/audio/') + "\n")
-    summary = evaluate("bundled:base", manifest, tmp_path / "eval", progress=False)
+    summary = run_eval(EvalConfig(model="bundled:base", data=str(manifest), out=str(tmp_path / "eval")),
+                       progress=False)
     assert summary["languages"]["ca"]["wer"]["value"] < 50.0
 
 

@@ -3,7 +3,6 @@ runs under DDP, and rejects bad input clearly."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -18,7 +17,10 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from distilwhisper import clsr, losses
 from distilwhisper.cli import main
-from distilwhisper.train import TeacherCache, TrainConfig, load_config, train
+from distilwhisper.train import TrainConfig, TrainedRun, load_config, train
+from distilwhisper.train.caches import TeacherCache
+from distilwhisper.train.model import check_teacher, trainable_state
+from distilwhisper.train.objective import Objective
 from conftest import write_wav
 
 TEXTS = {"ca": ["bon dia", "gràcies"], "cs": ["dobrý den", "děkuji"]}
@@ -64,9 +66,7 @@ def _config(method, dirs, manifest, out, **kw):
     if method == "distilwhisper":
         values["teacher"] = dirs[1]
     values.update(kw)
-    config = TrainConfig(**values)
-    config.check()
-    return config
+    return TrainConfig(**values).check()
 
 
 def _ce_curve(out):
@@ -81,7 +81,7 @@ def test_each_method_learns_and_touches_only_its_parameters(method, tiny_dirs, m
     result = train(_config(method, tiny_dirs, manifest, tmp_path), progress=False)
     first, last, rows = _ce_curve(tmp_path)
     assert last < first * 0.8, (first, last)
-    assert result.state["step"] == 16
+    assert result.state.step == 16
     trained = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
     if method in ("distilwhisper", "clsr-ft"):
         assert all(".experts." in n or ".gates." in n for n in trained)
@@ -143,11 +143,10 @@ def test_baselines_train_only_the_scope_layers(method, tiny_dirs, manifest, tmp_
 
 @pytest.mark.parametrize("method", ["clsr-ft", "lora", "ft"])
 def test_load_trained_decodes_what_training_kept(method, tiny_dirs, manifest, tmp_path):
-    from distilwhisper.train import load_trained
-
     result = train(_config(method, tiny_dirs, manifest, tmp_path, max_steps=2), progress=False)
-    model, _, config = load_trained(tmp_path)
-    assert config["method"] == method
+    run = TrainedRun.open(tmp_path)
+    model, _ = run.load()
+    assert run.config.method == method and run.state.step == 2
     feats = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))
     ids = torch.tensor([[50258, 50262, 50359, 50363]])
     clsr.set_language(model, "ca")
@@ -157,7 +156,7 @@ def test_load_trained_decodes_what_training_kept(method, tiny_dirs, manifest, tm
         expected = trained(input_features=feats, decoder_input_ids=ids).logits
         assert torch.allclose(model(input_features=feats, decoder_input_ids=ids).logits, expected, atol=1e-4)
     with pytest.raises(ValueError, match="not a finished training run"):
-        load_trained(tmp_path / "nothing")
+        TrainedRun.open(tmp_path / "nothing")
 
 
 def test_the_untrained_start_is_a_checkpoint_candidate(tiny_dirs, manifest, tmp_path):
@@ -165,14 +164,14 @@ def test_the_untrained_start_is_a_checkpoint_candidate(tiny_dirs, manifest, tmp_
     result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, lr=0.0, max_steps=4,
                            eval_every=2), progress=False)
     assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["step-0000000", "step-0000002", "step-0000004"]
-    assert result.state["best_step"] == 0
+    assert result.state.best_step == 0
     assert result.model.training  # the dev evaluations do not leave the model in eval mode
 
 
 def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
     train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=4), progress=False)
     result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
-    assert result.state["step"] == 6
+    assert result.state.step == 6
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     with pytest.raises(ValueError, match="checkpoint of --method clsr-ft, not ft"):
         train(_config("ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
@@ -182,32 +181,30 @@ def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_weights(save_every, tiny_dirs, manifest, tmp_path, monkeypatch):
     """Checkpoints every `save_every` steps; a run killed between two of them continues from the last one, skips
     the batches of the epoch it had trained on, and ends with the weights of a run that was never interrupted."""
-    from distilwhisper import train as train_module
-
     # 4 batches an epoch, no evaluation before the end: the step-3 checkpoint is mid-epoch, the step-4 one at its end
     settings = dict(max_steps=8, batch_size=1, save_every=save_every, eval_every=100)
     whole = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "whole", **settings), progress=False)
 
-    step = train_module._step
+    terms = Objective.terms
 
-    def crash_at_step_6(*args, **kw):
-        if args[6] == 5:
+    def crash_at_step_6(self, batch, step, total):
+        if step == 5:
             raise KeyboardInterrupt
-        return step(*args, **kw)
+        return terms(self, batch, step, total)
 
-    monkeypatch.setattr(train_module, "_step", crash_at_step_6)
+    monkeypatch.setattr(Objective, "terms", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), progress=False)
     state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
     assert (state["step"], state["epoch"], state["epoch_batches"]) == (save_every, 0, save_every)
     with (tmp_path / "cut" / "metrics.jsonl").open("a") as log:
         log.write('{"step": 6, "c')  # a row torn by the interruption
-    monkeypatch.setattr(train_module, "_step", step)
+    monkeypatch.setattr(Objective, "terms", terms)
     resumed = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "cut", **settings), resume=True,
                     progress=False)
-    assert resumed.state["step"] == 8 and resumed.state["seconds"] > 0
-    for name, weight in train_module.trainable_state(whole.model).items():
-        torch.testing.assert_close(train_module.trainable_state(resumed.model)[name], weight, rtol=0, atol=1e-6)
+    assert resumed.state.step == 8 and resumed.state.seconds > 0
+    for name, weight in trainable_state(whole.model).items():
+        torch.testing.assert_close(trainable_state(resumed.model)[name], weight, rtol=0, atol=1e-6)
     steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # the steps lost with the interruption are logged once, by the resumed run
 
@@ -224,8 +221,6 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     with pytest.raises(ValueError, match="teacher vocabulary"):
         train(_config("distilwhisper", (tiny_dirs[0], str(tmp_path / "odd")), manifest, tmp_path), progress=False)
     from types import SimpleNamespace
-
-    from distilwhisper.train import check_teacher
 
     mel128 = SimpleNamespace(config=WhisperConfig(**{**config, "vocab_size": 51865, "num_mel_bins": 128}))
     with pytest.raises(ValueError, match="teacher takes 128 mel bins, the student 80"):

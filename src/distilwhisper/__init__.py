@@ -7,7 +7,11 @@ import logging
 for _name in ("torchao", "torch.utils._pytree"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
+from distilwhisper.evaluate import EvalConfig, run_eval  # noqa: E402
 from distilwhisper.hub import load_model  # noqa: E402
+from distilwhisper.train import TrainConfig, TrainedRun  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "__version__"]
+# The package's modules `evaluate` and `train` keep their names: `distilwhisper.evaluate.evaluate` (the loop)
+# and `distilwhisper.train.train` (training) are reached through them.
+__all__ = ["EvalConfig", "TrainConfig", "TrainedRun", "load_model", "run_eval", "__version__"]

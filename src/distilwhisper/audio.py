@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -67,6 +68,6 @@ def audio_duration(path: str | Path) -> float:
     return len(load_audio(path)) / SAMPLE_RATE
 
 
-def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+def save_wav(path: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM wav (what corpora ship; float wavs double the size for no accuracy gain)."""
-    sf.write(str(path), audio, sample_rate, format="WAV", subtype="PCM_16")
+    sf.write(path if hasattr(path, "write") else str(path), audio, sample_rate, format="WAV", subtype="PCM_16")

@@ -1,17 +1,72 @@
-"""Command line: argument parsing only; each subcommand calls one public function."""
+"""Command line: argument parsing only; each subcommand calls one public function.
+
+The flags of `eval`, `bias`, `train`, `demo` and `transcribe` are generated from their config dataclasses
+(`EvalConfig`, `BiasConfig`, `TrainConfig`, `DemoConfig`, `TranscribeConfig`): a field `batch_size` is the flag
+`--batch-size`, its metadata holds the help text, lists are comma-separated, booleans are switches.  Only the
+flags a user gives override the dataclass defaults (and, for `train --config`, the YAML file's values).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight", "ct2-int8", "ct2-int8_float32",
-              "ct2-float32")  # quantize.PRECISIONS, repeated so --help does not import torch
-EPILOG = "Models: bundled:base (offline), a CTranslate2/faster-whisper dir, a local HF dir, or a hub id."
+EPILOG = "Models: bundled:base (offline), a CTranslate2/faster-whisper dir, a local HF dir, a hub id, or a " \
+         "`train` run folder."
 
 
+# ----- flags from config dataclasses --------------------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of `cls`; every default is None so that only given flags override."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        base = inner[0] if inner and type(None) in typing.get_args(kind) else kind
+        help_text = f.metadata.get("help", "")
+        default = (f.default if f.default is not dataclasses.MISSING
+                   else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if f.metadata.get("choices"):
+            help_text += f" (one of: {', '.join(f.metadata['choices'])})"
+        if default not in (None, False):
+            help_text += f" (default: {','.join(default) if isinstance(default, list) else default})"
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, nargs="+", help=help_text)
+        elif base is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
+        else:
+            convert = _comma_list if typing.get_origin(base) is list else base
+            parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=None, help=help_text,
+                                choices=f.metadata.get("choices"),
+                                metavar=f.name.upper() if f.metadata.get("choices") else None)
+
+
+def config_from(args: argparse.Namespace, cls, base: dict | None = None):
+    """`cls` from `base` (e.g. a YAML file's values) updated with the flags given; a missing required setting is
+    named as its flag."""
+    values = dict(base or {})
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                   if getattr(args, f.name, None) is not None})
+    missing = [_flag(f.name) for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return cls(**values)
+
+
+# ----- commands -------------------------------------------------------------------------------------------------
 def _cmd_models(args: argparse.Namespace) -> int:
     from distilwhisper.hub import available_models, cache_dir
 
@@ -22,75 +77,47 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from distilwhisper.evaluate import evaluate, summary_markdown
+    from distilwhisper.evaluate import EvalConfig, run_eval
+    from distilwhisper.results import summary_markdown
 
-    summary = evaluate(args.model, args.data, args.out, language=args.language, batch_size=args.batch_size,
-                       beam_size=args.beam_size, limit=args.limit, trim=args.trim, threads=args.threads,
-                       experts=args.experts, split=args.split, domain=args.domain, precision=args.precision)
-    print(summary_markdown(summary))
-    print(f"results: {Path(args.out) / 'results.jsonl'}; summary: {Path(args.out) / 'summary.md'}")
+    config = config_from(args, EvalConfig)
+    print(summary_markdown(run_eval(config)))
+    print(f"results: {Path(config.out) / 'results.jsonl'}; summary: {Path(config.out) / 'summary.md'}")
     return 0
 
 
 def _cmd_bias(args: argparse.Namespace) -> int:
-    from distilwhisper.bias import run_bias
+    from distilwhisper.studies.bias import BiasConfig, run_bias
 
-    run_bias(args.models.split(","), args.precisions.split(","), args.data.split(","), args.out,
-             batch_size=args.batch_size, per_language=args.per_language, trim=args.trim, threads=args.threads)
-    print(f"report: {Path(args.out) / 'report.md'} (tables: {args.out}/*.csv, figures: {args.out}/*.png)")
+    config = config_from(args, BiasConfig)
+    run_bias(config)
+    print(f"report: {Path(config.out) / 'report.md'} (tables: {config.out}/*.csv, figures: {config.out}/*.png)")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from distilwhisper.demo import DemoConfig, run_demo
+    from distilwhisper.studies.demo import DemoConfig, run_demo
 
-    config = DemoConfig.make(
-        quick=args.quick, languages=args.languages.split(",") if args.languages else None,
-        control=args.control.split(",") if args.control else None, out=args.out, student=args.student,
-        teacher=args.teacher, compare=args.compare or None, per_language=args.per_language,
-        test_per_language=args.test_per_language, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, scope=args.scope, threads=args.threads)
-    run_demo(config)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
+    run_demo(DemoConfig.make(**{**given, "quick": bool(given["quick"])}))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distilwhisper.train import load_config, train
+    from distilwhisper.train import TrainConfig, train
+    from distilwhisper.train.config import read_yaml
 
-    overrides = {k: getattr(args, k) for k in ("method", "student", "teacher", "train", "dev", "out", "max_steps",
-                                                "epochs", "batch_size", "grad_accum", "lr", "scope", "teacher_cache",
-                                                "top_k", "eval_every", "save_every", "eval_limit", "seed",
-                                                "kd")}
-    overrides["languages"] = args.languages.split(",") if args.languages else None
-    overrides["bf16"] = True if args.bf16 else None
-    overrides["trim"] = True if args.trim else None
-    overrides["cache_encoder"] = True if args.cache_encoder else None
-    result = train(load_config(args.config, overrides), resume=args.resume)
-    print(json.dumps(result.state))
+    config = config_from(args, TrainConfig, read_yaml(args.config) if args.config else None)
+    result = train(config, resume=args.resume)
+    print(json.dumps(dataclasses.asdict(result.state)))
     return 0
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    import torch
+    from distilwhisper.transcribe import TranscribeConfig, transcribe_files
 
-    from distilwhisper.audio import load_audio
-    from distilwhisper.clsr import attach_experts
-    from distilwhisper.decoding import WhisperDecoder
-    from distilwhisper.hub import load_model
-
-    if args.experts and not args.language:
-        raise ValueError("--experts needs --language: the experts of the language are part of the encoder")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, processor = load_model(args.model)
-    if args.experts:
-        attach_experts(model, args.experts, [args.language] if args.language else None)
-    decoder = WhisperDecoder(model, processor, trim=args.trim)
-    for start in range(0, len(args.audio), args.batch_size):
-        paths = args.audio[start:start + args.batch_size]
-        for path, tr in zip(paths, decoder.transcribe([load_audio(p) for p in paths], args.language,
-                                                      beam_size=args.beam_size)):
-            print(f"{path}\t{tr.language}\t{tr.text}")
+    for path, tr in transcribe_files(config_from(args, TranscribeConfig)):
+        print(f"{path}\t{tr.language}\t{tr.text}")
     return 0
 
 
@@ -168,124 +195,35 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _command(sub, name: str, cls, func, **kw) -> argparse.ArgumentParser:
+    """A subcommand whose help is the first paragraph of `cls`'s docstring and whose flags are its fields."""
+    doc = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+    summary, _, details = doc.partition(": ")
+    parser = sub.add_parser(name, help=details.split(". ")[0] or summary, description=details or summary, **kw)
+    add_config_flags(parser, cls)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from distilwhisper.evaluate import EvalConfig
+    from distilwhisper.studies.bias import BiasConfig
+    from distilwhisper.studies.demo import DemoConfig
+    from distilwhisper.train import TrainConfig
+    from distilwhisper.transcribe import TranscribeConfig
+
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Measure and improve multilingual Whisper "
                                      "models per language (DistilWhisper).", epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("models", help="list models available offline")
-    p.set_defaults(func=_cmd_models)
-
-    p = sub.add_parser("eval", help="decode a manifest and score WER/CER per language and speaker group",
-                       epilog=EPILOG)
-    p.add_argument("--model", required=True, help="model reference (default offline: bundled:base)")
-    p.add_argument("--data", required=True, help="manifest.jsonl")
-    p.add_argument("--out", required=True, help="output folder; rerunning with the same folder resumes")
-    p.add_argument("--language", help="evaluate only this language (default: every language in the manifest)")
-    p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
-    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (paper setting), >1 = beam search")
-    p.add_argument("--split", help="evaluate only utterances of this split (e.g. test)")
-    p.add_argument("--domain", help="evaluate only utterances of this domain (e.g. out-of-domain)")
-    p.add_argument("--limit", type=int, help="evaluate the first N utterances only")
-    p.add_argument("--trim", action="store_true",
-                   help="encode only the frames holding audio (faster on short clips; see benchmarks/decode_speed.py"
-                        " for its accuracy cost)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
-    p.add_argument("--experts", help="DistilWhisper experts folder (from `train`) to load onto --model")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="weights/compute precision (see distilwhisper/quantize.py; default fp32); one this machine "
-                        "cannot run stops with the reason")
-    p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser("demo", help="the whole story offline: corpus, base model, DistilWhisper experts, baselines",
-                       epilog="Default: about 28 min on 2 CPU cores; --quick: about 5 min; --compare adds CLSR-FT, "
-                              "FT and LoRA trained with the same data and steps. Rerunning with the same --out "
-                              "resumes every stage. " + EPILOG)
-    p.add_argument("--languages", help="target languages with offline TTS voices (default ca,cs)")
-    p.add_argument("--control", help="control languages, recorded asterisk prompts, never trained (default en,es)")
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks every stage in about 5 minutes")
-    p.add_argument("--compare", action="store_true",
-                   help="also train CLSR-FT, FT and LoRA with the same data, steps and layers (--scope)")
-    p.add_argument("--student", help="student model (default bundled:base; paper: openai/whisper-small)")
-    p.add_argument("--teacher", help="teacher model (default bundled:base; paper: openai/whisper-large-v2)")
-    p.add_argument("--per-language", type=int, help="synthesised sentences per target language (default 360)")
-    p.add_argument("--test-per-language", type=int,
-                   help="of which in each test set, in-domain and out-of-domain (default 24); dev gets a tenth "
-                        "of the rest (at most as many), train the remainder")
-    p.add_argument("--steps", type=int, help="optimizer steps per method (default 300)")
-    p.add_argument("--batch-size", type=int, help="default 8")
-    p.add_argument("--lr", type=float, help="learning rate of experts/LoRA (default 1e-3; FT uses a tenth)")
-    p.add_argument("--scope", choices=("all", "encoder", "decoder"),
-                   help="layers that train, for every method (default decoder: the frozen encoder is then run "
-                        "once per clip; all = the paper's setting, several times slower per step)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("bias", help="bias and quantization study: models x precisions x languages x speaker groups",
-                       epilog="Every model x precision is evaluated into OUT/evals/ (resumable), then OUT/report.md, "
-                              "OUT/*.csv and OUT/*.png are written. fp32 is always run: quantization effects are "
-                              "measured against it. " + EPILOG)
-    p.add_argument("--models", default="bundled:base",
-                   help="comma-separated model references (offline: bundled:base,bundled:tiny.en)")
-    p.add_argument("--precisions", default="fp32,int8-dynamic,int4-weight,ct2-int8",
-                   help=f"comma-separated, from {', '.join(PRECISIONS)}; ones this machine cannot run are reported "
-                        "as not run (default: fp32,int8-dynamic,int4-weight,ct2-int8)")
-    p.add_argument("--data", required=True, help="comma-separated manifests (ids unique across them)")
-    p.add_argument("--out", required=True, help="output folder; rerunning with it reuses finished evaluations")
-    p.add_argument("--per-language", type=int, help="use at most N utterances per language")
-    p.add_argument("--batch-size", type=int, default=8, help="utterances decoded together (default 8)")
-    p.add_argument("--trim", action="store_true", help="padding-free encoder for the torch precisions")
-    p.add_argument("--threads", type=int, help="torch/CTranslate2 threads (default: all cores)")
-    p.set_defaults(func=_cmd_bias)
-
-    p = sub.add_parser("train", help="train DistilWhisper experts, or a baseline (clsr-ft, ft, lora)",
-                       epilog="Defaults are the paper's (lr 1e-4, batch 16, 10 epochs, w_ce 0.25, w_kd 0.5, JS). "
-                              "Runs under `accelerate launch --num_processes N` too.")
-    p.add_argument("--config", help="YAML file of settings (names as the flags, with underscores)")
-    p.add_argument("--method", choices=("distilwhisper", "clsr-ft", "ft", "lora"))
-    p.add_argument("--student", help="student model reference (paper: openai/whisper-small)")
-    p.add_argument("--teacher", help="teacher model reference for distilwhisper (paper: openai/whisper-large-v2)")
-    p.add_argument("--languages", help="comma-separated languages to train experts for")
-    p.add_argument("--train", help="training manifest (only its split=train lines if it has a split column)")
-    p.add_argument("--dev", help="dev manifest (only split=dev lines if it has a split column): WER at each "
-                   "evaluation; the best checkpoint is kept")
-    p.add_argument("--out", help="output folder (best/, checkpoint/, dev/, tensorboard/, metrics.jsonl)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--scope", choices=("all", "encoder", "decoder"),
-                   help="layers that train: where experts (distilwhisper, clsr-ft) or LoRA adapters go, which "
-                        "layers ft updates (default and paper: all)")
-    p.add_argument("--kd", choices=("js", "kl"), help="distillation divergence (paper: js)")
-    p.add_argument("--teacher-cache", help="folder storing the teacher's top-k log-probs, reused across epochs/runs")
-    p.add_argument("--top-k", type=int, help="teacher log-probs kept per position in the cache (default 64)")
-    p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: each epoch)")
-    p.add_argument("--save-every", type=int, help="steps between resumable checkpoints besides those at dev "
-                   "evaluations (default: only at evaluations); --resume continues mid-epoch where it stopped")
-    p.add_argument("--eval-limit", type=int, help="dev utterances used per evaluation")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
-    p.add_argument("--trim", action="store_true", help="padding-free encoding: encode only the frames holding "
-                   "audio (at least 15 s); one process only")
-    p.add_argument("--cache-encoder", action="store_true",
-                   help="encode each clip once and keep the output in memory (needs --scope decoder: the "
-                        "encoder is then frozen); one process only")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("transcribe", help="transcribe audio files, optionally with a language's experts")
-    p.add_argument("audio", nargs="+")
-    p.add_argument("--model", default="bundled:base")
-    p.add_argument("--experts", help="experts folder to load onto --model")
-    p.add_argument("--language", help="force a language (default: detected)")
-    p.add_argument("--beam-size", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--trim", action="store_true", help="encode only the frames holding audio")
-    p.add_argument("--threads", type=int)
-    p.set_defaults(func=_cmd_transcribe)
+    sub.add_parser("models", help="list models available offline").set_defaults(func=_cmd_models)
+    _command(sub, "eval", EvalConfig, _cmd_eval, epilog=EPILOG)
+    _command(sub, "demo", DemoConfig, _cmd_demo, epilog=EPILOG)
+    _command(sub, "bias", BiasConfig, _cmd_bias, epilog=EPILOG)
+    p = _command(sub, "train", TrainConfig, _cmd_train, epilog=EPILOG)
+    p.add_argument("--config", help="YAML file of settings (names as the flags, with underscores); flags given "
+                   "override it")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (mid-epoch too)")
+    _command(sub, "transcribe", TranscribeConfig, _cmd_transcribe, epilog=EPILOG)
 
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("commonvoice", help="Common Voice language folder -> manifest")

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from distilwhisper.io import atomic_write_bytes, atomic_write_json
 from distilwhisper.languages import check as check_language
 
 GATE_HIDDEN = 64
@@ -219,17 +220,14 @@ def save_experts(model: nn.Module, directory: str | Path, base_model: str, langu
     directory.mkdir(parents=True, exist_ok=True)
     languages = languages or trained_languages(model)
     for lang in languages:
-        tmp = directory / f".{lang}.safetensors.tmp"
-        save_file(_language_state(model, lang), str(tmp), metadata={"language": lang})
-        tmp.replace(directory / f"{lang}.safetensors")
+        atomic_write_bytes(directory / f"{lang}.safetensors", save(_language_state(model, lang),
+                                                                    metadata={"language": lang}))
     config = model.config
     info = {"base_model": base_model, "languages": sorted(set(languages) | set(_saved_languages(directory))),
             "scope": getattr(model, "distilwhisper_scope", "all"), "fingerprint": _fingerprint(model),
             "d_model": config.d_model, "encoder_layers": config.encoder_layers,
             "decoder_layers": config.decoder_layers, "vocab_size": config.vocab_size, **(extra or {})}
-    tmp = directory / f".{EXPERTS_CONFIG}.tmp"
-    tmp.write_text(json.dumps(info, indent=1))
-    tmp.replace(directory / EXPERTS_CONFIG)
+    atomic_write_json(directory / EXPERTS_CONFIG, info)
     return directory
 
 
@@ -282,10 +280,3 @@ def attach_experts(model: nn.Module, directory: str | Path, languages: list[str]
     model.eval()
     return model
 
-
-def load_experts(base_model: str, directory: str | Path, languages: list[str] | None = None):
-    """Load `base_model` (any reference `load_model` takes) with experts from `directory`: (model, processor)."""
-    from distilwhisper.hub import load_model
-
-    model, processor = load_model(base_model)
-    return attach_experts(model, directory, languages), processor

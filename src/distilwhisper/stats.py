@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FIELDS = {"wer": ("word_errors", "words"), "cer": ("char_errors", "chars")}
+from distilwhisper.results import counts, ratio
+
 N_RESAMPLES = 2000
 EXACT_UP_TO = 8  # pairs for which Spearman's p-value is computed exactly (8! orderings)
 
@@ -35,33 +36,12 @@ class Estimate:
     p: float
     n: int
 
-    def as_dict(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}value" if prefix else "value": self.value, f"{prefix}low": self.low,
-                f"{prefix}high": self.high, f"{prefix}p": self.p, f"{prefix}n": self.n}
-
     @property
     def significant(self) -> bool:
         return not math.isnan(self.p) and self.p < 0.05
 
 
 NAN = Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
-
-
-def counts(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(errors, reference units) per row for `metric` ("wer" or "cer")."""
-    err, units = FIELDS[metric]
-    return (np.array([r[err] for r in rows], dtype=np.float64), np.array([r[units] for r in rows], dtype=np.float64))
-
-
-def rate(rows: list[dict], metric: str) -> float:
-    errors, units = counts(rows, metric)
-    return 100.0 * errors.sum() / units.sum() if units.sum() > 0 else float("nan")
-
-
-def _ratio(errors: np.ndarray, units: np.ndarray) -> np.ndarray:
-    """Row-wise 100 * sum(errors) / sum(units) of resampled (n_resamples, n) arrays."""
-    total = units.sum(axis=-1)
-    return 100.0 * errors.sum(axis=-1) / np.where(total > 0, total, np.nan)
 
 
 def _two_sided(draws: np.ndarray) -> float:
@@ -96,7 +76,7 @@ def _delta_draws(paired: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.rand
     """rate(other) - rate(base) of paired counts, and its bootstrap draws (utterances resampled, same draw for both)."""
     e_base, e_other, units = paired
     idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
-    draws = _ratio(e_other[idx], units[idx]) - _ratio(e_base[idx], units[idx])
+    draws = ratio(e_other[idx], units[idx]) - ratio(e_base[idx], units[idx])
     return 100.0 * (e_other.sum() - e_base.sum()) / units.sum(), draws
 
 
@@ -125,11 +105,11 @@ def group_gap(first: list[dict], second: list[dict], metric: str, n_resamples: i
     errors, units = np.concatenate([e1, e2]), np.concatenate([u1, u2])
     n1 = len(e1)
     perms = np.argsort(rng.random((n_resamples, len(errors))), axis=1)
-    gaps = _ratio(errors[perms[:, :n1]], units[perms[:, :n1]]) - _ratio(errors[perms[:, n1:]], units[perms[:, n1:]])
+    gaps = ratio(errors[perms[:, :n1]], units[perms[:, :n1]]) - ratio(errors[perms[:, n1:]], units[perms[:, n1:]])
     p = (1 + np.sum(np.abs(gaps) >= abs(value) - 1e-9)) / (1 + n_resamples)
     i1 = rng.integers(0, n1, size=(n_resamples, n1))
     i2 = rng.integers(0, len(e2), size=(n_resamples, len(e2)))
-    draws = _ratio(e1[i1], u1[i1]) - _ratio(e2[i2], u2[i2])
+    draws = ratio(e1[i1], u1[i1]) - ratio(e2[i2], u2[i2])
     return Estimate(float(value), *_interval(draws), float(p), len(errors))
 
 

@@ -7,8 +7,10 @@ are written as wav under the output folder.
 
 from __future__ import annotations
 
-import io
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from distilwhisper.audio import load_audio, save_wav
 from distilwhisper.data.commonvoice import normalize_gender
@@ -59,7 +61,7 @@ def load_hf_dataset(source: str, out_dir: str | Path, language: str, split: str 
                 raise ValueError(f"{source}: row {i} has neither an audio file nor audio bytes")
             audio_path = out_dir / "audio" / f"{uid}.wav"
             if not audio_path.exists():
-                save_wav(audio_path, load_audio_bytes(audio["bytes"], audio_path))
+                save_wav(audio_path, _decode_bytes(audio["bytes"], audio.get("path") or "clip.wav"))
         utterances.append(Utterance(
             id=uid, audio=str(audio_path), text=str(row[text_column]), language=language,
             speaker=str(row.get("client_id") or row.get("speaker_id") or ""),
@@ -68,19 +70,11 @@ def load_hf_dataset(source: str, out_dir: str | Path, language: str, split: str 
     return utterances
 
 
-def load_audio_bytes(data: bytes, name: Path):
-    """Decode in-memory audio (any format soundfile reads; others via a temporary file and ffmpeg)."""
-    import soundfile as sf
-    import soxr
 
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except sf.LibsndfileError:
-        tmp = name.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        try:
-            return load_audio(tmp)
-        finally:
-            tmp.unlink(missing_ok=True)
-    mono = samples.mean(axis=1)
-    return soxr.resample(mono, rate, 16000) if rate != 16000 else mono
+def _decode_bytes(data: bytes, name: str) -> np.ndarray:
+    """In-memory audio decoded by `audio.load_audio` (soundfile, or ffmpeg for other formats) via a temp file that
+    keeps the stored name's extension."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(name).name or "clip")
+        path.write_bytes(data)
+        return load_audio(path)

@@ -11,13 +11,12 @@ discovering problems one crash at a time, hours into an evaluation.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
 from distilwhisper.audio import MAX_SECONDS, AudioError, audio_duration
+from distilwhisper.io import rewrite_jsonl
 from distilwhisper.languages import is_known
 
 REQUIRED = ("id", "audio", "text", "language")
@@ -144,12 +143,11 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance], relative: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for utt in utterances:
-            row = utt.to_json()
-            audio = Path(row["audio"]).resolve()
-            row["audio"] = str(audio.relative_to(base) if relative and audio.is_relative_to(base) else audio)
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    rows = []
+    for utt in utterances:
+        row = utt.to_json()
+        audio = Path(row["audio"]).resolve()
+        row["audio"] = str(audio.relative_to(base) if relative and audio.is_relative_to(base) else audio)
+        rows.append(row)
+    rewrite_jsonl(path, rows)
     return path

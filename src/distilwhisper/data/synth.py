@@ -87,7 +87,7 @@ def _run(job: Job) -> str | None:
     path = Path(job.utterance.audio)
     if path.exists():
         return None
-    audio = apply_condition(synthesize(job.voice, job.utterance.text, path), job.condition, job.seed)
+    audio = apply_condition(synthesize(job.voice, job.utterance.text), job.condition, job.seed)
     if len(audio) > MAX_SECONDS * SAMPLE_RATE:
         return f"{job.utterance.id}: {len(audio) / SAMPLE_RATE:.1f} s is over Whisper's 30 s window"
     write_atomic(path, audio)

@@ -9,7 +9,7 @@ Festival reads 8-bit text only: Czech voices take ISO-8859-2, the Catalan voice 
 
 from __future__ import annotations
 
-import os
+import io
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio, save_wav
+from distilwhisper.io import atomic_write_bytes
 
 FESTIVAL_VOICES = Path("/usr/share/festival/voices")
 IN_DOMAIN, OUT_OF_DOMAIN = "in-domain", "out-of-domain"
@@ -100,8 +101,8 @@ def _run(cmd: list[str], voice: Voice) -> None:
 _TO_8BIT = str.maketrans({"\u2013": ",", "\u2014": ",", "\u2019": "'", "\u2018": "'"})
 
 
-def synthesize(voice: Voice, text: str, path: Path) -> np.ndarray:
-    """Speak `text` with `voice`; returns 16 kHz mono float32 (nothing written to `path`'s final name)."""
+def synthesize(voice: Voice, text: str) -> np.ndarray:
+    """Speak `text` with `voice`; returns 16 kHz mono float32."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         if voice.engine == "festival":
@@ -146,6 +147,6 @@ def apply_condition(audio: np.ndarray, condition: str, seed: int) -> np.ndarray:
 
 def write_atomic(path: Path, audio: np.ndarray) -> None:
     """Write a wav under a temporary name then rename: a killed run never leaves a half file that resume trusts."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_wav(tmp, audio)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    save_wav(buffer, audio)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,4 +1,4 @@
-"""The bias study: evaluate models x precisions on one set of utterances, then measure
+"""The bias study's analysis: from the result rows of every model x precision evaluation to its tables.
 
 - model-related bias: error rate per language against Whisper's training hours for it (resource level), and per
   model size;
@@ -7,25 +7,19 @@
   model's fp32 (paired over utterances), whether that change grows as training hours shrink, and whether it widens
   a speaker gap (difference-in-differences).
 
-Each (model, precision) evaluation lives in `out/evals/<model>/<precision>/` and resumes like any `eval` run; the
-analysis is recomputed from their `results.jsonl` files, so a rerun only decodes what is missing.  Every test is
-on the language's primary metric (WER, or CER for languages written without spaces); see `stats.py`.
+Every test is on the language's primary metric (WER, or CER for languages written without spaces); see `stats.py`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distilwhisper import stats
-from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
-from distilwhisper.evaluate import evaluate, read_results
-from distilwhisper.metrics import corpus_rate
+from distilwhisper.io import read_json
 from distilwhisper.languages import log_hours, resource_tier, training_hours, uses_characters
-from distilwhisper.quantize import UnsupportedPrecision, check_supported
+from distilwhisper.results import by_language as _by_language, corpus_rate, rate, read_results
 
 REFERENCE = "fp32"
 SPEAKER_COLUMNS = ("gender", "age")
@@ -47,82 +41,6 @@ class Run:
                 "skipped": self.skipped, "languages": self.languages}
 
 
-def slug(model: str) -> str:
-    """A folder name for a model reference."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/")).strip("-") or "model"
-
-
-def combine_manifests(paths: list[str], out: Path, per_language: int | None = None) -> tuple[Path, list[str]]:
-    """One manifest of every usable utterance of `paths` (absolute audio paths), at most `per_language` per
-    language; returns it and the bad lines left out ('file:line: problem')."""
-    utterances: list[Utterance] = []
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    for path in paths:
-        utts, bad = read_manifest(path)
-        problems += [f"{path}:{line}: {msg}" for line, msg in bad]
-        for u in utts:
-            if u.id in seen:
-                raise ValueError(f"{path}: utterance id {u.id!r} is also in {seen[u.id]}; ids must be unique across "
-                                 "--data manifests")
-            seen[u.id] = path
-            utterances.append(u)
-    if per_language is not None:
-        kept: dict[str, int] = defaultdict(int)
-        chosen = []
-        for u in utterances:
-            if kept[u.language] < per_language:
-                kept[u.language] += 1
-                chosen.append(u)
-        utterances = chosen
-    if not utterances:
-        raise ValueError(f"no usable utterance in {', '.join(paths)}")
-    out.mkdir(parents=True, exist_ok=True)
-    return write_manifest(out / "manifest.jsonl", utterances, relative=False), problems
-
-
-def _model_languages(model: str, languages: list[str]) -> tuple[list[str], str | None]:
-    """The languages of `languages` a model can transcribe (English-only models: en), and why others are left out."""
-    from transformers import GenerationConfig
-
-    from distilwhisper.hub import resolve_hf_dir
-
-    generation = GenerationConfig.from_pretrained(resolve_hf_dir(model))
-    if getattr(generation, "lang_to_id", None):
-        return languages, None
-    others = [lang for lang in languages if lang != "en"]
-    return [lang for lang in languages if lang == "en"], (f"English-only model: {', '.join(others)} not evaluated"
-                                                          if others else None)
-
-
-def run_evaluations(models: list[str], precisions: list[str], manifest: Path, out: Path, batch_size: int = 8,
-                    trim: bool = False, threads: int | None = None, progress: bool = True) -> list[Run]:
-    """Evaluate every model x precision (resuming finished work); unsupported ones are recorded with the reason."""
-    languages = sorted({u.language for u in read_manifest(manifest, check_audio=False)[0]})
-    runs: list[Run] = []
-    for model in models:
-        model_languages, note = _model_languages(model, languages)
-        for precision in precisions:
-            run = Run(model, precision, out / "evals" / slug(model) / precision, languages=model_languages)
-            runs.append(run)
-            try:
-                check_supported(precision, model)
-            except UnsupportedPrecision as err:
-                run.skipped = str(err)
-                print(f"skipped {model} {precision}: {err}")
-                continue
-            if not model_languages:
-                run.skipped = note
-                continue
-            print(f"== {model} {precision}" + (f" ({note})" if note else ""))
-            for language in model_languages if len(model_languages) < len(languages) else [None]:
-                target = run.directory if language is None else run.directory / language
-                evaluate(model, manifest, target, language=language, batch_size=batch_size, trim=trim,
-                         threads=threads, precision=precision, progress=progress)
-    (out / "runs.json").write_text(json.dumps([r.as_dict() for r in runs], indent=1))
-    return runs
-
-
 def run_rows(run: Run) -> list[dict]:
     """Every scored utterance of a run (its own results, or one folder per language for a language subset)."""
     rows: list[dict] = []
@@ -134,20 +52,13 @@ def run_rows(run: Run) -> list[dict]:
 def run_info(run: Run) -> dict:
     """Weight size and parameters recorded when the variant was loaded."""
     for path in sorted(run.directory.rglob("variant.json")):
-        return json.loads(path.read_text())
+        return read_json(path)
     return {}
 
 
-# ----- analysis -----------------------------------------------------------------------------------------------
 def metric_of(language: str) -> str:
     return "cer" if uses_characters(language) else "wer"
 
-
-def _by_language(rows: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        out[r["language"]].append(r)
-    return dict(sorted(out.items()))
 
 
 def variants_table(runs: list[Run], rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
@@ -163,8 +74,8 @@ def variants_table(runs: list[Run], rows: dict[tuple[str, str], list[dict]]) -> 
             audio = sum(r.get("audio_seconds", 0.0) for r in got)
             entry.update({"utterances": len(got), "weight_mb": info.get("weight_bytes", 0) / 1e6,
                           "parameters_m": info.get("parameters", 0) / 1e6, "s_per_utt": decode / len(got),
-                          "rtf": decode / audio if audio else float("nan"), "wer": stats.rate(got, "wer"),
-                          "cer": stats.rate(got, "cer")})
+                          "rtf": decode / audio if audio else float("nan"), "wer": rate(got, "wer"),
+                          "cer": rate(got, "cer")})
         table.append(entry)
     for entry in table:
         ref = next((e for e in table if e["model"] == entry["model"] and e["precision"] == REFERENCE
@@ -186,8 +97,7 @@ def languages_table(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
     table = []
     for (model, precision), got in rows.items():
         for language, lang_rows in _by_language(got).items():
-            wer = corpus_rate([r["word_errors"] for r in lang_rows], [r["words"] for r in lang_rows])
-            cer = corpus_rate([r["char_errors"] for r in lang_rows], [r["chars"] for r in lang_rows])
+            wer, cer = corpus_rate(lang_rows, "wer"), corpus_rate(lang_rows, "cer")
             table.append({"model": model, "precision": precision, "language": language,
                           "training_hours": training_hours(language), "tier": resource_tier(language),
                           "metric": metric_of(language), "utterances": len(lang_rows),
@@ -246,10 +156,10 @@ def quantization_table(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
             q = [r for lang in langs for r in got_by_lang[lang]]
             delta = stats.paired_delta(b, q, metric, seed=len(table))
             ids = {r["id"] for r in q}
-            base_rate = stats.rate([r for r in b if r["id"] in ids], metric)
+            base_rate = rate([r for r in b if r["id"] in ids], metric)
             table.append({"model": model, "precision": precision, "scope": scope, "group": group,
                           "languages": ",".join(langs), "metric": metric, "base_rate": base_rate,
-                          "rate": stats.rate(q, metric), "delta": delta.value, "delta_low": delta.low,
+                          "rate": rate(q, metric), "delta": delta.value, "delta_low": delta.low,
                           "delta_high": delta.high, "p": delta.p, "relative_delta_pct": 100 * delta.value / base_rate
                           if base_rate else float("nan"), "utterances": delta.n})
     return table
@@ -288,7 +198,7 @@ def speaker_table(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
                              "group": first, "versus": second, "metric": metric,
                              "utterances": f"{len(g1)}/{len(g2)}",
                              "speakers": f"{len({r.get('speaker') for r in g1})}/{len({r.get('speaker') for r in g2})}",
-                             "rate": stats.rate(g1, metric), "rate_versus": stats.rate(g2, metric),
+                             "rate": rate(g1, metric), "rate_versus": rate(g2, metric),
                              "gap": gap.value, "gap_low": gap.low, "gap_high": gap.high, "p": gap.p}
                     if precision != REFERENCE and language in base:
                         ids1, ids2 = {r["id"] for r in g1}, {r["id"] for r in g2}
@@ -323,8 +233,8 @@ def model_size_table(rows: dict[tuple[str, str], list[dict]], runs: list[Run]) -
                     table.append({"precision": precision, "language": language, "smaller": small, "larger": large,
                                   "smaller_params_m": params.get(small, 0) / 1e6,
                                   "larger_params_m": params.get(large, 0) / 1e6, "metric": metric,
-                                  "rate_smaller": stats.rate(a_lang[language], metric),
-                                  "rate_larger": stats.rate([r for r in b_lang[language] if r["id"] in ids], metric),
+                                  "rate_smaller": rate(a_lang[language], metric),
+                                  "rate_larger": rate([r for r in b_lang[language] if r["id"] in ids], metric),
                                   "delta": delta.value, "delta_low": delta.low, "delta_high": delta.high,
                                   "p": delta.p, "utterances": delta.n})
     return table
@@ -352,20 +262,3 @@ def analyse(runs: list[Run], problems: list[str] | None = None) -> BiasResult:
                       resource_correlation(languages, quantization), speaker_table(rows),
                       model_size_table(rows, runs), problems or [])
 
-
-def run_bias(models: list[str], precisions: list[str], data: list[str], out: str | Path, batch_size: int = 8,
-             per_language: int | None = None, trim: bool = False, threads: int | None = None,
-             progress: bool = True) -> BiasResult:
-    """Evaluate, analyse and write the report (`out/report.md`, CSVs, PNG figures); resumable."""
-    from distilwhisper.report import write_bias_report
-
-    out = Path(out)
-    if REFERENCE not in precisions:
-        precisions = [REFERENCE, *precisions]  # every quantization effect is measured against fp32
-    manifest, problems = combine_manifests(data, out, per_language)
-    for problem in problems[:10]:
-        print(f"left out: {problem}")
-    runs = run_evaluations(models, precisions, manifest, out, batch_size, trim, threads, progress)
-    result = analyse(runs, problems)
-    write_bias_report(result, out)
-    return result

@@ -14,58 +14,67 @@ reused by a rerun with the same `--out`.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from distilwhisper import stats
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.manifest import read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
 from distilwhisper.decoding import WhisperDecoder
-from distilwhisper.evaluate import evaluate, read_results
-from distilwhisper.report import markdown_table, pyplot, save_figure
-from distilwhisper.train import TrainConfig, load_trained, train
+from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
+from distilwhisper.io import atomic_write_json, atomic_write_text, read_json
+from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
+from distilwhisper.results import rate, read_results, where
+from distilwhisper.train import TrainConfig, TrainedRun, train
+from distilwhisper.train.run import RunLayout
 
 SETS = ("in-domain", "out-of-domain", "control")
 CONTROL = "control"
 NAMES = {"distilwhisper": "DistilWhisper", "clsr-ft": "CLSR-FT", "ft": "FT", "lora": "LoRA"}
 
 
+QUICK = dict(per_language=10, test_per_language=2, control_per_language=3, steps=3, batch_size=4)
+
+
 @dataclass
 class DemoConfig:
-    """Sizes of the default run (27.6 min on 2 CPU cores, measured on a fresh clone) and of `--quick` (under 5 min)."""
+    """`distilwhisper demo`: the whole story offline: corpus, base model, DistilWhisper experts, baselines.
+    Rerunning with the same --out resumes every stage; --quick runs every stage on tiny sizes."""
 
-    languages: list[str] = field(default_factory=lambda: ["ca", "cs"])
-    control: list[str] = field(default_factory=lambda: ["en", "es"])
-    out: str = "demo-out"
-    student: str = "bundled:base"
-    teacher: str = "bundled:base"
-    compare: bool = False
-    quick: bool = False
-    per_language: int = 360  # synthesised sentences per target language
-    test_per_language: int = 24  # of which in each test set (in-domain, out-of-domain); dev: min(tenth of rest, 24)
-    control_per_language: int = 16
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 1e-3  # experts, gates and LoRA; full fine-tuning uses lr / 10
-    scope: str = "decoder"
-    threads: int | None = None
-    seed: int = 0
+    languages: list[str] = field(default_factory=lambda: ["ca", "cs"],
+                                 metadata={"help": "target languages with offline TTS voices"})
+    control: list[str] = field(default_factory=lambda: ["en", "es"], metadata={
+        "help": "control languages: recorded asterisk prompts, never trained on"})
+    out: str = field(default="demo-out", metadata={"help": "output folder"})
+    student: str = field(default="bundled:base", metadata={"help": "student model (paper: openai/whisper-small)"})
+    teacher: str = field(default="bundled:base", metadata={"help": "teacher model (paper: openai/whisper-large-v2)"})
+    compare: bool = field(default=False, metadata={"help": "also train CLSR-FT, FT and LoRA with the same data, "
+                                                           "steps and layers (--scope)"})
+    quick: bool = field(default=False, metadata={"help": "tiny sizes that check every stage in minutes: " + ", ".join(
+        f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())})
+    per_language: int = field(default=360, metadata={"help": "synthesised sentences per target language"})
+    test_per_language: int = field(default=24, metadata={
+        "help": "of which in each test set, in-domain and out-of-domain; dev gets a tenth of the rest (at most as "
+                "many), train the remainder"})
+    control_per_language: int = field(default=16, metadata={"help": "recorded prompts per control language"})
+    steps: int = field(default=300, metadata={"help": "optimizer steps per method"})
+    batch_size: int = field(default=8, metadata={"help": "utterances per batch, training and decoding"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate of experts, gates and LoRA; FT uses a tenth"})
+    scope: str = field(default="decoder", metadata={
+        "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
+                "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
+    seed: int = field(default=0, metadata={"help": "random seed of the corpus and of training"})
 
     @classmethod
     def make(cls, quick: bool = False, **overrides) -> "DemoConfig":
-        base = (cls(quick=True, per_language=10, test_per_language=2, control_per_language=3, steps=3, batch_size=4)
-                if quick else cls())
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(base, key, value)
-        return base
+        """The default sizes (or `QUICK`'s), with the non-None `overrides`."""
+        values = {**(QUICK if quick else {}), **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(quick=quick, **values)
 
     def method_lr(self, method: str) -> float:
         return self.lr / 10 if method == "ft" else self.lr
@@ -103,21 +112,25 @@ def build_corpus(config: DemoConfig, out: Path) -> tuple[Path, Path]:
     return synth, evaluation
 
 
-def _evaluate(system: System, model: str, evaluation: Path, config: DemoConfig, decoder=None,
-              precision: str = "fp32", experts: str | None = None) -> None:
-    evaluate(model, evaluation, system.directory, batch_size=config.batch_size, trim=True, threads=config.threads,
-             decoder=decoder, precision=precision, experts=experts)
+def _evaluate_base(system: System, config: DemoConfig, evaluation: Path, precision: str) -> None:
+    run_eval(EvalConfig(model=config.student, data=str(evaluation), out=str(system.directory),
+                        batch_size=config.batch_size, trim=True, precision=precision, threads=config.threads))
+    variant = system.directory / "variant.json"
+    system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
 
 
-def _trainable(run: Path) -> int:
-    """Parameters a run updated, read from its checkpoint (experts and gates, adapters, or the layers FT trained;
-    `best/` of FT holds the whole model, so it cannot tell)."""
-    with safe_open(str(run / "checkpoint" / "trainable.safetensors"), "pt") as f:
-        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+def _evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoConfig, evaluation: Path) -> None:
+    """A trained system on the evaluation sets; named relative to the demo folder, so a moved folder still
+    resumes (evaluations refuse another name)."""
+    model, processor = run.load()
+    system.loaded = sum(p.numel() for p in model.parameters())
+    evaluate(WhisperDecoder(model, processor, trim=True), read_manifest(evaluation)[0], system.directory,
+             EvalConfig(model=name, data=str(evaluation), out=str(system.directory), trim=True).identity(),
+             batch_size=config.batch_size)
 
 
-def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> Path:
-    """Train (or resume, or reuse) one method; returns its run folder."""
+def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> TrainedRun:
+    """Train (or resume, or reuse) one method."""
     run = out / "train" / method
     settings = TrainConfig(
         method=method, student=config.student, languages=config.languages, train=str(train_manifest),
@@ -127,9 +140,8 @@ def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Pat
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder",
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
-    settings.check()
-    train(settings, resume=(run / "checkpoint" / "state.json").exists())
-    return run
+    train(settings, resume=RunLayout(run).state.exists())
+    return TrainedRun.open(run)
 
 
 def _system_rows(system: System) -> list[dict]:
@@ -148,10 +160,9 @@ def results_table(systems: list[System]) -> list[dict]:
                  "train_minutes": system.train_seconds / 60,
                  "s_per_utt": sum(r["decode_seconds"] for r in rows) / max(len(rows), 1)}
         for name in SETS:
-            got = [r for r in rows if r.get("domain") == name]
-            base = [r for r in base_rows if r.get("domain") == name]
+            got, base = where(rows, domain=name), where(base_rows, domain=name)
             delta = stats.paired_delta(base, got, "wer", seed=len(table))
-            entry.update({f"{name}_wer": stats.rate(got, "wer"), f"{name}_cer": stats.rate(got, "cer"),
+            entry.update({f"{name}_wer": rate(got, "wer"), f"{name}_cer": rate(got, "cer"),
                           f"{name}_delta": delta.value, f"{name}_delta_low": delta.low,
                           f"{name}_delta_high": delta.high, f"{name}_p": delta.p, f"{name}_n": len(got)})
         table.append(entry)
@@ -165,22 +176,18 @@ def language_table(systems: list[System]) -> list[dict]:
         rows = _system_rows(system)
         for name in SETS:
             for language in sorted({r["language"] for r in rows if r.get("domain") == name}):
-                got = [r for r in rows if r.get("domain") == name and r["language"] == language]
+                got = where(rows, domain=name, language=language)
                 table.append({"system": system.name, "set": name, "language": language, "utterances": len(got),
-                              "wer": stats.rate(got, "wer"), "cer": stats.rate(got, "cer")})
+                              "wer": rate(got, "wer"), "cer": rate(got, "cer")})
     return table
-
-
-def _fmt(x: float, digits: int = 1) -> str:
-    return "n/a" if x != x else f"{x:.{digits}f}"
 
 
 def table_markdown(table: list[dict]) -> str:
     def row(e: dict) -> list[str]:
         trained = e["trainable_m"] > 0
-        return [e["system"], *(f"{_fmt(e[f'{s}_wer'])} / {_fmt(e[f'{s}_cer'])}" for s in SETS),
-                _fmt(e["trainable_m"]) if trained else "-", _fmt(e["loaded_m"]),
-                _fmt(e["train_minutes"]) if trained else "-", _fmt(e["s_per_utt"], 2)]
+        return [e["system"], *(f"{num(e[f'{s}_wer'])} / {num(e[f'{s}_cer'])}" for s in SETS),
+                num(e["trainable_m"]) if trained else "-", num(e["loaded_m"]),
+                num(e["train_minutes"]) if trained else "-", num(e["s_per_utt"], 2)]
 
     return "\n".join(markdown_table(["system", "in-domain WER / CER", "out-of-domain WER / CER", "control WER / CER",
                                      "trainable (M)", "loaded (M)", "train (min)", "s/utt"], map(row, table)))
@@ -193,10 +200,10 @@ def _sentence(entry: dict, base: str, name: str) -> str:
         return f"- {entry['system']}, {name}: no utterances."
     if p < 0.05:
         verdict = "lower than" if value < 0 else "higher than"
-        verdict = f"significantly {verdict} {base} (p {'< 0.001' if p < 0.001 else f'= {p:.3f}'})"
+        verdict = f"significantly {verdict} {base} ({p_phrase(p)})"
     else:
-        verdict = f"not significantly different from {base} (p = {p:.3f})"
-    return (f"- {entry['system']}, {name}: WER {_fmt(entry[f'{name}_wer'])}, change {value:+.1f} points "
+        verdict = f"not significantly different from {base} ({p_phrase(p)})"
+    return (f"- {entry['system']}, {name}: WER {num(entry[f'{name}_wer'])}, change {value:+.1f} points "
             f"[{low:+.1f}, {high:+.1f}] against {base}: {verdict}.")
 
 
@@ -249,7 +256,7 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
         lines += [_sentence(entry, versus[0]["system"], name) for entry in versus[1:] for name in SETS]
     lines += ["", "## Per language", "", *markdown_table(
         ["system", "set", "language", "utts", "WER", "CER"],
-        ([r["system"], r["set"], r["language"], r["utterances"], _fmt(r["wer"]), _fmt(r["cer"])] for r in languages))]
+        ([r["system"], r["set"], r["language"], r["utterances"], num(r["wer"]), num(r["cer"])] for r in languages))]
     lines += ["", "## Time per stage", "", *markdown_table(
         ["stage", "minutes"], ([stage, f"{seconds / 60:.1f}"] for stage, seconds in timings.items()))]
     lines += ["", "![WER per evaluation set](demo.png)", ""]
@@ -262,7 +269,7 @@ def run_demo(config: DemoConfig) -> list[dict]:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo.json").write_text(json.dumps(asdict(config), indent=1))
+    atomic_write_json(out / "demo.json", asdict(config))
     methods = ["distilwhisper"] + (["clsr-ft", "ft", "lora"] if config.compare else [])
     total = 3 + len(methods)
     timings: dict[str, float] = {}
@@ -274,25 +281,15 @@ def run_demo(config: DemoConfig) -> list[dict]:
     systems = [System(f"{config.student} fp32", "base", out / "eval" / "base-fp32"),
                System(f"{config.student} int8", "base", out / "eval" / "base-int8")]
     for system, precision in zip(systems, ("fp32", "int8-dynamic")):
-        _evaluate(system, config.student, evaluation, config, precision=precision)
-        system.loaded = json.loads((system.directory / "variant.json").read_text())["parameters"] \
-            if (system.directory / "variant.json").exists() else 0
+        _evaluate_base(system, config, evaluation, precision)
     timings["base evaluation"] = time.perf_counter() - start
 
     for k, method in enumerate(methods):
         start = _stage(3 + k, total, f"{NAMES[method]}: train {config.steps} steps, then evaluate")
         run = train_system(method, config, train_manifest, out)
-        model, processor, _ = load_trained(run)
-        state = json.loads((run / "checkpoint" / "state.json").read_text())
-        system = System(NAMES[method], method, out / "eval" / method,
-                        train_seconds=state["seconds"],
-                        routed=state.get("dev_expert_fraction", {}).get(str(state["best_step"])),
-                        kept_step=state["best_step"],
-                        trainable=_trainable(run),
-                        loaded=sum(p.numel() for p in model.parameters()))
-        # named relative to the demo folder, so a moved folder still resumes (evaluations refuse another name)
-        _evaluate(system, f"{method}:{run.relative_to(out)}", evaluation, config,
-                  decoder=WhisperDecoder(model, processor, trim=True))
+        system = System(NAMES[method], method, out / "eval" / method, train_seconds=run.state.seconds,
+                        routed=run.routed_share, kept_step=run.state.best_step, trainable=run.trainable_parameters)
+        _evaluate_trained(system, run, f"{method}:{run.layout.root.relative_to(out)}", config, evaluation)
         systems.append(system)
         timings[f"{NAMES[method]} (train + evaluate)"] = time.perf_counter() - start
 
@@ -302,10 +299,10 @@ def run_demo(config: DemoConfig) -> list[dict]:
     versus = results_table(trained) if len(trained) > 1 else []
     languages = language_table(systems)
     figure(table, out / "demo.png")
-    (out / "results.json").write_text(json.dumps({"table": table, "versus_distilwhisper": versus,
-                                                  "languages": languages}, indent=1))
+    atomic_write_json(out / "results.json", {"table": table, "versus_distilwhisper": versus,
+                                             "languages": languages})
     timings["report"] = time.perf_counter() - start
-    (out / "report.md").write_text(report_markdown(config, table, languages, timings, versus), encoding="utf-8")
+    atomic_write_text(out / "report.md", report_markdown(config, table, languages, timings, versus))
     print("\n" + table_markdown(table))
     print(f"\nreport: {out / 'report.md'}")
     return table

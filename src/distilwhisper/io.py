@@ -1,0 +1,148 @@
+"""The only file-writing primitives of the toolkit: every long job must never lose finished work.
+
+- `atomic_write_text` / `atomic_write_json`: a file is either its old or its new content, never a torn mix (write a
+  temp file in the same folder, fsync, rename over the target);
+- `atomic_dir`: a folder (a checkpoint, `best/`, a converted model) is built under a temp name and swapped in; the
+  previous version is kept as `.NAME.old` until the new one is in place, and `recover_dir` puts it back when a
+  crash fell between the two renames;
+- `append_jsonl` / `read_jsonl`: result and metric logs are appended and flushed row by row, so an interruption
+  loses at most the row being written; readers drop a torn row, and `rewrite_jsonl` replaces a log atomically when
+  rows must go (a repair, or steps lost with an interruption).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, IO, Iterable, Iterator
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj, indent: int | None = 1, ensure_ascii: bool = True) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii))
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _old(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def recover_dir(final: str | Path) -> Path:
+    """A crash between moving the old version aside and moving the new one in left only `.NAME.old`: put it back."""
+    final = Path(final)
+    old = _old(final)
+    if not final.exists() and old.is_dir():
+        old.rename(final)
+    return final
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside `final`; when the block ends without error it replaces `final` (the old version
+    stays complete under `.NAME.old` until the new one is in place).  On error the temp folder is removed and
+    `final` is untouched."""
+    final = recover_dir(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, final)
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Swap the complete folder `new` in as `final`; the old version stays under `.NAME.old` until then."""
+    final = recover_dir(final)
+    old = _old(final)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_dir_once(final: str | Path, build: Callable[[Path], None]) -> Path:
+    """`final` built by `build(tmp)` if it does not exist yet; a concurrent builder that finished first wins and
+    this build is discarded (model conversions: every process may try, one copy stays)."""
+    final = Path(final)
+    if final.exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not final.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def append_jsonl(f: IO[str], rows: Iterable[dict]) -> None:
+    """Write rows (one JSON object a line, UTF-8 kept readable) and flush them to the OS."""
+    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    f.flush()
+
+
+def read_jsonl(path: str | Path, keep: Callable[[dict], bool] | None = None) -> tuple[list[dict], bool]:
+    """(rows, clean) of a JSONL log: rows that parse (and pass `keep`), and whether every line did.  A row torn by
+    an interruption (no newline, or not JSON) is left out."""
+    path = Path(path)
+    if not path.exists():
+        return [], True
+    rows, clean = [], True
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line) if line.endswith("\n") else None
+            except json.JSONDecodeError:
+                row = None
+            if isinstance(row, dict) and (keep is None or keep(row)):
+                rows.append(row)
+            else:
+                clean = False
+    return rows, clean
+
+
+def rewrite_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Replace a JSONL log by `rows`, atomically."""
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def repair_jsonl(path: str | Path, keep: Callable[[dict], bool] | None = None) -> list[dict]:
+    """Rows of a log, with torn rows (and rows failing `keep`) removed from the file itself before anyone appends."""
+    rows, clean = read_jsonl(path, keep)
+    if not clean:
+        rewrite_jsonl(path, rows)
+    return rows

@@ -1,0 +1,86 @@
+"""Resumable checkpoints on accelerate (`save_state`/`load_state`: optimizer, scheduler, every RNG and the
+gradient-accumulation counter) and the kept best model.
+
+Only the weights that train are stored (`trainable.safetensors`; for CLSR that is the experts and gates, a few
+percent of the model): accelerate's state hooks hand the model weights to this module instead of writing whole
+models.  Every folder is written under a temp name and swapped in (`io.atomic_dir`), so a kill at any moment
+leaves the previous checkpoint or `best/` complete.  Nothing here unpickles arbitrary objects: accelerate loads its
+files with `weights_only=True`, weights are safetensors and counters JSON.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from distilwhisper import clsr
+from distilwhisper.io import atomic_dir, recover_dir, replace_dir
+from distilwhisper.train.config import TrainConfig
+from distilwhisper.train.model import trainable_state
+from distilwhisper.train.run import RunLayout, State
+
+TRAINABLE = "trainable.safetensors"
+
+
+def register_weight_hooks(accelerator, config: TrainConfig) -> None:
+    """Make `save_state`/`load_state` store and restore the trainable weights only."""
+    def save_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            save_file(trainable_state(accelerator.unwrap_model(models[0])), str(Path(output_dir) / TRAINABLE))
+        weights.clear()
+
+    def load_hook(models, input_dir):
+        model = accelerator.unwrap_model(models[0])
+        weights = load_file(str(Path(input_dir) / TRAINABLE))
+        missing = set(trainable_state(model)) - set(weights)
+        if missing:
+            raise ValueError(f"--resume: {input_dir} lacks {len(missing)} trainable tensors of this model "
+                             f"(e.g. {sorted(missing)[0]}); was it made with other languages or scope?")
+        model.load_state_dict(weights, strict=False)
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def save_checkpoint(accelerator, layout: RunLayout, state: State) -> None:
+    """Every process writes its part (its RNG states) into one temp folder; the main process swaps it in."""
+    tmp = layout.checkpoint.with_name(".checkpoint.tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state.save(tmp / "state.json")
+        replace_dir(tmp, layout.checkpoint)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator, layout: RunLayout, config: TrainConfig) -> State:
+    """Restore weights, optimizer, scheduler and RNG states; returns the counters."""
+    recover_dir(layout.checkpoint)
+    if not layout.state.is_file():
+        raise ValueError(f"--resume: no checkpoint under {layout.checkpoint}")
+    state = State.load(layout.state)
+    if state.method != config.method:
+        raise ValueError(f"--resume: {layout.checkpoint} is a checkpoint of --method {state.method}, "
+                         f"not {config.method}")
+    accelerator.load_state(str(layout.checkpoint))
+    return state
+
+
+def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor) -> None:
+    """The model to keep, in the form users load: experts, a LoRA adapter, or the whole fine-tuned model."""
+    with atomic_dir(layout.best) as tmp:
+        if config.uses_experts:
+            clsr.save_experts(decodable, tmp, config.student, config.languages, {"method": config.method})
+        elif config.method == "lora":
+            trained.save_pretrained(tmp)
+            (tmp / "base_model.txt").write_text(config.student + "\n")
+        else:
+            decodable.save_pretrained(tmp)
+            processor.save_pretrained(tmp)

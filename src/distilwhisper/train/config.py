@@ -1,0 +1,117 @@
+"""What defines a training run: `TrainConfig` (saved as the run's `config.json`; command-line flags and YAML files
+are generated from / checked against its fields).
+
+Defaults are the paper's (DESIGN.md): AdamW lr 1e-4, beta2 0.98, no weight decay, linear schedule with 10 %
+warm-up, batch 16, 10 epochs, best checkpoint by dev WER, CE with label smoothing 0.1, w_ce 0.25, w_kd 0.5, JS
+divergence, gate skipping 0.2, expert dropout 0.3, LoRA r = alpha = 64 with dropout 0.05.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from distilwhisper.clsr import SCOPES
+from distilwhisper.languages import check as check_language
+
+METHODS = ("distilwhisper", "clsr-ft", "ft", "lora")
+CLSR_METHODS = ("distilwhisper", "clsr-ft")
+
+
+def _help(text: str, **extra) -> dict:
+    return {"metadata": {"help": text, **extra}}
+
+
+@dataclass
+class TrainConfig:
+    """`distilwhisper train`: DistilWhisper experts, or a baseline (clsr-ft, ft, lora); runs under
+    `accelerate launch --num_processes N` too."""
+
+    method: str = field(**_help("distilwhisper: experts + gates with CE, gate budget and distillation; clsr-ft: "
+                                "the same without the teacher; ft: full fine-tuning; lora: LoRA adapters",
+                                choices=METHODS))
+    student: str = field(**_help("student model reference (paper: openai/whisper-small)"))
+    languages: list[str] = field(**_help("languages to train experts for (comma-separated)"))
+    train: str = field(**_help("training manifest (only its split=train lines if it has a split column)"))
+    out: str = field(**_help("output folder: best/, checkpoint/, dev/, tensorboard/, metrics.jsonl"))
+    dev: str | None = field(default=None, **_help("dev manifest (only split=dev lines if it has a split column): "
+                                                  "WER at each evaluation; the best checkpoint is kept"))
+    teacher: str | None = field(default=None, **_help("teacher model for distilwhisper (paper: "
+                                                      "openai/whisper-large-v2)"))
+    max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)"))
+    epochs: float = field(default=10.0, **_help("passes over the training set"))
+    batch_size: int = field(default=16, **_help("utterances per batch (one language per batch)"))
+    grad_accum: int = field(default=1, **_help("gradient accumulation steps"))
+    lr: float = field(default=1e-4, **_help("peak learning rate (AdamW, linear schedule)"))
+    beta2: float = field(default=0.98, **_help("AdamW beta2"))
+    weight_decay: float = field(default=0.0, **_help("AdamW weight decay"))
+    warmup: float = field(default=0.1, **_help("share of the steps spent warming up"))
+    label_smoothing: float = field(default=0.1, **_help("label smoothing of the cross-entropy"))
+    w_ce: float = field(default=0.25, **_help("weight of CE + gate budget"))
+    w_kd: float = field(default=0.5, **_help("weight of the distillation term"))
+    kd: str = field(default="js", **_help("distillation divergence (paper: js)", choices=("js", "kl")))
+    temperature: float = field(default=1.0, **_help("distillation temperature"))
+    scope: str = field(default="all", **_help("layers that train: where experts or LoRA adapters go, which layers "
+                                              "ft updates (paper: all)", choices=SCOPES))
+    skip_probability: float = field(default=0.2, **_help("chance per layer and step of routing to the shared FFN"))
+    expert_dropout: float = field(default=0.3, **_help("dropout after an expert's fc2 in training"))
+    lora_r: int = field(default=64, **_help("LoRA rank"))
+    lora_alpha: int = field(default=64, **_help("LoRA alpha"))
+    lora_dropout: float = field(default=0.05, **_help("LoRA dropout"))
+    teacher_cache: str | None = field(default=None, **_help("folder storing the teacher's top-k log-probs, reused "
+                                                            "across epochs and runs"))
+    top_k: int = field(default=64, **_help("teacher log-probs kept per position in the cache"))
+    eval_every: int = field(default=0, **_help("steps between dev evaluations (0: at the end of each epoch)"))
+    save_every: int = field(default=0, **_help("steps between resumable checkpoints besides those at dev "
+                                               "evaluations (0: only at evaluations)"))
+    eval_limit: int | None = field(default=None, **_help("dev utterances used per evaluation"))
+    bf16: bool = field(default=False, **_help("bf16 autocast (fast only on CPUs/GPUs with bf16 units)"))
+    trim: bool = field(default=False, **_help("padding-free encoding: encode only the frames holding audio (at "
+                                              "least 15 s); one process only"))
+    cache_encoder: bool = field(default=False, **_help("encode each clip once and keep the output in memory "
+                                                       "(needs --scope decoder: the encoder is then frozen); one "
+                                                       "process only"))
+    seed: int = field(default=0, **_help("random seed"))
+
+    def check(self) -> "TrainConfig":
+        """Validate (languages normalised); returns self."""
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        self.languages = [check_language(lang) for lang in self.languages]
+        if self.method == "distilwhisper" and not self.teacher:
+            raise ValueError("--method distilwhisper needs --teacher (use clsr-ft to train experts without one)")
+        if self.method != "distilwhisper" and (self.teacher or self.teacher_cache):
+            raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"--scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+        for name in ("eval_every", "save_every"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0 or a number of steps, not {value}")
+        if self.cache_encoder and self.scope != "decoder":
+            raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
+        return self
+
+    @property
+    def uses_experts(self) -> bool:
+        return self.method in CLSR_METHODS
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Settings of a YAML file (names as the flags, with underscores); unknown names are an error."""
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    unknown = set(values) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return values
+
+
+def load_config(path: str | Path | None, overrides: dict) -> TrainConfig:
+    """YAML defaults (if any) updated with the non-None values of `overrides`, checked."""
+    values = read_yaml(path) if path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values).check()

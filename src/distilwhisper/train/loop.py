@@ -1,0 +1,249 @@
+"""One training loop on `accelerate` for the four methods.
+
+The loop trains, evaluates on dev (the untrained start is a candidate too), keeps the best model under `best/` and
+checkpoints at every dev evaluation and every `save_every` steps.  A resumed run restores the checkpoint with
+accelerate's `load_state` and continues mid-epoch with `skip_first_batches`, ending with the weights of a run that
+was never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from distilwhisper import clsr
+from distilwhisper.data.manifest import validate_manifest
+from distilwhisper.decoding import WhisperDecoder, prompt_tokens
+from distilwhisper.evaluate import evaluate, select
+from distilwhisper.io import atomic_write_json, repair_jsonl
+from distilwhisper.results import rate
+from distilwhisper.train.caches import EncoderCache, TeacherCache
+from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
+from distilwhisper.train.config import TrainConfig
+from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, select_split
+from distilwhisper.train.model import build_student, load_teacher
+from distilwhisper.train.objective import Objective
+from distilwhisper.train.run import RunLayout, State
+
+
+@dataclass
+class TrainResult:
+    """Counters of the finished run and the trained model (unwrapped from accelerate)."""
+
+    state: State
+    model: torch.nn.Module
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model."""
+    return Trainer(config.check(), progress).run(resume)
+
+
+class Trainer:
+    """The run's models, data, optimizer and counters, so that each part of the loop is a short method."""
+
+    def __init__(self, config: TrainConfig, progress: bool) -> None:
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+        from transformers import get_linear_schedule_with_warmup
+
+        self.config, self.progress, self.layout = config, progress, RunLayout(config.out)
+        self.accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum,
+                                       mixed_precision="bf16" if config.bf16 else "no",
+                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        torch.manual_seed(config.seed + self.accelerator.process_index)
+        self._check_inputs()
+        model, self.decodable, self.processor = build_student(config)
+        teacher = load_teacher(config, self.decodable, self.accelerator.device) if config.teacher else None
+        loader = self._loader()
+        self.total_steps = config.max_steps or max(1, int(config.epochs * math.ceil(
+            len(self.sampler) / self.accelerator.num_processes / config.grad_accum)))
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, config.beta2),
+                                      weight_decay=config.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * self.total_steps),
+                                                    self.total_steps)
+        self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
+            model, optimizer, loader, scheduler)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+        register_weight_hooks(self.accelerator, config)
+        self.objective = Objective(
+            config, self.model, self.unwrapped, teacher,
+            TeacherCache(config.teacher_cache, config.teacher, config.top_k, config.trim)
+            if config.teacher_cache else None,
+            EncoderCache() if config.cache_encoder else None)
+        self.state = State(config.method)
+
+    def _check_inputs(self) -> None:
+        config = self.config
+        self.train_utts = select_split(validate_manifest(config.train), "train", config.train)
+        outside = sorted({u.language for u in self.train_utts} - set(config.languages))
+        if outside:
+            raise ValueError(f"{config.train} holds languages outside --languages ({', '.join(outside)}); filter "
+                             "the manifest or add them")
+        if (config.trim or config.cache_encoder) and self.accelerator.num_processes > 1:
+            raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one "
+                             "process")
+
+    def _loader(self) -> DataLoader:
+        config = self.config
+        if config.cache_encoder and getattr(self.decodable.config, "dropout", 0.0):
+            raise ValueError(f"--cache-encoder: {config.student} has dropout {self.decodable.config.dropout}, so "
+                             "its encoder outputs are not deterministic in training")
+        gen = self.decodable.generation_config
+        eot = int(gen.eos_token_id)
+        prompts = {lang: prompt_tokens(gen, lang) for lang in config.languages}
+        self.sampler = LanguageBatches([u.language for u in self.train_utts], config.batch_size, config.seed)
+        return DataLoader(SpeechDataset(self.train_utts, self.processor, prompts, eot), batch_sampler=self.sampler,
+                          collate_fn=lambda items: collate(items, eot))
+
+    # ----- the run --------------------------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        rng = self._resume() if resume else self._start()
+        finished_before = self.state.step >= self.total_steps
+        self._open_logs()
+        self.started = time.perf_counter() - self.state.seconds  # training wall time adds up over resumed runs
+        if not resume and self.config.dev:
+            self._evaluate_and_keep()  # the untrained start is a candidate: a run that never beats it keeps it
+        self.model.train()  # load_model hands out eval-mode models; the dev evaluations switch back and forth
+        while self.state.step < self.total_steps:
+            self._epoch(rng)
+            rng = None
+        self.bar.close()
+        if self.state.evaluated_step != self.state.step:
+            self._evaluate_and_keep()
+        if not finished_before:  # a finished run that is only reused (e.g. by the demo) is not written again
+            self._checkpoint()
+        self._close_logs()
+        self.accelerator.wait_for_everyone()
+        return TrainResult(self.state, self.unwrapped)
+
+    def _start(self) -> None:
+        if self.accelerator.is_main_process:
+            atomic_write_json(self.layout.config, asdict(self.config))
+
+    def _resume(self) -> torch.Tensor | None:
+        """Restore the checkpoint; returns the RNG state to put back once a mid-epoch loader has started."""
+        self.state = load_checkpoint(self.accelerator, self.layout, self.config)
+        if self.state.epoch_batches >= len(self.loader):  # saved on an epoch's last batch
+            self.state.epoch, self.state.epoch_batches = self.state.epoch + 1, 0
+        if self.accelerator.is_main_process:  # steps trained after the checkpoint were lost; so are their rows
+            repair_jsonl(self.layout.metrics, keep=lambda row: row.get("step", math.inf) <= self.state.step)
+        # a loader draws its seed from the global RNG when an epoch starts; the interrupted run had done that before
+        # its checkpoint, so a mid-epoch resume restores the RNG again after the new loader's draw
+        return torch.get_rng_state() if self.state.epoch_batches else None
+
+    def _epoch(self, rng: torch.Tensor | None) -> None:
+        """Train on the rest of the current epoch (or up to the last step)."""
+        state = self.state
+        self.sampler.set_epoch(state.epoch)
+        self.loader.set_epoch(state.epoch)  # accelerate counts epochs from 0 itself and passes its count on
+        loader = (self.accelerator.skip_first_batches(self.loader, state.epoch_batches) if state.epoch_batches
+                  else self.loader)
+        for batch in loader:
+            if rng is not None:
+                torch.set_rng_state(rng)
+                rng = None
+            state.epoch_batches += 1
+            if not self._train_step(batch):
+                continue
+            evaluate_now = bool(self.config.eval_every) and state.step % self.config.eval_every == 0
+            if evaluate_now:
+                self._evaluate_and_keep()
+            if evaluate_now or (self.config.save_every and state.step % self.config.save_every == 0):
+                self._checkpoint()
+            if state.step >= self.total_steps:
+                return
+        state.epoch, state.epoch_batches = state.epoch + 1, 0
+        if not self.config.eval_every:
+            self._evaluate_and_keep()
+            self._checkpoint()
+
+    def _train_step(self, batch: dict) -> bool:
+        """Forward/backward on one batch; True when it completed an optimizer step (gradient accumulation)."""
+        with self.accelerator.accumulate(self.model):
+            terms = self.objective.terms(batch, self.state.step, self.total_steps)
+            self.accelerator.backward(terms["loss"])
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        if not self.accelerator.sync_gradients:
+            return False
+        self.state.step += 1
+        self._log({k: float(v.detach()) for k, v in terms.items()})
+        return True
+
+    # ----- logs, evaluation, checkpoints ------------------------------------------------------------------------
+    def _open_logs(self) -> None:
+        main = self.accelerator.is_main_process
+        self.bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.config.method, unit="step",
+                        disable=not (self.progress and main))
+        self.writer = _tensorboard(self.layout) if main else None
+        self.metrics_log = self.layout.metrics.open("a") if main else None
+
+    def _close_logs(self) -> None:
+        if self.accelerator.is_main_process:
+            self.writer.close()
+            self.metrics_log.close()
+
+    def _log(self, logged: dict[str, float]) -> None:
+        import json
+
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items()})
+        self.bar.update(1)
+        if not self.accelerator.is_main_process:
+            return
+        step = self.state.step
+        for k, v in logged.items():
+            self.writer.add_scalar(f"train/{k}", v, step)
+        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+        self.metrics_log.write(json.dumps({"step": step, **logged}) + "\n")
+        self.metrics_log.flush()
+
+    def _checkpoint(self) -> None:
+        self.state.seconds = round(time.perf_counter() - self.started, 1)
+        save_checkpoint(self.accelerator, self.layout, self.state)
+
+    def _evaluate_and_keep(self) -> None:
+        """Dev WER with the hard gates; the best model so far is kept under best/ (experts, adapter or model)."""
+        state, main = self.state, self.accelerator.is_main_process
+        state.evaluated_step = state.step
+        if main and not self.config.dev:
+            save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
+        if main and self.config.dev:
+            wer = self._dev_wer()
+            if state.best_dev_wer is None or wer < state.best_dev_wer:
+                state.best_dev_wer, state.best_step = wer, state.step
+                save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
+        self.accelerator.wait_for_everyone()
+
+    def _dev_wer(self) -> float:
+        config, state = self.config, self.state
+        self.unwrapped.eval()
+        clsr.expert_fraction(self.unwrapped)  # reset the routing counters
+        utterances = validate_manifest(config.dev, check_audio=False)
+        utterances = select(utterances, split="dev" if any(u.split for u in utterances) else None,
+                            limit=config.eval_limit, source=config.dev)
+        rows = evaluate(WhisperDecoder(self.decodable, self.processor), utterances, self.layout.dev(state.step),
+                        {"model": f"{config.student}+{config.method}@{state.step}"}, config.batch_size,
+                        progress=False, fresh=True)
+        self.unwrapped.train()
+        wer = rate(rows, "wer")
+        self.writer.add_scalar("dev/wer", wer, state.step)
+        routed = clsr.expert_fraction(self.unwrapped)
+        if routed is not None:
+            self.writer.add_scalar("dev/expert_fraction", routed, state.step)
+            state.dev_expert_fraction[str(state.step)] = routed
+        tqdm.write(f"step {state.step}: dev WER {wer:.2f}"
+                   + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
+        return wer
+
+
+def _tensorboard(layout: RunLayout):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(layout.tensorboard))

@@ -1,0 +1,56 @@
+"""The models of a run: the trainable student for each method, and the frozen teacher."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from distilwhisper import clsr
+from distilwhisper.hub import load_model
+from distilwhisper.train.config import TrainConfig
+
+LORA_SIDES = {"all": "(en|de)coder", "encoder": "encoder", "decoder": "decoder"}
+FT_PREFIXES = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.", "proj_out.")}
+
+
+def build_student(config: TrainConfig) -> tuple[nn.Module, nn.Module, object]:
+    """(the model that trains, the Whisper model that decodes for dev WER, processor) for the run's method."""
+    model, processor = load_model(config.student)
+    if config.uses_experts:
+        clsr.to_distilwhisper(model, config.languages, config.scope, config.expert_dropout, config.skip_probability)
+        return model, model, processor
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=rf".*\.{LORA_SIDES[config.scope]}\.layers\.\d+\.fc[12]")
+        wrapped = get_peft_model(model, lora)
+        return wrapped, wrapped.get_base_model(), processor
+    for name, p in model.named_parameters():  # a tied proj_out is the decoder's token embedding, listed once
+        p.requires_grad_(name.startswith(FT_PREFIXES[config.scope]))
+    return model, model, processor
+
+
+def whisper_of(model: nn.Module) -> nn.Module:
+    """The Whisper model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def load_teacher(config: TrainConfig, student: nn.Module, device) -> nn.Module:
+    teacher, _ = load_model(config.teacher)
+    check_teacher(student, teacher)
+    return teacher.requires_grad_(False).eval().to(device)
+
+
+def check_teacher(student: nn.Module, teacher: nn.Module) -> None:
+    s, t = student.config, teacher.config
+    if s.vocab_size != t.vocab_size:
+        raise ValueError(f"teacher vocabulary ({t.vocab_size} tokens) differs from the student's ({s.vocab_size}):"
+                         " distillation needs the same tokenizer")
+    if s.num_mel_bins != t.num_mel_bins:
+        raise ValueError(f"teacher takes {t.num_mel_bins} mel bins, the student {s.num_mel_bins} (large-v3 vs "
+                         "earlier Whisper): they cannot share input features")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
