@@ -14,18 +14,19 @@ evaluations) and `OUT/gate_routing.md`, and prints the table.  About 1.5 min per
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from distilwhisper import clsr, stats
+from distilwhisper.data.manifest import read_manifest
 from distilwhisper.decoding import WhisperDecoder
-from distilwhisper.demo import NAMES
-from distilwhisper.evaluate import evaluate, read_results
+from distilwhisper.evaluate import EvalConfig, evaluate, select
 from distilwhisper.report import markdown_table
-from distilwhisper.train import load_trained
+from distilwhisper.results import rate, read_results, where
+from distilwhisper.studies.demo import NAMES
+from distilwhisper.train import TrainedRun
 
 SETS = ("in-domain", "out-of-domain")
 
@@ -43,19 +44,16 @@ def every_token_to_experts(model: nn.Module) -> None:
             module.gates[language] = AlwaysExpert()
 
 
-def _in(rows: list[dict], domain: str) -> list[dict]:
-    return [r for r in rows if r.get("domain") == domain]
-
-
-def _evaluate_forced(run: Path, out: Path, manifest: Path, name: str, batch_size: int) -> dict[str, list[dict]]:
+def _evaluate_forced(run: TrainedRun, out: Path, manifest: Path, name: str, batch_size: int
+                     ) -> dict[str, list[dict]]:
     """Result rows per set of the run's experts with every token routed to them."""
-    model, processor, _ = load_trained(run)
+    model, processor = run.load()
     every_token_to_experts(model)
     decoder = WhisperDecoder(model, processor, trim=True)
-    for domain in SETS:
-        evaluate(f"{name}+every-token", manifest, out / domain, batch_size=batch_size, trim=True, decoder=decoder,
-                 domain=domain)
-    return {domain: read_results(out / domain / "results.jsonl") for domain in SETS}
+    utterances = read_manifest(manifest)[0]
+    identity = EvalConfig(model=f"{name}+every-token", data=str(manifest), out=str(out), trim=True).identity()
+    return {domain: evaluate(decoder, select(utterances, domain=domain), out / domain, identity, batch_size)
+            for domain in SETS}
 
 
 def main() -> None:
@@ -69,19 +67,19 @@ def main() -> None:
     base = read_results(out / "eval" / "base-fp32" / "results.jsonl")
     table = []
     for method in args.methods.split(","):
-        run = out / "train" / method
-        if not (run / "best").is_dir():
-            raise SystemExit(f"{run}: no finished {method} run (train it with the demo or method_quality first)")
-        state = json.loads((run / "checkpoint" / "state.json").read_text())
-        routed = state.get("dev_expert_fraction", {}).get(str(state["best_step"]))
+        try:
+            run = TrainedRun.open(out / "train" / method)
+        except ValueError as err:
+            raise SystemExit(f"{err} (train {method} with the demo or method_quality first)")
+        routed = run.routed_share
         gated = read_results(out / "eval" / method / "results.jsonl")
         forced = _evaluate_forced(run, out / "gate_routing" / method, manifest, method, args.batch_size)
         for k, domain in enumerate(SETS):
-            pick, every = _in(gated, domain), forced[domain]
+            pick, every = where(gated, domain=domain), forced[domain]
             delta = stats.paired_delta(pick, every, "wer", seed=k)
-            table.append([NAMES[method], domain, f"{stats.rate(_in(base, domain), 'wer'):.1f}",
-                          f"{stats.rate(pick, 'wer'):.1f}", "n/a" if routed is None else f"{100 * routed:.0f} %",
-                          f"{stats.rate(every, 'wer'):.1f}",
+            table.append([NAMES[method], domain, f"{rate(where(base, domain=domain), 'wer'):.1f}",
+                          f"{rate(pick, 'wer'):.1f}", "n/a" if routed is None else f"{100 * routed:.0f} %",
+                          f"{rate(every, 'wer'):.1f}",
                           f"{delta.value:+.1f} [{delta.low:+.1f}, {delta.high:+.1f}], p = {delta.p:.3f}"])
     lines = markdown_table(["system", "set", "base WER", "hard gates WER", "routed (dev)", "every token WER",
                             "every token - hard gates"], table)

@@ -233,6 +233,28 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     yaml_file.write_text("lr: 0.001\nbogus: 1\n")
     with pytest.raises(ValueError, match="unknown setting"):
         load_config(yaml_file, dict(method="ft", student="x", languages=["ca"], train="t", out="o"))
+    yaml_file.write_text("- lr\n")
+    with pytest.raises(ValueError, match="expected a mapping of settings"):
+        load_config(yaml_file, {})
+
+
+def test_cli_flags_come_from_the_config_and_override_yaml(tmp_path, capsys):
+    """`train --config` + flags: the YAML sets values, given flags win, comma lists and switches parse, and a
+    missing required setting is named by its flag."""
+    from distilwhisper.cli import build_parser, config_from
+    from distilwhisper.train.config import read_yaml
+
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("method: lora\nstudent: s\nlr: 0.001\nlanguages: [ca]\n")
+    args = build_parser().parse_args(["train", "--config", str(yaml_file), "--lr", "0.01", "--languages", "ca,cs",
+                                      "--train", "t.jsonl", "--out", "o", "--trim"])
+    config = config_from(args, TrainConfig, read_yaml(args.config))
+    assert (config.method, config.lr, config.languages, config.trim, config.batch_size) == (
+        "lora", 0.01, ["ca", "cs"], True, 16)
+    assert main(["train", "--method", "ft", "--student", "s", "--languages", "ca"]) == 2
+    assert "missing --train, --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--method", "sgd"])  # choices come from the config's metadata
 
 
 def test_teacher_cache_matches_live_teacher(bundled, speech, tmp_path):
@@ -280,6 +302,10 @@ def test_distilwhisper_with_teacher_cache_and_cli_eval(tiny_dirs, manifest, tmp_
     assert "cs0.wav\tcs\t" in capsys.readouterr().out
     assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", manifest,
                  "--out", str(tmp_path / "e2")]) == 0  # every language of the manifest has experts
+    assert main(["eval", "--model", str(out), "--data", manifest, "--out", str(tmp_path / "e4"),
+                 "--language", "ca"]) == 0  # the run folder itself as the model: the student with its kept experts
+    assert (json.loads((tmp_path / "e4" / "results.jsonl").read_text().splitlines()[0])["hypothesis"]
+            == json.loads((evaluated / "results.jsonl").read_text().splitlines()[0])["hypothesis"])
     bad = tmp_path / "uk.jsonl"
     bad.write_text(json.dumps({"id": "u", "audio": str(Path(manifest).parent / "cs0.wav"), "text": "x",
                                "language": "uk"}) + "\n")

@@ -17,6 +17,14 @@ def variant_order(variant: tuple[str, str]) -> tuple[str, int]:
     return variant[0], PRECISIONS.index(variant[1]) if variant[1] in PRECISIONS else len(PRECISIONS)
 
 
+def _bars(got: dict, keys: list, key: str, offset: float) -> tuple[list[float], list[float], list[list[float]]]:
+    """Positions, values and (lower, upper) error-bar lengths of one series' bars: the `keys` present in `got`,
+    each row holding `key`, `key_low` and `key_high`."""
+    present = [(i, got[x]) for i, x in enumerate(keys) if x in got]
+    return ([i + offset for i, _ in present], [r[key] for _, r in present],
+            [[r[key] - r[f"{key}_low"] for _, r in present], [r[f"{key}_high"] - r[key] for _, r in present]])
+
+
 def figure_rate_vs_hours(result: BiasResult, path: Path) -> bool:
     """Error rate against training hours (log scale), one series per model x precision."""
     if not any(r["training_hours"] for r in result.languages):
@@ -53,10 +61,7 @@ def figure_delta_per_tier(result: BiasResult, path: Path) -> bool:
     width = 0.8 / max(len(variants), 1)
     for k, variant in enumerate(variants):
         got = {r["group"]: r for r in rows if (r["model"], r["precision"]) == variant}
-        xs = [i + k * width for i, t in enumerate(tiers) if t in got]
-        ys = [got[t]["delta"] for t in tiers if t in got]
-        err = [[got[t]["delta"] - got[t]["delta_low"] for t in tiers if t in got],
-               [got[t]["delta_high"] - got[t]["delta"] for t in tiers if t in got]]
+        xs, ys, err = _bars(got, tiers, "delta", k * width)
         ax.bar(xs, ys, width, yerr=err, capsize=3, label=" ".join(variant))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([i + width * (len(variants) - 1) / 2 for i in range(len(tiers))], tiers)
@@ -77,10 +82,7 @@ def figure_speaker_gaps(result: BiasResult, path: Path) -> bool:
     for k, variant in enumerate(variants):
         got = {(r["language"], r["column"], r["group"], r["versus"]): r for r in rows
                if (r["model"], r["precision"]) == variant}
-        ys = [i + k * height for i, lab in enumerate(labels) if lab in got]
-        xs = [got[lab]["gap"] for lab in labels if lab in got]
-        err = [[got[lab]["gap"] - got[lab]["gap_low"] for lab in labels if lab in got],
-               [got[lab]["gap_high"] - got[lab]["gap"] for lab in labels if lab in got]]
+        ys, xs, err = _bars(got, labels, "gap", k * height)
         ax.barh(ys, xs, height, xerr=err, capsize=3, label=" ".join(variant))
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks([i + height * (len(variants) - 1) / 2 for i in range(len(labels))],
