@@ -175,6 +175,12 @@ def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     with pytest.raises(ValueError, match="checkpoint of --method clsr-ft, not ft"):
         train(_config("ft", tiny_dirs, manifest, tmp_path, max_steps=6), resume=True, progress=False)
+    (tmp_path / "checkpoint" / "optim.pt").write_bytes(b"")  # a checkpoint of the version before accelerate state
+    with pytest.raises(ValueError, match="written by an earlier version"):
+        train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, max_steps=8), resume=True, progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "extra": {}}))  # a key that version wrote
+    assert TrainedRun.open(tmp_path).config.method == "clsr-ft" and TrainedRun.open(tmp_path).finished
 
 
 @pytest.mark.parametrize("save_every", [3, 4])

@@ -140,7 +140,10 @@ def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Pat
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder",
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
-    train(settings, resume=RunLayout(run).state.exists())
+    layout = RunLayout(run)
+    if layout.best.is_dir() and layout.state.is_file() and TrainedRun.open(run).finished:
+        return TrainedRun.open(run)  # finished before: reused as it is
+    train(settings, resume=layout.state.exists())
     return TrainedRun.open(run)
 
 

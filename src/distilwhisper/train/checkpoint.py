@@ -65,6 +65,9 @@ def load_checkpoint(accelerator, layout: RunLayout, config: TrainConfig) -> Stat
     recover_dir(layout.checkpoint)
     if not layout.state.is_file():
         raise ValueError(f"--resume: no checkpoint under {layout.checkpoint}")
+    if (layout.checkpoint / "optim.pt").exists():
+        raise ValueError(f"--resume: {layout.checkpoint} was written by an earlier version of distilwhisper (optim.pt); "
+                         "its best/ still loads, but training cannot continue from it: start a new --out")
     state = State.load(layout.state)
     if state.method != config.method:
         raise ValueError(f"--resume: {layout.checkpoint} is a checkpoint of --method {state.method}, "

@@ -80,7 +80,9 @@ class TrainedRun:
         if not layout.config.is_file() or not layout.best.is_dir():
             raise ValueError(f"{folder}: not a finished training run (needs config.json and best/)")
         state = State.load(layout.state) if layout.state.is_file() else None
-        return cls(layout, TrainConfig(**read_json(layout.config)), state)
+        saved = read_json(layout.config)  # settings an earlier version wrote and no longer has are left out
+        return cls(layout, TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved}),
+                   state)
 
     def load(self):
         """(model, processor) of the kept model, ready to decode: the student with its experts (CLSR methods),
@@ -96,6 +98,11 @@ class TrainedRun:
         else:
             clsr.attach_experts(model, best, config.languages)
         return model.eval(), processor
+
+    @property
+    def finished(self) -> bool:
+        """Trained to its last step (a rerun would only reuse it)."""
+        return self.state is not None and self.state.step >= (self.config.max_steps or 0) > 0
 
     @property
     def trainable_parameters(self) -> int:
