@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the toolkit and its tests use: real recorded speech (asterisk prompts), ffmpeg (audio formats
-# libsndfile cannot read), TTS engines and voices, translated sentences (gnome-user-docs) and sox for the offline
-# corpus. Installs only what is missing; needs root (or sudo) and apt-get.
+# Debian packages the toolkit and its tests use: real recorded speech (asterisk prompts; Fish Fillets NG's acted
+# Czech dialogue), ffmpeg (audio formats libsndfile cannot read), TTS engines and voices, translated sentences
+# (gnome-user-docs) and sox for the offline corpus. Installs only what is missing; needs root (or sudo) and apt-get.
 set -euo pipefail
 PACKAGES=(ffmpeg sox asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav
   festival festvox-ca-ona-hts festvox-czech-dita festvox-czech-machac festvox-czech-ph festvox-czech-krb
-  espeak-ng gnome-user-docs)
+  espeak-ng gnome-user-docs fillets-ng-data fillets-ng-data-cs)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -166,6 +166,17 @@ def _cmd_data_asterisk(args: argparse.Namespace) -> int:
     return _write(utts, Path(args.out), [])
 
 
+def _cmd_data_fillets(args: argparse.Namespace) -> int:
+    from distilwhisper.data.fillets import load_fillets
+
+    utterances, skipped = [], []
+    for language in _comma_list(args.languages):
+        utts, bad = load_fillets(language, args.root, args.seed, args.dev_levels, args.test_levels)
+        utterances += utts
+        skipped += bad
+    return _write(utterances, Path(args.out), skipped)
+
+
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from distilwhisper.data.synth import synth_corpus
 
@@ -254,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-per-language", type=int)
     p.set_defaults(func=_cmd_data_asterisk)
+    p = data.add_parser("fillets", help="Fish Fillets NG acted dialogue (Debian fillets-ng-data-cs: real Czech "
+                        "speech, offline) with the English line of each utterance -> manifest")
+    p.add_argument("--languages", default="cs", help="voice languages (Debian fillets-ng-data-<lang>; default cs)")
+    p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
+    p.add_argument("--root", default="/usr/share/games/fillets-ng", help="the game's data folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the level (scene) split")
+    p.add_argument("--dev-levels", type=float, default=0.1, help="share of levels whose main-voice lines are dev")
+    p.add_argument("--test-levels", type=float, default=0.2, help="share of levels whose main-voice lines are test; "
+                   "minor characters are always a test set of their own (domain held-out-characters)")
+    p.set_defaults(func=_cmd_data_fillets)
     p = data.add_parser("synth", help="offline TTS corpus (Festival, espeak-ng) with speaker metadata and "
                         "in-domain / out-of-domain voices")
     p.add_argument("--languages", required=True, help="comma-separated Whisper codes, e.g. ca,cs")
