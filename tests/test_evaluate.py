@@ -107,3 +107,43 @@ def test_clip_failing_mid_run_is_reported_not_fatal(tiny, tmp_path, monkeypatch)
     summary = _evaluate(manifest, out, CountingDecoder(model, processor))
     assert summary["overall"]["utterances"] == 3
     assert "u2: " in (out / "skipped.txt").read_text() and "simulated" in (out / "skipped.txt").read_text()
+
+
+def test_translate_task_scores_bleu_and_chrf_against_the_english_line(tiny, tmp_path):
+    """--task translate decodes with the <|translate|> prompt and scores corpus BLEU/chrF (sacrebleu's, from summed
+    per-sentence statistics, so they equal sacrebleu's corpus scores); lines without an English reference are
+    reported, and a resumed run must keep the task."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    from distilwhisper.evaluate import EvalConfig, run_eval
+    from distilwhisper.results import corpus_translation, read_results, translation_score, translation_stats
+
+    model, processor = tiny
+    rows = [{"id": f"u{i}", "audio": str(write_wav(tmp_path / f"{i}.wav", 1.0 + i)), "text": "dobrý den",
+             "language": "cs", "translation_en": "good day" if i else ""} for i in range(3)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    config = EvalConfig(model=str(tmp_path / "tiny"), data=str(manifest), out=str(tmp_path / "out"),
+                        task="translate")
+    summary = run_eval(config, progress=False)
+    assert summary["languages"]["cs"]["utterances"] == 2 and "bleu" in summary["overall"]
+    assert "u0: no translation_en" in (tmp_path / "out" / "skipped.txt").read_text()
+    assert "BLEU" in (tmp_path / "out" / "summary.md").read_text()
+    scored = read_results(tmp_path / "out" / "results.jsonl")
+    hyps, refs = [r["hypothesis"] for r in scored], [r["reference"] for r in scored]
+    assert translation_score(scored, "chrf") == pytest.approx(CHRF().corpus_score(hyps, [refs]).score)
+    pairs = [("the cat sat on the mat", "the cat is on the mat"), ("hello there", "hello there friend")]
+    made = [translation_stats(ref, hyp) for hyp, ref in pairs]
+    expected = BLEU().corpus_score([h for h, _ in pairs], [[r for _, r in pairs]]).score
+    assert translation_score(made, "bleu") == pytest.approx(expected)
+    rate = corpus_translation(made * 10, "bleu")
+    assert rate.low <= rate.value <= rate.high
+    with pytest.raises(ValueError, match="holds results of another setting"):
+        run_eval(EvalConfig(model=config.model, data=config.data, out=config.out), progress=False)
+    with pytest.raises(ValueError, match="English-only"):
+        from distilwhisper.decoding import prompt_tokens
+        from transformers import GenerationConfig
+
+        prompt_tokens(GenerationConfig(decoder_start_token_id=1), "en", "translate")

@@ -31,6 +31,7 @@ from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
+TASKS = ("transcribe", "translate")  # Whisper's two tasks; translate = speech to English text
 HOP = 160  # samples per mel frame at 16 kHz
 TRIM_BUCKET = 100  # mel frames (1 s): trimmed lengths are rounded up to this, bounding distinct shapes
 TRIM_MARGIN = 50  # mel frames of silence kept after the audio, so the model sees the end of speech
@@ -50,6 +51,8 @@ class Transcript:
 def prompt_tokens(generation_config, language: str | None, task: str = "transcribe") -> list[int]:
     """`<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` (just SOT and notimestamps for English-only
     models): the prompt decoding forces and training labels carry."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     tokens = [int(generation_config.decoder_start_token_id)]
     lang_to_id = getattr(generation_config, "lang_to_id", None) or {}
     if lang_to_id:
@@ -59,8 +62,8 @@ def prompt_tokens(generation_config, language: str | None, task: str = "transcri
         if token not in lang_to_id:
             raise ValueError(f"model has no language token {token}")
         tokens += [lang_to_id[token], generation_config.task_to_id[task]]
-    elif language not in (None, "en"):
-        raise ValueError(f"this model is English-only; cannot decode language {language!r}")
+    elif language not in (None, "en") or task != "transcribe":
+        raise ValueError(f"this model is English-only; cannot {task} language {language!r}")
     if getattr(generation_config, "no_timestamps_token_id", None) is not None:
         tokens.append(int(generation_config.no_timestamps_token_id))
     return tokens
@@ -146,8 +149,10 @@ class WhisperDecoder:
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
-                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> list[Transcript]:
-        """Decode a batch of clips (each <= 30 s) with the given language forced (None: detected first)."""
+                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe"
+                   ) -> list[Transcript]:
+        """Decode a batch of clips (each <= 30 s) with the given language forced (None: detected first);
+        `task` "translate" asks for English text, Whisper's other task."""
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages) and self.lang_to_id:
@@ -157,7 +162,7 @@ class WhisperDecoder:
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
             clsr.set_language(self.model, languages[0], shared_fallback=True)
-        prompts = [self.prompt(lang) for lang in languages]
+        prompts = [self.prompt(lang, task) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))
         if beam_size <= 1:
@@ -246,13 +251,14 @@ class CT2Decoder:
         self.processor, self.generation_config = processor, generation_config
 
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
-                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS) -> list[Transcript]:
+                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe"
+                   ) -> list[Transcript]:
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages):
             raise ValueError("the CTranslate2 backend decodes with a forced language; pass one per clip")
         feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
-        prompts = [prompt_tokens(self.generation_config, lang) for lang in languages]
+        prompts = [prompt_tokens(self.generation_config, lang, task) for lang in languages]
         results = self.model.generate(self.ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), prompts,
                                       beam_size=max(beam_size, 1), max_length=max_new_tokens, return_scores=True,
                                       suppress_blank=True, suppress_tokens=[-1])

@@ -21,14 +21,15 @@ from tqdm import tqdm
 
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from distilwhisper.data.manifest import Utterance, read_manifest
-from distilwhisper.decoding import MAX_NEW_TOKENS, CT2Decoder, WhisperDecoder
+from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
 from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, repair_jsonl
 from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
-from distilwhisper.results import error_counts, read_results, summarize, summary_markdown
+from distilwhisper.results import error_counts, read_results, summarize, summary_markdown, translation_stats
 
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
+TRANSLATION_REFERENCE = "translation_en"  # the manifest column holding the English text of an utterance
 Decoder = Union[WhisperDecoder, CT2Decoder]
 
 
@@ -53,11 +54,16 @@ class EvalConfig:
     experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts folder (from `train`) to "
                                                                 "load onto --model"})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: all cores)"})
+    task: str = field(default="transcribe", metadata={
+        "help": f"transcribe (WER/CER) or translate: speech to English text, scored by BLEU and chrF against the "
+                f"manifest's {TRANSLATION_REFERENCE} column", "choices": TASKS})
 
     def identity(self) -> dict:
-        """What determines the transcripts; a resumed evaluation must use the same."""
+        """What determines the transcripts; a resumed evaluation must use the same (the task is recorded when it
+        is not transcription, so folders of earlier versions still resume)."""
         return {"model": self.model, "beam_size": self.beam_size, "max_new_tokens": MAX_NEW_TOKENS,
-                "trim": self.trim, "precision": self.precision, "experts": str(self.experts) if self.experts else None}
+                "trim": self.trim, "precision": self.precision, "experts": str(self.experts) if self.experts else None,
+                **({"task": self.task} if self.task != "transcribe" else {})}
 
 
 def select(utterances: list[Utterance], language: str | None = None, split: str | None = None,
@@ -80,6 +86,12 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
         torch.set_num_threads(config.threads)
     utterances, problems = read_manifest(config.data)
     utterances = select(utterances, config.language, config.split, config.domain, config.limit, config.data)
+    if config.task == "translate":
+        utterances, untranslated = split_translated(utterances)
+        problems += [(0, f"{u.id}: no {TRANSLATION_REFERENCE} to score a translation against") for u in untranslated]
+        if not utterances:
+            raise ValueError(f"{config.data}: no utterance has a {TRANSLATION_REFERENCE} column (needed by "
+                             "--task translate; `data fillets` writes one)")
     out = Path(config.out)
 
     def build() -> Decoder:
@@ -89,13 +101,20 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
         return variant.decoder
 
     evaluate(build, utterances, out, config.identity(), config.batch_size, config.beam_size,
-             problems=[(config.data, line, msg) for line, msg in problems], progress=progress)
+             problems=[(config.data, line, msg) for line, msg in problems], progress=progress, task=config.task)
     return read_json(out / "summary.json")
+
+
+def split_translated(utterances: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
+    """(utterances with an English reference, those without)."""
+    has = [u for u in utterances if u.extra.get(TRANSLATION_REFERENCE, "").strip()]
+    return has, [u for u in utterances if not u.extra.get(TRANSLATION_REFERENCE, "").strip()]
 
 
 def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: str | Path,
              identity: dict, batch_size: int = 8, beam_size: int = 1,
-             problems: Iterable[tuple[str, int, str]] = (), progress: bool = True, fresh: bool = False) -> list[dict]:
+             problems: Iterable[tuple[str, int, str]] = (), progress: bool = True, fresh: bool = False,
+             task: str = "transcribe") -> list[dict]:
     """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
     manifest lines (file, line, message) to report in `out/skipped.txt`."""
@@ -113,7 +132,7 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
     done = {r["id"] for r in repair_jsonl(results_path, keep=lambda row: "id" in row)}
     todo = [u for u in utterances if u.id not in done]
     if todo:
-        _decode_all(decoder() if callable(decoder) else decoder, todo, out, batch_size, beam_size, progress)
+        _decode_all(decoder() if callable(decoder) else decoder, todo, out, batch_size, beam_size, progress, task)
     rows = read_results(results_path)
     summary = summarize(rows)
     atomic_write_text(out / "summary.md", summary_markdown(summary))
@@ -152,10 +171,15 @@ def _duration_or_zero(path: str) -> float:
         return 0.0
 
 
-def _row(utt: Utterance, text: str, num_samples: int, seconds: float) -> dict:
-    ref_norm, hyp_norm = normalize(utt.text, utt.language), normalize(text, utt.language)
-    row = {"id": utt.id, "language": utt.language, "reference": utt.text, "hypothesis": text,
-           "reference_norm": ref_norm, "hypothesis_norm": hyp_norm, **asdict(error_counts(ref_norm, hyp_norm)),
+def _row(utt: Utterance, text: str, num_samples: int, seconds: float, task: str) -> dict:
+    if task == "translate":  # sacrebleu tokenises the raw English text itself
+        reference = utt.extra[TRANSLATION_REFERENCE]
+        scored = {"reference": reference, "hypothesis": text, **translation_stats(reference, text)}
+    else:
+        ref_norm, hyp_norm = normalize(utt.text, utt.language), normalize(text, utt.language)
+        scored = {"reference": utt.text, "hypothesis": text, "reference_norm": ref_norm, "hypothesis_norm": hyp_norm,
+                  **asdict(error_counts(ref_norm, hyp_norm))}
+    row = {"id": utt.id, "language": utt.language, **scored,
            "audio_seconds": round(num_samples / SAMPLE_RATE, 3), "decode_seconds": round(seconds, 4)}
     row.update({k: utt.metadata(k) for k in RESULT_METADATA})
     row.update(utt.extra)
@@ -163,7 +187,7 @@ def _row(utt: Utterance, text: str, num_samples: int, seconds: float) -> dict:
 
 
 def _decode_all(decoder: Decoder, todo: list[Utterance], out: Path, batch_size: int, beam_size: int,
-                progress: bool) -> None:
+                progress: bool, task: str) -> None:
     """Decode in length-sorted batches; audio is read per batch (durations come from file headers), so memory stays
     at one batch whatever the corpus size.  A clip that fails to decode is reported and skipped."""
     durations = {u.id: _duration_or_zero(u.audio) for u in todo}
@@ -184,9 +208,9 @@ def _decode_all(decoder: Decoder, todo: list[Utterance], out: Path, batch_size: 
             if not kept:
                 continue
             start = time.perf_counter()
-            transcripts = decoder.transcribe(audios, kept[0].language, beam_size=beam_size)
+            transcripts = decoder.transcribe(audios, kept[0].language, beam_size=beam_size, task=task)
             per_utt = (time.perf_counter() - start) / len(kept)
-            append_jsonl(results, [_row(utt, tr.text, len(audio), per_utt)
+            append_jsonl(results, [_row(utt, tr.text, len(audio), per_utt, task)
                                    for utt, audio, tr in zip(kept, audios, transcripts)])
             bar.update(len(kept))
     bar.close()

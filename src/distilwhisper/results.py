@@ -22,6 +22,7 @@ from distilwhisper.languages import uses_characters
 from distilwhisper.report import interval, markdown_table
 
 FIELDS = {"wer": ("word_errors", "words"), "cer": ("char_errors", "chars")}
+TRANSLATION_METRICS = ("bleu", "chrf")  # sacrebleu's, from per-sentence sufficient statistics
 N_BOOT = 1000  # resamples of a rate's interval in summaries
 
 
@@ -51,6 +52,47 @@ def error_counts(reference: str, hypothesis: str) -> ErrorCounts:
     word_errors, words = _edit_errors(reference, hypothesis, characters=False)
     char_errors, chars = _edit_errors(reference.replace(" ", ""), hypothesis.replace(" ", ""), characters=True)
     return ErrorCounts(word_errors, words, char_errors, chars)
+
+
+def _sacrebleu(metric: str):
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return BLEU() if metric == "bleu" else CHRF()
+
+
+def translation_stats(reference: str, hypothesis: str) -> dict[str, list[int]]:
+    """sacrebleu's sufficient statistics of one sentence (n-gram matches and totals, lengths) for BLEU and chrF:
+    summed over sentences they give exactly sacrebleu's corpus scores, so any grouping or resample is scored
+    without decoding again, like error counts."""
+    return {f"{metric}_stats": [int(x) for x in _sacrebleu(metric)._extract_corpus_statistics(
+        [hypothesis], [[reference]])[0]] for metric in TRANSLATION_METRICS}
+
+
+def translation_score(rows: list[dict], metric: str) -> float:
+    """Corpus BLEU or chrF of the rows (NaN without rows)."""
+    if not rows:
+        return float("nan")
+    return _score_from_stats(metric, np.array([r[f"{metric}_stats"] for r in rows]).sum(0))
+
+
+def _score_from_stats(metric: str, total: np.ndarray) -> float:
+    return float(_sacrebleu(metric)._compute_score_from_stats([int(x) for x in total]).score)
+
+
+def corpus_translation(rows: list[dict], metric: str, n_boot: int = N_BOOT, seed: int = 0) -> Rate:
+    """Corpus BLEU or chrF with a percentile bootstrap interval over utterances."""
+    if not rows:
+        return Rate(float("nan"), float("nan"), float("nan"), 0)
+    stats = np.array([r[f"{metric}_stats"] for r in rows])
+    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
+    draws = np.array([_score_from_stats(metric, stats[i].sum(0)) for i in idx])
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return Rate(_score_from_stats(metric, stats.sum(0)), float(low), float(high), len(rows))
+
+
+def is_translation(rows: list[dict]) -> bool:
+    """Rows of a translate-task evaluation (scored by BLEU/chrF, not by error counts)."""
+    return bool(rows) and "bleu_stats" in rows[0]
 
 
 def counts(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,11 +171,14 @@ GROUP_COLUMNS = ("gender", "age", "domain", "domain+gender", "split", "source", 
 
 
 def _rates(rows: list[dict]) -> dict:
+    if is_translation(rows):
+        scores = {metric: corpus_translation(rows, metric).as_dict() for metric in TRANSLATION_METRICS}
+    else:
+        scores = {"wer": corpus_rate(rows, "wer").as_dict(), "cer": corpus_rate(rows, "cer").as_dict(),
+                  "primary": "cer" if all(uses_characters(r["language"]) for r in rows) else "wer"}
     return {
         "utterances": len(rows),
-        "wer": corpus_rate(rows, "wer").as_dict(),
-        "cer": corpus_rate(rows, "cer").as_dict(),
-        "primary": "cer" if all(uses_characters(r["language"]) for r in rows) else "wer",
+        **scores,
         "audio_hours": sum(r.get("audio_seconds", 0.0) for r in rows) / 3600,
         "decode_seconds_per_utt": float(np.mean([r.get("decode_seconds", 0.0) for r in rows])),
     }
@@ -162,18 +207,23 @@ def _rate_text(rate: dict) -> str:
 
 def summary_markdown(summary: dict) -> str:
     """Readable tables: per language, then per metadata group."""
+    translate = "bleu" in (summary["overall"] or {})
+    metrics = TRANSLATION_METRICS if translate else ("wer", "cer")
+    names = ["BLEU", "chrF"] if translate else ["WER", "CER"]
+
     def line(name: str, r: dict) -> list:
-        return [name, r["utterances"], f"{r['audio_hours']:.2f}", _rate_text(r["wer"]), _rate_text(r["cer"]),
+        return [name, r["utterances"], f"{r['audio_hours']:.2f}", *(_rate_text(r[m]) for m in metrics),
                 f"{r['decode_seconds_per_utt']:.2f}"]
 
     rows = [line(lang, r) for lang, r in summary["languages"].items()]
     if summary["overall"]:
         rows.append(line("**all**", summary["overall"]))
-    lines = ["# Evaluation summary", "", "WER and CER in %, with 95 % bootstrap confidence intervals over utterances.",
-             "", *markdown_table(["language", "utts", "hours", "WER", "CER", "s/utt"], rows)]
+    intro = ("Translation into English: corpus BLEU and chrF (sacrebleu)" if translate else "WER and CER in %")
+    lines = ["# Evaluation summary", "", f"{intro}, with 95 % bootstrap confidence intervals over utterances.",
+             "", *markdown_table(["language", "utts", "hours", *names, "s/utt"], rows)]
     for column, table in summary["groups"].items():
         lines += ["", f"## By {column}", "", *markdown_table(
-            ["language", column, "utts", "WER", "CER"],
-            ([lang, value, r["utterances"], _rate_text(r["wer"]), _rate_text(r["cer"])]
+            ["language", column, "utts", *names],
+            ([lang, value, r["utterances"], *(_rate_text(r[m]) for m in metrics)]
              for lang, values in table.items() for value, r in values.items()))]
     return "\n".join(lines) + "\n"
