@@ -105,3 +105,13 @@ def test_bias_rejects_clashing_ids_and_empty_data(tmp_path, speech_manifest):
     empty.write_text('{"id": "x", "audio": "missing.wav", "text": "hola", "language": "es"}\n')
     with pytest.raises(ValueError, match="no usable utterance in"):
         bias.combine_manifests([str(empty)], tmp_path / "out2")
+
+
+def test_voice_groups_of_the_domain_column_are_compared():
+    """Real Czech dialogue: main characters (domain dialogue) against minor ones (held-out-characters), a speaker
+    comparison beside gender, found when planted."""
+    main = [dict(r, domain="dialogue") for r in _rows("cs", "female", 60, 0.2, 5)]
+    minor = [dict(r, domain="held-out-characters", gender="") for r in _rows("cs", "x", 60, 0.5, 6)]
+    (row,) = bias_tables.speaker_table({("m", "fp32"): main + minor})  # one gender only: no gender comparison
+    assert (row["column"], row["group"], row["versus"]) == ("domain", "dialogue", "held-out-characters")
+    assert row["gap"] < -20 and row["p"] < 0.05

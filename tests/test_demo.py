@@ -23,8 +23,16 @@ def test_quick_demo_runs_every_stage(quick_demo):
     table = json.loads((out / "results.json").read_text())["table"]
     assert [row["system"] for row in table] == ["bundled:base fp32", "bundled:base int8", "DistilWhisper"]
     base, _, distil = table
-    for name in ("in-domain", "out-of-domain", "control"):
+    for name in ("in-domain", "out-of-domain", "held-out-characters", "control", "translate"):
         assert base[f"{name}_n"] > 0 and base[f"{name}_n"] == distil[f"{name}_n"]
+    # Czech is real speech: it trains on Fish Fillets scenes and is tested on other scenes and other characters
+    train = [json.loads(line) for line in (out / "corpus" / "train.jsonl").read_text().splitlines()]
+    tests = [json.loads(line) for line in (out / "corpus" / "eval.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in train if r["language"] == "cs"} == {"fillets"}
+    assert {r["level"] for r in train if r["language"] == "cs"}.isdisjoint(
+        {r["level"] for r in tests if r.get("source") == "fillets" and r["domain"] == "in-domain"})
+    assert {r["source"] for r in tests if r["language"] == "cs" and r["domain"] == "out-of-domain"} == {"synth"}
+    assert base["translate_bleu"] >= 0 and "translate BLEU / chrF" in (out / "report.md").read_text()
     # control languages have no experts: they decode on the frozen shared FFNs, i.e. exactly the base model
     hyps = {r["id"]: r["hypothesis"] for r in read_results(out / "eval" / "base-fp32" / "results.jsonl")
             if r["domain"] == "control"}

@@ -19,9 +19,9 @@ class CountingDecoder(WhisperDecoder):
 
     decoded = 0
 
-    def transcribe(self, audios, languages, beam_size=1, max_new_tokens=225):
+    def transcribe(self, audios, languages, beam_size=1, max_new_tokens=225, task="transcribe"):
         CountingDecoder.decoded += len(audios)
-        return super().transcribe(audios, languages, beam_size, max_new_tokens=6)
+        return super().transcribe(audios, languages, beam_size, max_new_tokens=6, task=task)
 
 
 def _manifest(tmp_path):

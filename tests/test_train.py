@@ -321,13 +321,22 @@ def test_distilwhisper_with_teacher_cache_and_cli_eval(tiny_dirs, manifest, tmp_
     assert "no experts for uk: decoded with the shared FFNs" in capsys.readouterr().out
 
 
-def test_ddp_two_cpu_processes(tiny_dirs, manifest, tmp_path):
+def test_ddp_two_cpu_processes_follow_the_one_process_schedule(tiny_dirs, manifest, tmp_path):
+    """2 processes of batch 1 train like 1 process of batch 2: the same learning rate at every optimizer step
+    (accelerate steps a prepared schedule once per process), above 0 after the warm-up's first step."""
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-           "-m", "distilwhisper.cli", "train", "--method", "clsr-ft", "--student", tiny_dirs[0],
-           "--languages", "ca,cs", "--train", manifest, "--out", str(out), "--max-steps", "2", "--batch-size", "1"]
+    # `accelerate launch --cpu --num_processes 2` starts one plain process; torchrun + ACCELERATE_USE_CPU is DDP
+    env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    settings = ["--method", "clsr-ft", "--student", tiny_dirs[0], "--languages", "ca,cs", "--train", manifest,
+                "--max-steps", "10", "--warmup", "0.2", "--lr", "0.01"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "distilwhisper.cli",
+           "train", *settings, "--out", str(out), "--batch-size", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "MULTI_CPU" in proc.stderr + proc.stdout  # really two processes (the run logs its distributed type)
     assert (out / "best" / "ca.safetensors").exists()
+    assert main(["train", *settings, "--out", str(tmp_path / "one"), "--batch-size", "2"]) == 0
+    lrs = [[json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+           for run in (out, tmp_path / "one")]
+    assert len(lrs[0]) == 10 and lrs[0] == pytest.approx(lrs[1])
+    assert lrs[0][0] == 0 and all(lr > 0 for lr in lrs[0][1:])

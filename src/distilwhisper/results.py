@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import jiwer
@@ -54,6 +55,7 @@ def error_counts(reference: str, hypothesis: str) -> ErrorCounts:
     return ErrorCounts(word_errors, words, char_errors, chars)
 
 
+@lru_cache(maxsize=None)
 def _sacrebleu(metric: str):
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -72,10 +74,11 @@ def translation_score(rows: list[dict], metric: str) -> float:
     """Corpus BLEU or chrF of the rows (NaN without rows)."""
     if not rows:
         return float("nan")
-    return _score_from_stats(metric, np.array([r[f"{metric}_stats"] for r in rows]).sum(0))
+    return translation_score_of_stats(metric, np.array([r[f"{metric}_stats"] for r in rows]).sum(0))
 
 
-def _score_from_stats(metric: str, total: np.ndarray) -> float:
+def translation_score_of_stats(metric: str, total: np.ndarray) -> float:
+    """BLEU or chrF from sufficient statistics summed over sentences."""
     return float(_sacrebleu(metric)._compute_score_from_stats([int(x) for x in total]).score)
 
 
@@ -85,9 +88,9 @@ def corpus_translation(rows: list[dict], metric: str, n_boot: int = N_BOOT, seed
         return Rate(float("nan"), float("nan"), float("nan"), 0)
     stats = np.array([r[f"{metric}_stats"] for r in rows])
     idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
-    draws = np.array([_score_from_stats(metric, stats[i].sum(0)) for i in idx])
+    draws = np.array([translation_score_of_stats(metric, stats[i].sum(0)) for i in idx])
     low, high = np.percentile(draws, [2.5, 97.5])
-    return Rate(_score_from_stats(metric, stats.sum(0)), float(low), float(high), len(rows))
+    return Rate(translation_score_of_stats(metric, stats.sum(0)), float(low), float(high), len(rows))
 
 
 def is_translation(rows: list[dict]) -> bool:

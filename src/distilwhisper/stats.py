@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distilwhisper.results import counts, ratio
+from distilwhisper.results import counts, ratio, translation_score_of_stats
 
 N_RESAMPLES = 2000
 EXACT_UP_TO = 8  # pairs for which Spearman's p-value is computed exactly (8! orderings)
@@ -88,6 +88,25 @@ def paired_delta(base: list[dict], other: list[dict], metric: str, n_resamples: 
         return NAN
     value, draws = _delta_draws(paired, np.random.default_rng(seed), n_resamples)
     return Estimate(float(value), *_interval(draws), _two_sided(draws), len(paired[2]))
+
+
+def paired_translation_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
+                             seed: int = 0) -> Estimate:
+    """score(other) - score(base) of a translation metric ("bleu", "chrf") on the utterances both scored: paired
+    bootstrap over utterances, corpus scores recomputed from summed sufficient statistics in every draw."""
+    other_by_id = {r["id"]: r for r in other}
+    pairs = [(r, other_by_id[r["id"]]) for r in base if r["id"] in other_by_id]
+    if not pairs:
+        return NAN
+    key = f"{metric}_stats"
+    a, b = (np.array([p[k][key] for p in pairs]) for k in (0, 1))
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(n_resamples, len(pairs)))
+    def score(stats: np.ndarray) -> float:
+        return translation_score_of_stats(metric, stats.sum(0))
+
+    draws = np.array([score(b[i]) - score(a[i]) for i in idx])
+    value = score(b) - score(a)
+    return Estimate(value, *_interval(draws), _two_sided(draws), len(pairs))
 
 
 def group_gap(first: list[dict], second: list[dict], metric: str, n_resamples: int = N_RESAMPLES,

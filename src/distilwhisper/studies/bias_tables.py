@@ -22,7 +22,7 @@ from distilwhisper.languages import log_hours, resource_tier, training_hours, us
 from distilwhisper.results import by_language as _by_language, corpus_rate, rate, read_results
 
 REFERENCE = "fp32"
-SPEAKER_COLUMNS = ("gender", "age")
+SPEAKER_COLUMNS = ("gender", "age", "domain")  # domain: voice groups, e.g. main vs minor characters
 MIN_GROUP = 3  # utterances a speaker group needs to be compared
 
 

@@ -1,11 +1,12 @@
 """`distilwhisper demo`: the paper's story end to end on the embedded default, offline.
 
-1. corpus: synthetic speech for the target languages (in-domain voices: train/dev/test; other voices: an
-   out-of-domain test set) and real recorded speech for the control languages (asterisk prompts);
-2. the base model in fp32 and int8 on the three evaluation sets (in-domain, out-of-domain, control);
+1. corpus (`demo_corpus.py`): real Czech dialogue (train on some scenes, test on others and on unheard
+   characters, and the translate task against each line's English text), synthetic speech where nothing real
+   installs (Catalan) and for out-of-domain voices, recorded prompts for the control languages;
+2. the base model in fp32 and int8 on every evaluation set;
 3. DistilWhisper experts for the target languages (and with `compare` the baselines: CLSR-FT, FT, LoRA), with
    the same data, steps and batch size;
-4. every trained system on the same three sets; languages a system has no experts for run on its shared FFNs;
+4. every trained system on the same sets; languages a system has no experts for run on its shared FFNs;
 5. one table, `report.md` with the changes against the base model (paired bootstrap over utterances) and a figure.
 
 Every stage resumes: the corpus, each evaluation (`results.jsonl`) and each training run (`checkpoint/`) are
@@ -21,23 +22,22 @@ from pathlib import Path
 import torch
 
 from distilwhisper import stats
-from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.data.manifest import read_manifest, write_manifest
-from distilwhisper.data.synth import synth_corpus
+from distilwhisper.data.manifest import read_manifest
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
 from distilwhisper.io import atomic_write_json, atomic_write_text, read_json
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
-from distilwhisper.results import rate, read_results, where
+from distilwhisper.results import rate, read_results, translation_score, where
+from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
 from distilwhisper.train import TrainConfig, TrainedRun, train
 from distilwhisper.train.run import RunLayout
 
-SETS = ("in-domain", "out-of-domain", "control")
-CONTROL = "control"
+TRANSLATE = "translate"  # the translate task on real speech: BLEU/chrF against the English lines
 NAMES = {"distilwhisper": "DistilWhisper", "clsr-ft": "CLSR-FT", "ft": "FT", "lora": "LoRA"}
 
 
-QUICK = dict(per_language=10, test_per_language=2, control_per_language=3, steps=3, batch_size=4)
+QUICK = dict(per_language=10, test_per_language=2, control_per_language=3, real_test_per_language=3,
+             held_out_per_language=2, dev_per_language=2, steps=3, batch_size=4)
 
 
 @dataclass
@@ -61,6 +61,13 @@ class DemoConfig:
         "help": "of which in each test set, in-domain and out-of-domain; dev gets a tenth of the rest (at most as "
                 "many), train the remainder"})
     control_per_language: int = field(default=16, metadata={"help": "recorded prompts per control language"})
+    real_test_per_language: int = field(default=96, metadata={
+        "help": "real-speech lines (held-out scenes) in the in-domain and translate tests of a language with real "
+                "speech (cs)"})
+    held_out_per_language: int = field(default=48, metadata={
+        "help": "real-speech lines of characters never heard in training, per language with real speech"})
+    dev_per_language: int = field(default=48, metadata={"help": "real-speech dev lines per language with real "
+                                                                "speech (checkpoint choice)"})
     steps: int = field(default=300, metadata={"help": "optimizer steps per method"})
     batch_size: int = field(default=8, metadata={"help": "utterances per batch, training and decoding"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of experts, gates and LoRA; FT uses a tenth"})
@@ -99,34 +106,33 @@ def _stage(number: int, total: int, text: str) -> float:
     return time.perf_counter()
 
 
-def build_corpus(config: DemoConfig, out: Path) -> tuple[Path, Path]:
-    """(training manifest of the target languages, evaluation manifest: test utterances + control speech)."""
-    # the recordings first: cheap, so a control language without them fails before minutes of synthesis
-    control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
-    synth = synth_corpus(config.languages, config.per_language, out / "corpus" / "synth", config.seed,
-                         test=config.test_per_language)
-    for utt in control:
-        utt.domain = CONTROL
-    tests = [u for u in read_manifest(synth)[0] if u.split == "test"]
-    evaluation = write_manifest(out / "corpus" / "eval.jsonl", tests + control)
-    return synth, evaluation
-
-
-def _evaluate_base(system: System, config: DemoConfig, evaluation: Path, precision: str) -> None:
-    run_eval(EvalConfig(model=config.student, data=str(evaluation), out=str(system.directory),
-                        batch_size=config.batch_size, trim=True, precision=precision, threads=config.threads))
+def _evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision: str) -> None:
+    for task, data, out in _tasks(system, corpus):
+        run_eval(EvalConfig(model=config.student, data=str(data), out=str(out), batch_size=config.batch_size,
+                            trim=True, precision=precision, threads=config.threads, task=task))
     variant = system.directory / "variant.json"
     system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
 
 
-def _evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoConfig, evaluation: Path) -> None:
+def _evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoConfig, corpus: Corpus) -> None:
     """A trained system on the evaluation sets; named relative to the demo folder, so a moved folder still
     resumes (evaluations refuse another name)."""
     model, processor = run.load()
     system.loaded = sum(p.numel() for p in model.parameters())
-    evaluate(WhisperDecoder(model, processor, trim=True), read_manifest(evaluation)[0], system.directory,
-             EvalConfig(model=name, data=str(evaluation), out=str(system.directory), trim=True).identity(),
-             batch_size=config.batch_size)
+    decoder = WhisperDecoder(model, processor, trim=True)
+    for task, data, out in _tasks(system, corpus):
+        evaluate(decoder, read_manifest(data)[0], out,
+                 EvalConfig(model=name, data=str(data), out=str(out), trim=True, task=task).identity(),
+                 batch_size=config.batch_size, task=task)
+
+
+def _tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
+    """(task, manifest, output folder) of a system's evaluations: transcription of every set, and translation of
+    the real speech into English."""
+    tasks = [("transcribe", corpus.evaluation, system.directory)]
+    if corpus.translation is not None:
+        tasks.append((TRANSLATE, corpus.translation, system.directory / TRANSLATE))
+    return tasks
 
 
 def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> TrainedRun:
@@ -151,10 +157,14 @@ def _system_rows(system: System) -> list[dict]:
     return read_results(system.directory / "results.jsonl")
 
 
+def _translation_rows(system: System) -> list[dict]:
+    return read_results(system.directory / TRANSLATE / "results.jsonl")
+
+
 def results_table(systems: list[System]) -> list[dict]:
-    """Per system and set: WER/CER pooled over the set's languages, change against the first system (paired),
-    speed."""
-    base_rows = _system_rows(systems[0])
+    """Per system and set: WER/CER pooled over the set's languages, and BLEU/chrF of the translate task; change
+    against the first system (paired bootstrap); speed."""
+    base_rows, base_translated = _system_rows(systems[0]), _translation_rows(systems[0])
     table = []
     for system in systems:
         rows = _system_rows(system)
@@ -168,6 +178,12 @@ def results_table(systems: list[System]) -> list[dict]:
             entry.update({f"{name}_wer": rate(got, "wer"), f"{name}_cer": rate(got, "cer"),
                           f"{name}_delta": delta.value, f"{name}_delta_low": delta.low,
                           f"{name}_delta_high": delta.high, f"{name}_p": delta.p, f"{name}_n": len(got)})
+        translated = _translation_rows(system)
+        delta = stats.paired_translation_delta(base_translated, translated, "bleu", seed=len(table))
+        entry.update({f"{TRANSLATE}_bleu": translation_score(translated, "bleu"),
+                      f"{TRANSLATE}_chrf": translation_score(translated, "chrf"), f"{TRANSLATE}_delta": delta.value,
+                      f"{TRANSLATE}_delta_low": delta.low, f"{TRANSLATE}_delta_high": delta.high,
+                      f"{TRANSLATE}_p": delta.p, f"{TRANSLATE}_n": len(translated)})
         table.append(entry)
     return table
 
@@ -188,11 +204,15 @@ def language_table(systems: list[System]) -> list[dict]:
 def table_markdown(table: list[dict]) -> str:
     def row(e: dict) -> list[str]:
         trained = e["trainable_m"] > 0
-        return [e["system"], *(f"{num(e[f'{s}_wer'])} / {num(e[f'{s}_cer'])}" for s in SETS),
+        return [e["system"], *(f"{num(e[f'{s}_wer'])} / {num(e[f'{s}_cer'])}" for s in sets),
+                *([f"{num(e[f'{TRANSLATE}_bleu'])} / {num(e[f'{TRANSLATE}_chrf'])}"] if translate else []),
                 num(e["trainable_m"]) if trained else "-", num(e["loaded_m"]),
                 num(e["train_minutes"]) if trained else "-", num(e["s_per_utt"], 2)]
 
-    return "\n".join(markdown_table(["system", "in-domain WER / CER", "out-of-domain WER / CER", "control WER / CER",
+    sets = [s for s in SETS if table[0][f"{s}_n"]]
+    translate = bool(table[0][f"{TRANSLATE}_n"])
+    return "\n".join(markdown_table(["system", *(f"{s} WER / CER" for s in sets),
+                                     *(["translate BLEU / chrF"] if translate else []),
                                      "trainable (M)", "loaded (M)", "train (min)", "s/utt"], map(row, table)))
 
 
@@ -206,18 +226,25 @@ def _sentence(entry: dict, base: str, name: str) -> str:
         verdict = f"significantly {verdict} {base} ({p_phrase(p)})"
     else:
         verdict = f"not significantly different from {base} ({p_phrase(p)})"
-    return (f"- {entry['system']}, {name}: WER {num(entry[f'{name}_wer'])}, change {value:+.1f} points "
+    metric, score = ("BLEU", entry[f"{name}_bleu"]) if name == TRANSLATE else ("WER", entry[f"{name}_wer"])
+    return (f"- {entry['system']}, {name}: {metric} {num(score)}, change {value:+.1f} points "
             f"[{low:+.1f}, {high:+.1f}] against {base}: {verdict}.")
+
+
+def _reported(table: list[dict]) -> list[str]:
+    """The sets this run has utterances in, and the translate task when it ran."""
+    return [name for name in (*SETS, TRANSLATE) if table[0][f"{name}_n"]]
 
 
 def figure(table: list[dict], path: Path) -> None:
     """Grouped bars: WER of every system on each evaluation set."""
+    sets = [s for s in SETS if table[0][f"{s}_n"]]
     fig, ax = pyplot().subplots(figsize=(7.5, 4))
     width = 0.8 / len(table)
     for k, entry in enumerate(table):
-        ax.bar([i + k * width for i in range(len(SETS))], [entry[f"{s}_wer"] for s in SETS], width,
+        ax.bar([i + k * width for i in range(len(sets))], [entry[f"{s}_wer"] for s in sets], width,
                label=entry["system"])
-    ax.set_xticks([i + width * (len(table) - 1) / 2 for i in range(len(SETS))], SETS)
+    ax.set_xticks([i + width * (len(table) - 1) / 2 for i in range(len(sets))], sets)
     save_figure(fig, ax, path, "WER per evaluation set", "", "WER %")
 
 
@@ -236,27 +263,38 @@ def _kept(entry: dict, steps: int) -> str:
 def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float],
                     versus: list[dict]) -> str:
     base = table[0]["system"]
+    real = [lang for lang in config.languages if lang in REAL_SPEECH]
+    synthetic = [lang for lang in config.languages if lang not in REAL_SPEECH]
+    speech = []
+    if real:
+        speech.append(f"{', '.join(real)}: real human speech (Fish Fillets NG's acted dialogue): training on its "
+                      "training scenes, the in-domain test on held-out scenes, the held-out-characters test on "
+                      "voices never heard in training, the translate task (speech to English, BLEU/chrF) on the "
+                      "in-domain lines; its out-of-domain test is synthetic voices")
+    if synthetic:
+        speech.append(f"{', '.join(synthetic)}: synthetic speech only (no transcribed human speech installs "
+                      "offline): in-domain voices for training and the in-domain test, other voices for the "
+                      "out-of-domain test")
     lines = ["# DistilWhisper demo", "",
-             f"Target languages {', '.join(config.languages)} (synthetic speech: in-domain voices for training and "
-             f"the in-domain test, other voices for the out-of-domain test); control languages "
+             f"Target languages {', '.join(config.languages)} ({'; '.join(speech)}); control languages "
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
              f"{config.student}, teacher {config.teacher}; {config.steps} steps of batch {config.batch_size}, "
              f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), experts (and the "
              f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers, "
              "greedy decoding, padding-free encoder.", "",
              table_markdown(table), "",
-             "WER/CER in % pooled over the set's languages; trainable = parameters updated by training; loaded = "
+             "WER/CER in % pooled over the set's languages; BLEU/chrF of the translate task (sacrebleu); trainable = parameters updated by training; loaded = "
              "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "
              "time per utterance in this run.", ""]
     lines += [_kept(e, config.steps) for e in table if e.get("kept_step") is not None]
     lines += ["", "## Changes against the base model", "",
              "Paired bootstrap over the same utterances (95 % intervals).", ""]
-    lines += [_sentence(entry, base, name) for entry in table[1:] for name in SETS]
+    lines += [_sentence(entry, base, name) for entry in table[1:] for name in _reported(table)]
     if versus:
         lines += ["", f"## The baselines against {versus[0]['system']}", "",
                   "Same data, steps and layers; paired bootstrap over the same utterances (a positive change: the "
                   "baseline makes more errors).", ""]
-        lines += [_sentence(entry, versus[0]["system"], name) for entry in versus[1:] for name in SETS]
+        lines += [_sentence(entry, versus[0]["system"], name) for entry in versus[1:] for name in _reported(versus)]
     lines += ["", "## Per language", "", *markdown_table(
         ["system", "set", "language", "utts", "WER", "CER"],
         ([r["system"], r["set"], r["language"], r["utterances"], num(r["wer"]), num(r["cer"])] for r in languages))]
@@ -276,23 +314,25 @@ def run_demo(config: DemoConfig) -> list[dict]:
     methods = ["distilwhisper"] + (["clsr-ft", "ft", "lora"] if config.compare else [])
     total = 3 + len(methods)
     timings: dict[str, float] = {}
-    start = _stage(1, total, f"corpus: synthetic {','.join(config.languages)}, recorded {','.join(config.control)}")
-    train_manifest, evaluation = build_corpus(config, out)
+    real = [lang for lang in config.languages if lang in REAL_SPEECH]
+    start = _stage(1, total, f"corpus: synthetic {','.join(config.languages)}, real {','.join(real) or '-'}, "
+                             f"recorded {','.join(config.control)}")
+    corpus = build_corpus(config, out)
     timings["corpus"] = time.perf_counter() - start
 
-    start = _stage(2, total, f"base model {config.student}: fp32 and int8 on in-domain, out-of-domain, control")
+    start = _stage(2, total, f"base model {config.student}: fp32 and int8 on every set")
     systems = [System(f"{config.student} fp32", "base", out / "eval" / "base-fp32"),
                System(f"{config.student} int8", "base", out / "eval" / "base-int8")]
     for system, precision in zip(systems, ("fp32", "int8-dynamic")):
-        _evaluate_base(system, config, evaluation, precision)
+        _evaluate_base(system, config, corpus, precision)
     timings["base evaluation"] = time.perf_counter() - start
 
     for k, method in enumerate(methods):
         start = _stage(3 + k, total, f"{NAMES[method]}: train {config.steps} steps, then evaluate")
-        run = train_system(method, config, train_manifest, out)
+        run = train_system(method, config, corpus.train, out)
         system = System(NAMES[method], method, out / "eval" / method, train_seconds=run.state.seconds,
                         routed=run.routed_share, kept_step=run.state.best_step, trainable=run.trainable_parameters)
-        _evaluate_trained(system, run, f"{method}:{run.layout.root.relative_to(out)}", config, evaluation)
+        _evaluate_trained(system, run, f"{method}:{run.layout.root.relative_to(out)}", config, corpus)
         systems.append(system)
         timings[f"{NAMES[method]} (train + evaluate)"] = time.perf_counter() - start
 

@@ -56,6 +56,9 @@ class Trainer:
                                        mixed_precision="bf16" if config.bf16 else "no",
                                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         torch.manual_seed(config.seed + self.accelerator.process_index)
+        if self.accelerator.num_processes > 1:
+            tqdm.write(f"{self.accelerator.distributed_type.value}: process {self.accelerator.process_index} of "
+                       f"{self.accelerator.num_processes}")
         self._check_inputs()
         model, self.decodable, self.processor = build_student(config)
         teacher = load_teacher(config, self.decodable, self.accelerator.device) if config.teacher else None
@@ -65,8 +68,12 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, config.beta2),
                                       weight_decay=config.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * self.total_steps),
-                                                    self.total_steps)
+        # accelerate's scheduler wrapper steps the schedule num_processes times per optimizer step (it assumes a
+        # schedule counted in one process's batches); counted in those units, warm-up and decay follow global
+        # optimizer steps at any number of processes, as at one
+        n = self.accelerator.num_processes
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * self.total_steps) * n,
+                                                    self.total_steps * n)
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             model, optimizer, loader, scheduler)
         self.unwrapped = self.accelerator.unwrap_model(self.model)
@@ -165,6 +172,7 @@ class Trainer:
 
     def _train_step(self, batch: dict) -> bool:
         """Forward/backward on one batch; True when it completed an optimizer step (gradient accumulation)."""
+        lr = self.scheduler.get_last_lr()[0]  # the learning rate this step applies
         with self.accelerator.accumulate(self.model):
             terms = self.objective.terms(batch, self.state.step, self.total_steps)
             self.accelerator.backward(terms["loss"])
@@ -174,7 +182,7 @@ class Trainer:
         if not self.accelerator.sync_gradients:
             return False
         self.state.step += 1
-        self._log({k: float(v.detach()) for k, v in terms.items()})
+        self._log({**{k: float(v.detach()) for k, v in terms.items()}, "lr": lr})
         return True
 
     # ----- logs, evaluation, checkpoints ------------------------------------------------------------------------
@@ -193,14 +201,13 @@ class Trainer:
     def _log(self, logged: dict[str, float]) -> None:
         import json
 
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items()})
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k != "lr"})
         self.bar.update(1)
         if not self.accelerator.is_main_process:
             return
         step = self.state.step
         for k, v in logged.items():
             self.writer.add_scalar(f"train/{k}", v, step)
-        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
         self.metrics_log.write(json.dumps({"step": step, **logged}) + "\n")
         self.metrics_log.flush()
 
