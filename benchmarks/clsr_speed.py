@@ -29,6 +29,7 @@ from distilwhisper.hub import load_model
 from distilwhisper.train import TrainConfig
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.data import SpeechDataset, collate
+from distilwhisper.train.model import weights_fingerprint
 from distilwhisper.train.objective import Objective
 
 
@@ -103,6 +104,7 @@ def training_table(args, plain, processor, utts) -> None:
                             eot)
     batch = collate([dataset[i] for i in range(len(dataset))], eot)
     teacher = copy.deepcopy(plain).requires_grad_(False)
+    fingerprint = weights_fingerprint(teacher)
 
     def step_time(model, method: str, scope: str, teacher_mode: str | None = None, encoder: str = "full",
                   bf16: bool = False) -> float:
@@ -111,7 +113,7 @@ def training_table(args, plain, processor, utts) -> None:
                              teacher="bundled:base" if teacher_mode else None, scope=scope,
                              trim=encoder != "full", cache_encoder=encoder == "cached").check()
         objective = Objective(config, model, model, teacher if teacher_mode else None,
-                              TeacherCache(tempfile.mkdtemp(), "bundled:base", 64, config.trim)
+                              TeacherCache(tempfile.mkdtemp(), fingerprint, 64, config.trim)
                               if teacher_mode == "cache" else None,
                               EncoderCache() if encoder == "cached" else None)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)

@@ -282,11 +282,16 @@ def test_teacher_cache_matches_live_teacher(bundled, speech, tmp_path):
     live = losses.kd_loss_logits(student_logits, t_logits, mask)
     cache = TeacherCache(tmp_path / "cache", "bundled:base", 64)
     cache.put(["u1"], dec_in, mask, t_logits)
-    values, indices = cache.get(["u1"], dec_in)
+    values, indices = cache.get(["u1"], dec_in, mask)
     cached = losses.kd_loss_topk(student_logits, values, indices, mask)
     assert abs(cached.item() - live.item()) < 0.05 * live.item() + 1e-3
-    assert cache.get(["u1"], dec_in + 1) is None  # another transcript: a miss, not a wrong hit
-    with pytest.raises(ValueError, match="another teacher"):
+    assert cache.get(["u1"], dec_in + 1, mask) is None  # another transcript: a miss, not a wrong hit
+    longer = torch.cat([dec_in, dec_in[:, -1:]], 1)  # the same transcript extended: a miss, not zero-filled
+    assert cache.get(["u1"], longer, torch.ones(1, longer.shape[1])) is None
+    padded = torch.cat([dec_in, torch.zeros(1, 3, dtype=torch.long)], 1)  # the same one padded in a batch: a hit
+    hit = cache.get(["u1"], padded, torch.cat([mask, torch.zeros(1, 3)], 1))
+    assert hit is not None and torch.equal(hit[0][0, :dec_in.shape[1]], values[0])
+    with pytest.raises(ValueError, match="another teacher or setting"):
         TeacherCache(tmp_path / "cache", "bundled:base", 32)
 
 
@@ -303,7 +308,7 @@ def test_distilwhisper_with_teacher_cache_and_cli_eval(tiny_dirs, manifest, tmp_
     assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", manifest,
                  "--out", str(evaluated), "--language", "ca"]) == 0
     assert json.loads((evaluated / "summary.json").read_text())["languages"]["ca"]["utterances"] == 2
-    assert main(["transcribe", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--language", "cs",
+    assert main(["transcribe", "--model", tiny_dirs[0], "--experts", str(out), "--language", "cs",
                  str(Path(manifest).parent / "cs0.wav")]) == 0
     assert "cs0.wav\tcs\t" in capsys.readouterr().out
     assert main(["eval", "--model", tiny_dirs[0], "--experts", str(out / "best"), "--data", manifest,
@@ -340,3 +345,37 @@ def test_ddp_two_cpu_processes_follow_the_one_process_schedule(tiny_dirs, manife
            for run in (out, tmp_path / "one")]
     assert len(lrs[0]) == 10 and lrs[0] == pytest.approx(lrs[1])
     assert lrs[0][0] == 0 and all(lr > 0 for lr in lrs[0][1:])
+
+
+@pytest.mark.parametrize("teacher_method", ["ft", "lora", "clsr-ft"])
+def test_a_trained_run_is_a_teacher(teacher_method, tiny_dirs, manifest, tmp_path):
+    """--teacher RUN_DIR: the KD target is the teacher run's own kept model (FT model, base + merged LoRA, or the
+    student with its experts routed by the batch language); the cache knows the teacher by its weights."""
+    from distilwhisper.train.model import load_teacher, weights_fingerprint
+
+    teacher_run = tmp_path / "teacher"
+    train(_config(teacher_method, tiny_dirs, manifest, teacher_run, max_steps=3), progress=False)
+    student = tmp_path / "student"
+    config = _config("distilwhisper", tiny_dirs, manifest, student, max_steps=2, teacher=str(teacher_run),
+                     teacher_cache=str(tmp_path / "tc"))
+    train(config, progress=False)
+    expected, _ = TrainedRun.open(teacher_run).load()
+    teacher = load_teacher(config, expected, "cpu")
+    assert weights_fingerprint(teacher) == weights_fingerprint(expected)
+    cached = json.loads((tmp_path / "tc" / "teacher.json").read_text())
+    assert cached["fingerprint"] == weights_fingerprint(expected)
+    ids = torch.tensor([[50258, 50262, 50359, 50363, 220]])
+    feats = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(1))
+    clsr.set_language(expected, "ca")
+    clsr.set_language(teacher, "ca")
+    with torch.no_grad():
+        assert torch.equal(teacher(input_features=feats, decoder_input_ids=ids).logits,
+                           expected(input_features=feats, decoder_input_ids=ids).logits)
+    with pytest.raises(ValueError, match="not a finished training run"):
+        (tmp_path / "unfinished").mkdir()
+        (tmp_path / "unfinished" / "config.json").write_text(json.dumps({"method": "ft"}))
+        train(_config("distilwhisper", tiny_dirs, manifest, tmp_path / "s2", teacher=str(tmp_path / "unfinished")),
+              progress=False)
+    with pytest.raises(ValueError, match="another teacher or setting"):  # the student as teacher: other weights
+        train(_config("distilwhisper", tiny_dirs, manifest, tmp_path / "s3", max_steps=1,
+                      teacher_cache=str(tmp_path / "tc")), progress=False)

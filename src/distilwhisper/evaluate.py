@@ -51,8 +51,8 @@ class EvalConfig:
     precision: str = field(default="fp32", metadata={"help": "weights/compute precision (quantize.py); one this "
                                                              "machine cannot run stops with the reason",
                                                      "choices": PRECISIONS})
-    experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts folder (from `train`) to "
-                                                                "load onto --model"})
+    experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts (a `train` run folder or "
+                                                                "its best/) to load onto --model"})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: all cores)"})
     task: str = field(default="transcribe", metadata={
         "help": f"transcribe (WER/CER) or translate: speech to English text, scored by BLEU and chrF against the "

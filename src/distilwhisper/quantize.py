@@ -32,8 +32,8 @@ from torch import nn
 from distilwhisper.clsr import attach_experts, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
-from distilwhisper.hub import load_model, resolve_ct2_dir, resolve_hf_dir
-from distilwhisper.train.run import TrainedRun, is_run_folder
+from distilwhisper.hub import resolve_ct2_dir, resolve_hf_dir
+from distilwhisper.train.run import experts_folder, model_or_run
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight")
 CT2_PRECISIONS = ("ct2-int8", "ct2-int8_float32", "ct2-float32")
@@ -157,12 +157,9 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
                              precision[4:], threads)
         return Variant(model, precision, decoder, ct2_weight_bytes(variables, precision[4:]),
                        sum(t.numel() for t in variables.values()))
-    if is_run_folder(model):  # what a `train` run kept, of any method
-        whisper, processor = TrainedRun.open(model).load()
-    else:
-        whisper, processor = load_model(model)
+    whisper, processor = model_or_run(model)  # a `train` run folder: what it kept, of any method
     if experts:
-        attach_experts(whisper, experts, languages, missing_ok=True)
+        attach_experts(whisper, experts_folder(experts), languages, missing_ok=True)
         missing = sorted(set(languages or []) - set(trained_languages(whisper)))
         if missing:
             print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")

@@ -10,7 +10,7 @@ import torch
 from distilwhisper.audio import load_audio
 from distilwhisper.clsr import attach_experts
 from distilwhisper.decoding import Transcript, WhisperDecoder
-from distilwhisper.hub import load_model
+from distilwhisper.train.run import experts_folder, model_or_run
 
 
 @dataclass
@@ -19,7 +19,8 @@ class TranscribeConfig:
 
     audio: list[str] = field(metadata={"help": "audio files (each at most 30 s)", "positional": True})
     model: str = field(default="bundled:base", metadata={"help": "model reference"})
-    experts: str | None = field(default=None, metadata={"help": "experts folder (from `train`) to load onto --model"})
+    experts: str | None = field(default=None, metadata={"help": "experts (a `train` run folder or its best/) to "
+                                                                "load onto --model"})
     language: str | None = field(default=None, metadata={"help": "force a language (default: detected; needed "
                                                                   "with --experts)"})
     beam_size: int = field(default=1, metadata={"help": "1 = greedy, >1 = beam search"})
@@ -34,9 +35,9 @@ def transcribe_files(config: TranscribeConfig) -> Iterator[tuple[str, Transcript
         raise ValueError("--experts needs --language: the experts of the language are part of the model")
     if config.threads:
         torch.set_num_threads(config.threads)
-    model, processor = load_model(config.model)
+    model, processor = model_or_run(config.model)
     if config.experts:
-        attach_experts(model, config.experts, [config.language])
+        attach_experts(model, experts_folder(config.experts), [config.language])
     decoder = WhisperDecoder(model, processor, trim=config.trim)
     for start in range(0, len(config.audio), config.batch_size):
         paths = config.audio[start:start + config.batch_size]

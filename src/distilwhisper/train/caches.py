@@ -19,21 +19,28 @@ class TeacherCache:
     the teacher's forward in every later epoch and run.  A file stores the tokens it was made for and is ignored
     when they differ (the transcript changed)."""
 
-    def __init__(self, directory: str | Path, teacher: str, top_k: int, trim: bool = False):
+    def __init__(self, directory: str | Path, fingerprint: str, top_k: int, trim: bool = False, name: str = ""):
+        """`fingerprint` identifies the teacher's weights (train.model.weights_fingerprint); `name` only labels."""
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "teacher.json"
-        info = {"teacher": teacher, "top_k": top_k, "trim": trim}
-        if meta.exists() and read_json(meta) != info:
-            raise ValueError(f"{self.dir}: cache holds another teacher or top-k ({meta.read_text().strip()}); "
-                             f"use another --teacher-cache for {info}")
-        atomic_write_json(meta, info, indent=None)
+        info = {"fingerprint": fingerprint, "top_k": top_k, "trim": trim}
+        if meta.exists():
+            saved = read_json(meta)
+            if {k: saved.get(k) for k in info} != info:
+                raise ValueError(f"{self.dir}: cache holds the outputs of another teacher or setting "
+                                 f"({meta.read_text().strip()}); use another --teacher-cache for {info}")
+        else:
+            atomic_write_json(meta, {**info, "name": name}, indent=None)
         self.top_k = top_k
 
     def _path(self, uid: str) -> Path:
         return self.dir / f"{uid.replace('/', '_')}.safetensors"
 
-    def get(self, ids: list[str], dec_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def get(self, ids: list[str], dec_in: torch.Tensor, mask: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Cached (values, indices) for the batch, or None unless every row's whole token sequence (`mask`: its
+        real length) is the one its entry was made for."""
         values, indices = [], []
         for row, uid in enumerate(ids):
             path = self._path(uid)
@@ -41,7 +48,7 @@ class TeacherCache:
                 return None
             data = load_file(str(path))
             n = data["tokens"].shape[0]
-            if not torch.equal(data["tokens"], dec_in[row, :n]):
+            if n != int(mask[row].sum()) or not torch.equal(data["tokens"], dec_in[row, :n]):
                 return None
             v = torch.zeros(dec_in.shape[1], self.top_k)
             k = torch.zeros(dec_in.shape[1], self.top_k, dtype=torch.long)

@@ -36,8 +36,9 @@ class TrainConfig:
     out: str = field(**_help("output folder: best/, checkpoint/, dev/, tensorboard/, metrics.jsonl"))
     dev: str | None = field(default=None, **_help("dev manifest (only split=dev lines if it has a split column): "
                                                   "WER at each evaluation; the best checkpoint is kept"))
-    teacher: str | None = field(default=None, **_help("teacher model for distilwhisper (paper: "
-                                                      "openai/whisper-large-v2)"))
+    teacher: str | None = field(default=None, **_help("teacher for distilwhisper: a model reference (paper: "
+                                                      "openai/whisper-large-v2) or a `train` run folder of any "
+                                                      "method (e.g. a fine-tuned specialist)"))
     max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)"))
     epochs: float = field(default=10.0, **_help("passes over the training set"))
     batch_size: int = field(default=16, **_help("utterances per batch (one language per batch)"))

@@ -26,7 +26,7 @@ from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
 from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, select_split
-from distilwhisper.train.model import build_student, load_teacher
+from distilwhisper.train.model import build_student, load_teacher, weights_fingerprint
 from distilwhisper.train.objective import Objective
 from distilwhisper.train.run import RunLayout, State
 
@@ -80,8 +80,8 @@ class Trainer:
         register_weight_hooks(self.accelerator, config)
         self.objective = Objective(
             config, self.model, self.unwrapped, teacher,
-            TeacherCache(config.teacher_cache, config.teacher, config.top_k, config.trim)
-            if config.teacher_cache else None,
+            TeacherCache(config.teacher_cache, weights_fingerprint(teacher), config.top_k, config.trim,
+                         config.teacher) if config.teacher_cache else None,
             EncoderCache() if config.cache_encoder else None)
         self.state = State(config.method)
 

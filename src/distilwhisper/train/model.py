@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
 from distilwhisper import clsr
 from distilwhisper.hub import load_model
 from distilwhisper.train.config import TrainConfig
+from distilwhisper.train.run import model_or_run
 
 LORA_SIDES = {"all": "(en|de)coder", "encoder": "encoder", "decoder": "decoder"}
 FT_PREFIXES = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.", "proj_out.")}
@@ -37,9 +40,21 @@ def whisper_of(model: nn.Module) -> nn.Module:
 
 
 def load_teacher(config: TrainConfig, student: nn.Module, device) -> nn.Module:
-    teacher, _ = load_model(config.teacher)
+    """The frozen teacher: a model reference, or what a `train` run kept (a fine-tuned model, base + merged LoRA,
+    or a student with its experts, routed by the batch's language)."""
+    teacher, _ = model_or_run(config.teacher)
     check_teacher(student, teacher)
     return teacher.requires_grad_(False).eval().to(device)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A teacher's identity by content (every weight), not by its name or path: a cache of its outputs is reused
+    only for the same weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_teacher(student: nn.Module, teacher: nn.Module) -> None:

@@ -65,8 +65,9 @@ class Objective:
 
     def _kd(self, batch: dict, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         config, cache = self.config, self.teacher_cache
-        cached = cache.get(batch["ids"], batch["decoder_input_ids"]) if cache else None
+        cached = cache.get(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"]) if cache else None
         if cached is None:
+            clsr.set_language(self.teacher, batch["language"], shared_fallback=True)  # a teacher with experts
             # a teacher that is the student's own frozen model has the same encoder: reuse the cached encodings
             same_encoder = self.encoder_cache if config.teacher == config.student else None
             with torch.no_grad():
@@ -74,7 +75,7 @@ class Objective:
             if cache is None:
                 return losses.kd_loss_logits(logits, t_logits, mask, config.kd, config.temperature)
             cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"], t_logits)
-            cached = cache.get(batch["ids"], batch["decoder_input_ids"])
+            cached = cache.get(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"])
         values, indices = cached
         return losses.kd_loss_topk(logits, values.to(logits.device), indices.to(logits.device), mask, config.kd,
                                    config.temperature)

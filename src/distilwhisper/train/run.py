@@ -117,4 +117,19 @@ class TrainedRun:
 
 
 def is_run_folder(path: str | Path) -> bool:
-    return (Path(path) / "config.json").is_file() and (Path(path) / "best").is_dir()
+    """A folder `train` wrote (finished or not): its config.json names a training method."""
+    config = Path(path) / "config.json"
+    try:
+        return config.is_file() and "method" in read_json(config)
+    except ValueError:
+        return False
+
+
+def model_or_run(ref: str):
+    """(model, processor) of a model reference or of what a `train` run folder kept (any method)."""
+    return TrainedRun.open(ref).load() if is_run_folder(ref) else load_model(ref)
+
+
+def experts_folder(path: str | Path) -> Path:
+    """The experts a path holds: a `train` run folder's kept `best/`, or the path itself."""
+    return RunLayout(path).best if is_run_folder(path) else Path(path)
