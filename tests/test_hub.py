@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from distilwhisper import hub
 from distilwhisper.hub import ModelNotFoundError, load_model
@@ -49,3 +50,27 @@ def test_checksum_mismatch_is_reported(monkeypatch, tmp_path):
 def test_models_listing_shows_bundled():
     rows = hub.available_models()
     assert rows[0]["ref"] == "bundled:base" and rows[0]["status"].startswith("installed")
+
+
+def test_pickled_weights_only_with_an_explicit_flag(tiny, tmp_path, monkeypatch, capsys):
+    """A model folder holding only pytorch_model.bin is refused (loading a pickle can run code) unless the user
+    allows it; safetensors folders load as before."""
+    from distilwhisper.cli import main
+    from distilwhisper.hub import ALLOW_PICKLE
+
+    model, processor = tiny
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    model.config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # how older checkpoints ship
+    assert not list(folder.glob("*.safetensors")) and (folder / "pytorch_model.bin").exists()
+    with pytest.raises(ModelNotFoundError, match="only pickled weights"):
+        load_model(str(folder))
+    monkeypatch.setenv(ALLOW_PICKLE, "1")
+    loaded, _ = load_model(str(folder))
+    assert torch.equal(loaded.proj_out.weight, model.proj_out.weight)
+    monkeypatch.delenv(ALLOW_PICKLE)
+    assert main(["transcribe", "--model", str(folder), "--language", "en", str(tmp_path / "none.wav")]) == 2
+    assert "--allow-pickle" in capsys.readouterr().err

@@ -46,3 +46,33 @@ def test_jsonl_torn_rows_are_dropped_and_repaired_atomically(tmp_path):
     assert log.read_text(encoding="utf-8") == '{"id": "a", "text": "č"}\n'
     atomic_write_json(tmp_path / "c.json", {"x": 1})
     assert json.loads((tmp_path / "c.json").read_text()) == {"x": 1}
+
+
+def test_a_folder_in_use_is_refused_and_a_dead_holders_lock_taken_over(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from distilwhisper.cli import main
+    from distilwhisper.io import FolderInUseError, exclusive
+
+    out = tmp_path / "eval"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom distilwhisper.io import exclusive\n"
+                               f"with exclusive({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUseError, match=rf"{out} is in use by pid {holder.pid} on "):
+            with exclusive(out):
+                pass
+        assert main(["demo", "--quick", "--out", str(out)]) == 2  # refused before any work, one line
+        assert f"is in use by pid {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed without releasing: the kernel dropped its flock; the next run takes over and says from whom
+    with exclusive(out):
+        pass
+    assert f"taking over from pid {holder.pid} on " in capsys.readouterr().out
+    with exclusive(out):  # released cleanly: nothing to take over
+        pass
+    assert "taking over" not in capsys.readouterr().out

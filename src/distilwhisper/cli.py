@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Measure and improve multilingual Whisper "
                                      "models per language (DistilWhisper).", epilog=EPILOG)
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow model folders or hub repositories that hold only pickled weights "
+                             "(pytorch_model.bin); loading a pickle can run code, so only for files you trust")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list models available offline").set_defaults(func=_cmd_models)
     _command(sub, "eval", EvalConfig, _cmd_eval, epilog=EPILOG)
@@ -300,9 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.allow_pickle:
+        from distilwhisper.hub import ALLOW_PICKLE
+
+        os.environ[ALLOW_PICKLE] = "1"
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError) as err:  # FolderInUseError is a RuntimeError
         print(f"distilwhisper: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from distilwhisper.data.manifest import Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
-from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, repair_jsonl
+from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive, read_json, repair_jsonl
 from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
@@ -117,13 +117,19 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
              task: str = "transcribe") -> list[dict]:
     """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
-    manifest lines (file, line, message) to report in `out/skipped.txt`."""
-    out = Path(out)
+    manifest lines (file, line, message) to report in `out/skipped.txt`.  One process at a time per folder."""
+    with exclusive(out):
+        return _evaluate(decoder, utterances, Path(out), identity, batch_size, beam_size, list(problems), progress,
+                         fresh, task)
+
+
+def _evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: Path, identity: dict,
+              batch_size: int, beam_size: int, problems: list[tuple[str, int, str]], progress: bool, fresh: bool,
+              task: str) -> list[dict]:
     results_path = out / "results.jsonl"
     if fresh:
         results_path.unlink(missing_ok=True)
     _check_resume(out, identity)
-    problems = list(problems)
     atomic_write_text(out / "skipped.txt", "".join(f"{source}:{line}: {msg}\n" for source, line, msg in problems))
     if problems:
         tqdm.write(f"{len(problems)} bad manifest line(s) left out; see {out / 'skipped.txt'}:")

@@ -272,11 +272,25 @@ def resolve_ct2_dir(ref: str) -> Path | None:
     return path if path.is_dir() and _is_ct2_dir(path) else None
 
 
+ALLOW_PICKLE = "DISTILWHISPER_ALLOW_PICKLE"  # set by `distilwhisper --allow-pickle`
+
+
+def pickle_allowed() -> bool:
+    return os.environ.get(ALLOW_PICKLE, "") not in ("", "0")
+
+
 def load_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
-    """Load any supported reference as a `transformers` Whisper model (eval mode) and its processor."""
+    """Load any supported reference as a `transformers` Whisper model (eval mode) and its processor.  Weights come
+    from safetensors only: a folder (or hub repository) with nothing but pickled weights (`pytorch_model.bin`) is
+    refused unless pickle is allowed explicitly (`--allow-pickle`), since loading a pickle can run code."""
     target = resolve_hf_dir(ref)
+    path = Path(target)
+    if path.is_dir() and not any(path.glob("*.safetensors*")) and not pickle_allowed():
+        raise ModelNotFoundError(f"{path}: holds only pickled weights (pytorch_model.bin), and loading a pickle can "
+                                 "run code; convert them to safetensors, or pass --allow-pickle if you trust them")
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype)
+        model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype,
+                                                                use_safetensors=None if pickle_allowed() else True)
         processor = WhisperProcessor.from_pretrained(target)
     except OSError as err:
         if Path(target).is_dir():

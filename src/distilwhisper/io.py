@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +109,42 @@ def build_dir_once(final: str | Path, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process works in this output folder."""
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def exclusive(folder: str | Path) -> Iterator[Path]:
+    """Hold `folder` for this process: a second process that tries gets `FolderInUseError` naming the holder.  The
+    lock is an `flock` on `folder/.lock`, which the kernel releases when its holder dies, so a lock left by a
+    killed run never blocks: the next run takes it over and says so.  (flock is local to a machine: two machines
+    sharing the folder over NFS are not kept apart.)"""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 300).decode(errors="replace").strip() or "another process"
+            raise FolderInUseError(f"{folder} is in use by {holder}: wait for it to finish, or use another output "
+                                   "folder") from None
+        previous = os.read(fd, 300).decode(errors="replace").strip()
+        if previous:
+            print(f"{folder}: taking over from {previous}, which stopped without releasing it")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        try:
+            yield folder
+        finally:
+            os.ftruncate(fd, 0)  # released cleanly: the next holder has nothing to take over
+    finally:
+        os.close(fd)
 
 
 def append_jsonl(f: IO[str], rows: Iterable[dict]) -> None:

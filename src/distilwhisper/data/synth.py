@@ -22,6 +22,7 @@ from distilwhisper.data.manifest import Utterance, write_manifest
 from distilwhisper.data.sentences import load_sentences
 from distilwhisper.data.tts import (IN_DOMAIN, OUT_OF_DOMAIN, TTSError, Voice, apply_condition, installed_languages,
                                     synthesize, voices_for, write_atomic)
+from distilwhisper.io import exclusive
 
 # Shares of a language's sentences: in-domain train / dev / test, out-of-domain test
 SHARES = (("train", IN_DOMAIN, 0.5), ("dev", IN_DOMAIN, 0.1), ("test", IN_DOMAIN, 0.2), ("test", OUT_OF_DOMAIN, 0.2))
@@ -97,20 +98,22 @@ def _run(job: Job) -> str | None:
 def synth_corpus(languages: list[str], per_language: int, out_dir: str | Path, seed: int = 0,
                  conditions: tuple[str, ...] = ("clean",), workers: int = 2, progress: bool = True,
                  test: int | None = None) -> Path:
-    """Synthesise (or finish synthesising) the corpus and write `out_dir/manifest.jsonl`."""
+    """Synthesise (or finish synthesising) the corpus and write `out_dir/manifest.jsonl`; one process at a time per
+    folder."""
     out_dir = Path(out_dir)
-    jobs = [job for lang in languages for job in plan(lang, per_language, seed, conditions, out_dir, test)]
-    for lang in languages:
-        (out_dir / "audio" / lang).mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs if not Path(j.utterance.audio).exists()]
-    problems: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # the work is in engine subprocesses
-        bar = tqdm(total=len(todo), unit="utt", desc="synthesising", disable=not progress)
-        for problem in pool.map(_run, todo):
-            if problem:
-                problems.append(problem)
-                tqdm.write(f"skipped {problem}")
-            bar.update(1)
-        bar.close()
-    kept = [j.utterance for j in jobs if Path(j.utterance.audio).exists()]
-    return write_manifest(out_dir / "manifest.jsonl", kept)
+    with exclusive(out_dir):  # one build at a time per folder
+        jobs = [job for lang in languages for job in plan(lang, per_language, seed, conditions, out_dir, test)]
+        for lang in languages:
+            (out_dir / "audio" / lang).mkdir(parents=True, exist_ok=True)
+        todo = [j for j in jobs if not Path(j.utterance.audio).exists()]
+        problems: list[str] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # the work is in engine subprocesses
+            bar = tqdm(total=len(todo), unit="utt", desc="synthesising", disable=not progress)
+            for problem in pool.map(_run, todo):
+                if problem:
+                    problems.append(problem)
+                    tqdm.write(f"skipped {problem}")
+                bar.update(1)
+            bar.close()
+        kept = [j.utterance for j in jobs if Path(j.utterance.audio).exists()]
+        return write_manifest(out_dir / "manifest.jsonl", kept)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.evaluate import EvalConfig, run_eval
-from distilwhisper.io import atomic_write_json
+from distilwhisper.io import atomic_write_json, exclusive
 from distilwhisper.quantize import PRECISIONS, UnsupportedPrecision, check_supported
 from distilwhisper.studies.bias_report import write_bias_report
 from distilwhisper.studies.bias_tables import REFERENCE, BiasResult, Run, analyse
@@ -119,8 +119,13 @@ def run_evaluations(models: list[str], precisions: list[str], manifest: Path, ou
 
 
 def run_bias(config: BiasConfig, progress: bool = True) -> BiasResult:
-    """Evaluate, analyse and write the report (`out/report.md`, CSVs, PNG figures); resumable."""
-    out = Path(config.out)
+    """Evaluate, analyse and write the report (`out/report.md`, CSVs, PNG figures); resumable; one process at a
+    time per folder."""
+    with exclusive(config.out):
+        return _run(config, Path(config.out), progress)
+
+
+def _run(config: BiasConfig, out: Path, progress: bool) -> BiasResult:
     precisions = config.precisions
     if REFERENCE not in precisions:
         precisions = [REFERENCE, *precisions]  # every quantization effect is measured against fp32

@@ -25,7 +25,7 @@ from distilwhisper import stats
 from distilwhisper.data.manifest import read_manifest
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
-from distilwhisper.io import atomic_write_json, atomic_write_text, read_json
+from distilwhisper.io import atomic_write_json, atomic_write_text, exclusive, read_json
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
 from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
@@ -308,8 +308,11 @@ def run_demo(config: DemoConfig) -> list[dict]:
     """Run every stage (resuming finished ones); prints the table and writes `out/report.md`; returns the table."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(config.out):
+        return _run_stages(config, Path(config.out))
+
+
+def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
     atomic_write_json(out / "demo.json", asdict(config))
     methods = ["distilwhisper"] + (["clsr-ft", "ft", "lora"] if config.compare else [])
     total = 3 + len(methods)

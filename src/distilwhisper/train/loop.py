@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,7 +21,7 @@ from distilwhisper import clsr
 from distilwhisper.data.manifest import validate_manifest
 from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.evaluate import evaluate, select
-from distilwhisper.io import atomic_write_json, repair_jsonl
+from distilwhisper.io import atomic_write_json, exclusive, repair_jsonl
 from distilwhisper.results import rate
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
@@ -40,8 +41,11 @@ class TrainResult:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model."""
-    return Trainer(config.check(), progress).run(resume)
+    """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model.  One run
+    at a time per folder (the main process holds it)."""
+    trainer = Trainer(config.check(), progress)
+    with exclusive(config.out) if trainer.accelerator.is_main_process else nullcontext():
+        return trainer.run(resume)
 
 
 class Trainer:
