@@ -115,11 +115,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from distilwhisper.transcribe import TranscribeConfig, transcribe_files
+    import torch
+    from tqdm import tqdm
 
-    for path, tr in transcribe_files(config_from(args, TranscribeConfig)):
-        print(f"{path}\t{tr.language}\t{tr.text}")
-    return 0
+    from distilwhisper import subtitles
+    from distilwhisper.audio import AudioError
+    from distilwhisper.transcribe import TranscribeConfig, Transcriber
+
+    config = config_from(args, TranscribeConfig)
+    chosen = subtitles.formats(config.output_format)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    transcriber = Transcriber(config.model, config.experts, config.trim)
+    failed = 0
+    for path in tqdm(config.audio, unit="file", desc="transcribing", disable=len(config.audio) < 2):
+        try:
+            result = transcriber(path, config.language, config.task, config.beam_size, config.batch_size,
+                                 fallback=not config.greedy_only)
+        except AudioError as err:  # reported; the other files go on
+            tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        subtitles.write(result, config.output_dir, chosen)
+        print(f"{path}\t{result.language}\t{result.text}", flush=True)
+    return 1 if failed else 0
 
 
 def _write(utterances, out: Path, skipped: list[str]) -> int:

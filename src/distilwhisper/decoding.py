@@ -46,6 +46,8 @@ class Transcript:
     text: str
     language: str
     avg_logprob: float
+    no_speech_prob: float = float("nan")  # probability of <|nospeech|> right after <|startoftranscript|>
+    temperature: float = 0.0
 
 
 def prompt_tokens(generation_config, language: str | None, task: str = "transcribe") -> list[int]:
@@ -107,6 +109,9 @@ class WhisperDecoder:
         self.begin_suppress = torch.zeros(vocab, dtype=torch.bool)
         self.begin_suppress[[t for t in (gen.begin_suppress_tokens or []) if t < vocab]] = True
         self.max_positions = model.config.max_target_positions
+        tokenizer = processor.tokenizer
+        no_speech = tokenizer.convert_tokens_to_ids("<|nospeech|>")
+        self.no_speech = None if no_speech in (None, tokenizer.unk_token_id, self.eot) else int(no_speech)
 
     # ----- inputs -----------------------------------------------------------------------------------------
     def features(self, audios: list[np.ndarray]) -> tuple[torch.Tensor, int]:
@@ -124,10 +129,13 @@ class WhisperDecoder:
     def encode(self, feats: torch.Tensor, frames: int) -> torch.Tensor:
         return encode(self.model, feats, frames)
 
-    def _step(self, tokens: torch.Tensor, enc: torch.Tensor, cache: EncoderDecoderCache) -> torch.Tensor:
+    def _step(self, tokens: torch.Tensor, enc: torch.Tensor, cache: EncoderDecoderCache,
+              first: bool = False) -> torch.Tensor:
+        """Logits of the next token (with `first`, also those after the prompt's first token, <|sot|>)."""
         hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=enc, cache=cache,
-                                          use_cache=True).last_hidden_state[:, -1]
-        return self.model.proj_out(hidden).float()
+                                          use_cache=True).last_hidden_state
+        last = self.model.proj_out(hidden[:, -1]).float()
+        return (last, self.model.proj_out(hidden[:, 0]).float()) if first else last
 
     def _mask(self, logits: torch.Tensor, first: bool) -> torch.Tensor:
         logits = logits.masked_fill(self.suppress, -math.inf)
@@ -135,24 +143,29 @@ class WhisperDecoder:
 
     # ----- public -----------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def detect_language(self, audios: list[np.ndarray]) -> list[str]:
-        """Most likely language token after `<|startoftranscript|>`, per clip."""
+    def language_probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
+        """Per clip, the probability of each language: softmax over the language tokens after
+        `<|startoftranscript|>` (English-only models: {"en": 1.0})."""
         if not self.lang_to_id:
-            return ["en"] * len(audios)
+            return [{"en": 1.0} for _ in audios]
         enc = self.encode(*self.features(audios))
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         logits = self._step(torch.full((len(audios), 1), self.sot), enc, cache)
-        ids = torch.tensor(list(self.lang_to_id.values()))
-        best = logits[:, ids].argmax(-1)
+        probs = logits[:, torch.tensor(list(self.lang_to_id.values()))].softmax(-1)
         codes = [tok[2:-2] for tok in self.lang_to_id]
-        return [codes[i] for i in best.tolist()]
+        return [dict(zip(codes, row)) for row in probs.tolist()]
+
+    def detect_language(self, audios: list[np.ndarray]) -> list[str]:
+        """Most likely language per clip."""
+        return [max(p, key=p.get) for p in self.language_probabilities(audios)]
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
-                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe"
-                   ) -> list[Transcript]:
+                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe",
+                   temperature: float = 0.0, seed: int = 0) -> list[Transcript]:
         """Decode a batch of clips (each <= 30 s) with the given language forced (None: detected first);
-        `task` "translate" asks for English text, Whisper's other task."""
+        `task` "translate" asks for English text, Whisper's other task; a `temperature` above 0 samples (seeded)
+        instead of taking the most likely token (beam search is greedy's alternative, not sampling's)."""
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages) and self.lang_to_id:
@@ -165,26 +178,41 @@ class WhisperDecoder:
         prompts = [self.prompt(lang, task) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))
-        if beam_size <= 1:
-            outputs = self._greedy(prompts, enc, max_new_tokens)
+        if beam_size <= 1 or temperature > 0:
+            outputs = self._greedy(prompts, enc, max_new_tokens, temperature, seed)
         else:
-            outputs = [self._beam(p, enc[i:i + 1], beam_size, max_new_tokens) for i, p in enumerate(prompts)]
+            outputs = [self._beam(p, enc[i:i + 1], beam_size, max_new_tokens) + (float("nan"),)
+                       for i, p in enumerate(prompts)]
         tokenizer = self.processor.tokenizer
         return [Transcript(tokens=tokens, text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                           language=lang or "en", avg_logprob=logprob)
-                for (tokens, logprob), lang in zip(outputs, languages)]
+                           language=lang or "en", avg_logprob=logprob, no_speech_prob=no_speech,
+                           temperature=temperature)
+                for (tokens, logprob, no_speech), lang in zip(outputs, languages)]
 
-    def _greedy(self, prompts: list[list[int]], enc: torch.Tensor, max_new: int) -> list[tuple[list[int], float]]:
+    def _greedy(self, prompts: list[list[int]], enc: torch.Tensor, max_new: int, temperature: float = 0.0,
+                seed: int = 0) -> list[tuple[list[int], float, float]]:
+        """(tokens, average log-probability, no-speech probability) per clip; sampled when `temperature` > 0."""
         n = len(prompts)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         tokens = torch.tensor(prompts)
         alive = torch.arange(n)  # original index of each row still decoding
         out: list[list[int]] = [[] for _ in range(n)]
         logprob_sum = [0.0] * n
+        no_speech = [float("nan")] * n
+        generator = torch.Generator().manual_seed(seed)
         for step in range(max_new):
-            logits = self._mask(self._step(tokens, enc, cache), first=step == 0)
+            if step == 0:
+                logits, after_sot = self._step(tokens, enc, cache, first=True)
+                if self.no_speech is not None:
+                    no_speech = after_sot.softmax(-1)[:, self.no_speech].tolist()
+            else:
+                logits = self._step(tokens, enc, cache)
+            logits = self._mask(logits, first=step == 0)
             logprobs = logits.log_softmax(-1)
-            nxt = logits.argmax(-1)
+            if temperature > 0:
+                nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[:, 0]
+            else:
+                nxt = logits.argmax(-1)
             picked = logprobs.gather(1, nxt[:, None])[:, 0]
             done = nxt == self.eot
             for row, (i, t, lp) in enumerate(zip(alive.tolist(), nxt.tolist(), picked.tolist())):
@@ -198,7 +226,7 @@ class WhisperDecoder:
                 cache.batch_select_indices(keep)
                 enc, alive, nxt = enc[keep], alive[keep], nxt[keep]
             tokens = nxt[:, None]
-        return [(toks, logprob_sum[i] / (len(toks) + 1)) for i, toks in enumerate(out)]
+        return [(toks, logprob_sum[i] / (len(toks) + 1), no_speech[i]) for i, toks in enumerate(out)]
 
     def _beam(self, prompt: list[int], enc: torch.Tensor, beam: int, max_new: int) -> tuple[list[int], float]:
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())

@@ -1,45 +1,196 @@
-"""Transcribe audio files with a model (optionally with a language's experts): the `transcribe` command."""
+"""Transcribe recordings of any length, with the experts of the detected language: the `transcribe` command and
+`distilwhisper.transcribe()`.
+
+A recording is cut into windows of at most 30 s at its pauses (frame energy; a window without speech is skipped),
+and the windows are decoded in batches.  The language is detected from the first windows (softmax over Whisper's
+language tokens) unless given; a model with experts for it uses them, any other language runs on the shared FFNs
+(the base model), so one loaded model serves every language without reloading.  Like openai-whisper, a window whose
+text compresses too well (a repetition loop, gzip ratio > 2.4) or whose average log-probability is below -1 is
+decoded again at the next temperature (0.2 ... 1.0), and a window whose no-speech probability is above 0.6 with a
+low log-probability is silence and gives no text.  `fallback=False` keeps plain greedy decoding (what `eval` does,
+the paper's protocol).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-import torch
+import numpy as np
 
-from distilwhisper.audio import load_audio
-from distilwhisper.clsr import attach_experts
-from distilwhisper.decoding import Transcript, WhisperDecoder
+from distilwhisper.audio import SAMPLE_RATE, load_audio
+from distilwhisper.clsr import attach_experts, trained_languages
+from distilwhisper.decoding import TASKS, Transcript, WhisperDecoder
 from distilwhisper.train.run import experts_folder, model_or_run
+
+WINDOW_SECONDS = 30.0
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
+MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
+DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
+
+
+@dataclass
+class Segment:
+    """One decoded window: times in seconds from the start of the recording."""
+
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+
+@dataclass
+class Transcription:
+    """A recording's segments, its (detected) language and which experts decoded it."""
+
+    path: str
+    language: str
+    language_probability: float | None  # None when the language was given
+    duration: float
+    experts: str | None  # the experts' language, or None: decoded by the base model
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "text": self.text}
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of at most `max_seconds` covering the speech, cut in the latest pause that fits
+    (a hard cut where there is none); stretches without speech are left out."""
+    n_frames = len(audio) // FRAME
+    if n_frames == 0:
+        return [(0, len(audio))] if len(audio) else []
+    rms = np.sqrt(np.mean(audio[:n_frames * FRAME].reshape(n_frames, FRAME) ** 2, axis=1))
+    speech = rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
+    limit = int(max_seconds * SAMPLE_RATE) // FRAME
+    windows, frame = [], 0
+    while True:
+        voiced = np.flatnonzero(speech[frame:])
+        if not len(voiced):
+            return windows
+        start = frame + int(voiced[0])
+        end = min(start + limit, n_frames)
+        if end < n_frames:
+            end = _latest_pause(speech, start, end) or end
+        last_voiced = start + int(np.flatnonzero(speech[start:end])[-1])
+        stop = len(audio) if end == n_frames else min(last_voiced + MIN_PAUSE_FRAMES // 2 + 1, end) * FRAME
+        windows.append((max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
+        frame = end
+
+
+def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
+    """The middle of the latest run of at least MIN_PAUSE_FRAMES silent frames inside (start, end)."""
+    run = 0
+    for i in range(end - 1, start, -1):
+        run = run + 1 if not speech[i] else 0
+        if run >= MIN_PAUSE_FRAMES and i + run < end:
+            return i + run // 2
+    return None
+
+
+class Transcriber:
+    """A loaded model (with every language of an experts folder attached) that transcribes many recordings."""
+
+    def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False) -> None:
+        whisper, processor = model_or_run(model)
+        if experts:
+            attach_experts(whisper, experts_folder(experts))
+        self.experts = set(trained_languages(whisper))
+        self.decoder = WhisperDecoder(whisper, processor, trim=trim)
+
+    def detect(self, windows: list[np.ndarray]) -> tuple[str, float]:
+        """The most likely language of the first windows and its probability (averaged over them)."""
+        probs = self.decoder.language_probabilities(windows[:DETECT_WINDOWS])
+        mean = {lang: float(np.mean([p[lang] for p in probs])) for lang in probs[0]}
+        best = max(mean, key=mean.get)
+        return best, mean[best]
+
+    def __call__(self, audio: np.ndarray | str | Path, language: str | None = None, task: str = "transcribe",
+                 beam_size: int = 1, batch_size: int = 8, fallback: bool = True) -> Transcription:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+        path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
+        samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
+        ranges = speech_windows(samples)
+        windows = [samples[a:b] for a, b in ranges]
+        probability = None
+        if language in (None, "auto"):
+            language, probability = self.detect(windows) if windows else ("en", None)
+        result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
+                               language if language in self.experts else None)
+        for i in range(0, len(windows), batch_size):
+            decoded = self._decode(windows[i:i + batch_size], language, task, beam_size, fallback)
+            for (a, b), tr in zip(ranges[i:i + batch_size], decoded):
+                silent = tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD
+                result.segments.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3),
+                                               "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob,
+                                               tr.temperature, compression_ratio(tr.text)))
+        return result
+
+    def _decode(self, windows: list[np.ndarray], language: str, task: str, beam_size: int,
+                fallback: bool) -> list[Transcript]:
+        """Decode, then decode again at the next temperature the windows that looped or failed."""
+        results = self.decoder.transcribe(windows, language, beam_size=beam_size, task=task)
+        for step, temperature in enumerate(TEMPERATURES[1:] if fallback else ()):
+            redo = [i for i, tr in enumerate(results) if _needs_fallback(tr)]
+            if not redo:
+                break
+            again = self.decoder.transcribe([windows[i] for i in redo], language, task=task,
+                                            temperature=temperature, seed=step)
+            for i, tr in zip(redo, again):
+                results[i] = tr
+        return results
+
+
+def _needs_fallback(tr: Transcript) -> bool:
+    if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
+        return False  # silence: nothing to retry
+    return compression_ratio(tr.text) > COMPRESSION_RATIO_THRESHOLD or tr.avg_logprob < LOGPROB_THRESHOLD
+
+
+def transcribe(audio: np.ndarray | str | Path, model: str = "bundled:base", experts: str | None = None,
+               language: str | None = None, task: str = "transcribe", beam_size: int = 1, batch_size: int = 8,
+               fallback: bool = True, trim: bool = False) -> Transcription:
+    """Transcribe one recording of any length (16 kHz samples or a file).  To transcribe many, build one
+    `Transcriber` and call it per recording: the model is loaded once."""
+    return Transcriber(model, experts, trim)(audio, language, task, beam_size, batch_size, fallback)
 
 
 @dataclass
 class TranscribeConfig:
-    """`distilwhisper transcribe`: transcribe audio files, optionally with a language's experts."""
+    """`distilwhisper transcribe`: transcribe recordings of any length, with the experts of the detected
+    language."""
 
-    audio: list[str] = field(metadata={"help": "audio files (each at most 30 s)", "positional": True})
-    model: str = field(default="bundled:base", metadata={"help": "model reference"})
-    experts: str | None = field(default=None, metadata={"help": "experts (a `train` run folder or its best/) to "
-                                                                "load onto --model"})
-    language: str | None = field(default=None, metadata={"help": "force a language (default: detected; needed "
-                                                                  "with --experts)"})
+    audio: list[str] = field(metadata={"help": "audio files (any length)", "positional": True})
+    model: str = field(default="bundled:base", metadata={"help": "model reference, or a `train` run folder"})
+    experts: str | None = field(default=None, metadata={"help": "experts (a `train` run folder or its best/): "
+                                                                "the detected language's are used"})
+    language: str | None = field(default=None, metadata={"help": "force a language (default: detected per file)"})
+    task: str = field(default="transcribe", metadata={"help": "transcribe, or translate into English",
+                                                      "choices": TASKS})
+    output_format: list[str] = field(default_factory=list, metadata={
+        "help": "files to write per recording: txt,srt,vtt,tsv,json or all (default: print only)"})
+    output_dir: str = field(default=".", metadata={"help": "folder for the written files"})
     beam_size: int = field(default=1, metadata={"help": "1 = greedy, >1 = beam search"})
-    batch_size: int = field(default=8, metadata={"help": "files decoded together"})
+    batch_size: int = field(default=8, metadata={"help": "windows decoded together"})
+    greedy_only: bool = field(default=False, metadata={"help": "no temperature fallback (eval's protocol)"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio"})
     threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
 
-
-def transcribe_files(config: TranscribeConfig) -> Iterator[tuple[str, Transcript]]:
-    """(path, transcript) per file, in order."""
-    if config.experts and not config.language:
-        raise ValueError("--experts needs --language: the experts of the language are part of the model")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    model, processor = model_or_run(config.model)
-    if config.experts:
-        attach_experts(model, experts_folder(config.experts), [config.language])
-    decoder = WhisperDecoder(model, processor, trim=config.trim)
-    for start in range(0, len(config.audio), config.batch_size):
-        paths = config.audio[start:start + config.batch_size]
-        yield from zip(paths, decoder.transcribe([load_audio(p) for p in paths], config.language,
-                                                 beam_size=config.beam_size))

@@ -1,0 +1,137 @@
+"""Long-form transcription: windows cut at pauses cover the speech, segments are ordered, the detected language
+picks the experts, every output format is written, a bad file is skipped; the real model on a long real
+recording."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from distilwhisper import subtitles
+from distilwhisper.cli import main
+from distilwhisper.results import error_counts
+from distilwhisper.normalize import normalize
+from distilwhisper.transcribe import SAMPLE_RATE, Transcriber, speech_windows
+from conftest import tone
+
+
+def _recording(parts: list[tuple[str, float]]) -> np.ndarray:
+    """('tone' | 'pause', seconds) pieces one after the other."""
+    return np.concatenate([tone(sec) if kind == "tone" else np.zeros(int(sec * SAMPLE_RATE), np.float32)
+                           for kind, sec in parts])
+
+
+def test_windows_are_cut_in_pauses_and_cover_the_speech():
+    audio = _recording([("pause", 1.0), ("tone", 12), ("pause", 0.8), ("tone", 12), ("pause", 0.8), ("tone", 12),
+                        ("pause", 5.0), ("tone", 8)])
+    windows = speech_windows(audio)
+    assert all(b - a <= 30 * SAMPLE_RATE for a, b in windows)
+    assert all(b1 <= a2 for (_, b1), (a2, _) in zip(windows, windows[1:]))  # ordered, no overlap
+    for start, end in [(1.0, 13.0), (13.8, 25.8), (26.6, 38.6), (43.6, 51.6)]:  # every tone is inside a window
+        assert any(a <= start * SAMPLE_RATE + 500 and end * SAMPLE_RATE - 500 <= b for a, b in windows), (start, end)
+    for a, b in windows:  # cuts fall in pauses, never inside a tone
+        for edge in (a, b):
+            assert np.abs(audio[max(edge - 80, 0):edge + 80]).max() < 0.05 or edge in (0, len(audio))
+    assert speech_windows(np.zeros(SAMPLE_RATE * 5, np.float32)) == []
+    long = speech_windows(tone(70))  # no pause at all: hard cuts at 30 s
+    assert [round((b - a) / SAMPLE_RATE) for a, b in long] == [30, 30, 10]
+
+
+def test_segments_cover_the_recording_and_the_language_picks_the_experts(tiny, tmp_path):
+    from distilwhisper import clsr
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    experts = clsr.to_distilwhisper(model.__class__.from_pretrained(tmp_path / "tiny"), ["ca"], "decoder")
+    clsr.save_experts(experts, tmp_path / "experts", str(tmp_path / "tiny"), ["ca"])
+    audio = _recording([("tone", 20), ("pause", 1.0), ("tone", 20), ("pause", 1.0), ("tone", 25)])
+    plain = Transcriber(str(tmp_path / "tiny"))
+    with_experts = Transcriber(str(tmp_path / "tiny"), str(tmp_path / "experts"))
+    result = with_experts(audio, language="ca", batch_size=2, fallback=False)
+    assert result.experts == "ca" and result.language_probability is None
+    starts = [s.start for s in result.segments]
+    assert len(starts) == 3 and starts == sorted(starts) and result.segments[-1].end == pytest.approx(67.0, abs=0.1)
+    other = with_experts(audio, language="es", fallback=False)  # no experts: the shared FFNs, i.e. the plain model
+    assert other.experts is None
+    assert [s.text for s in other.segments] == [s.text for s in plain(audio, language="es", fallback=False).segments]
+    detected = plain(audio, fallback=False)
+    assert detected.language and 0 < detected.language_probability <= 1
+    for fmt in subtitles.FORMATS:
+        assert subtitles.render(result, fmt) is not None
+    srt = subtitles.render(result, "srt")
+    assert "00:00:20,9" in srt or "00:00:21,0" in srt or not result.text  # second window's start, HH:MM:SS,mmm
+    assert json.loads(subtitles.render(result, "json"))["experts"] == "ca"
+
+
+def test_cli_writes_every_format_and_skips_an_unreadable_file(tiny, tmp_path, capsys):
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    good = tmp_path / "talk.wav"
+    sf.write(str(good), _recording([("tone", 35), ("pause", 1.0), ("tone", 5)]), SAMPLE_RATE)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio")
+    out = tmp_path / "out"
+    code = main(["transcribe", "--model", str(tmp_path / "tiny"), "--language", "en", "--output-format", "all",
+                 "--output-dir", str(out), "--greedy-only", str(bad), str(good)])
+    captured = capsys.readouterr()
+    assert code == 1 and "skipped" in captured.err and str(bad) in captured.err
+    assert f"{good}\ten\t" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["talk.json", "talk.srt", "talk.tsv", "talk.txt", "talk.vtt"]
+    segments = json.loads((out / "talk.json").read_text())["segments"]
+    # 35 s without a pause: a hard cut at 30 s; the rest (5 s, a pause, 5 s) fits one window
+    assert [(s["start"], s["end"]) for s in segments] == [(0.0, 30.0), (30.0, 41.0)]
+    assert (out / "talk.vtt").read_text().startswith("WEBVTT")
+    assert main(["transcribe", "--model", str(tmp_path / "tiny"), "--output-format", "doc", str(good)]) == 2
+
+
+def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
+    """A window that loops (gzip ratio > 2.4) or has a low log-probability is decoded again at the next
+    temperature; a window the model calls no-speech gives no text and is not retried."""
+    from distilwhisper.decoding import Transcript
+
+    class Stub:
+        calls: list[float] = []
+
+        def transcribe(self, audios, language, beam_size=1, task="transcribe", temperature=0.0, seed=0):
+            Stub.calls.append(temperature)
+            out = []
+            for audio in audios:
+                if audio[0] == 1:  # silence
+                    out.append(Transcript([], "thank you", language, -2.0, no_speech_prob=0.9, temperature=temperature))
+                elif temperature < 0.4:  # loops until 0.4
+                    out.append(Transcript([], "la " * 60, language, -0.2, 0.0, temperature))
+                else:
+                    out.append(Transcript([], "a real sentence", language, -0.3, 0.0, temperature))
+            return out
+
+    transcriber = object.__new__(Transcriber)
+    transcriber.decoder, transcriber.experts = Stub(), set()
+    windows = [np.zeros(10, np.float32), np.ones(10, np.float32)]
+    looped, silent = transcriber._decode(windows, "en", "transcribe", 1, fallback=True)
+    assert (looped.text, looped.temperature) == ("a real sentence", 0.4) and Stub.calls == [0.0, 0.2, 0.4]
+    assert silent.temperature == 0.0  # never retried
+    Stub.calls = []
+    assert transcriber._decode(windows, "en", "transcribe", 1, fallback=False)[0].text.startswith("la la")
+    assert Stub.calls == [0.0]
+
+
+@pytest.mark.slow
+def test_real_long_recording(bundled, speech, tmp_path):
+    """The bundled model on 4 English prompts joined with pauses: English detected, segments ordered, and the
+    whole transcript as good as the prompts decoded one by one (eval's WER on them is under 25 %)."""
+    from distilwhisper.audio import load_audio
+
+    english = [u for u in speech if u.language == "en"]
+    audio = np.concatenate([np.concatenate([load_audio(u.audio), np.zeros(SAMPLE_RATE // 2, np.float32)])
+                            for u in english] * 3)  # about a minute
+    result = Transcriber("bundled:base")(audio)
+    assert result.language == "en" and result.language_probability > 0.5 and result.experts is None
+    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    reference = normalize(" ".join([" ".join(u.text for u in english)] * 3), "en")
+    counts = error_counts(reference, normalize(result.text, "en"))
+    assert counts.word_errors / counts.words < 0.25
