@@ -100,7 +100,8 @@ def test_common_voice_folder(tmp_path):
         (cv / f"{split}.tsv").write_text(text)
     for name in ("a", "b", "c"):
         _mp3(cv / "clips" / f"{name}.mp3")
-    utts, skipped = load_common_voice(cv)
+    utts, skipped, notes = load_common_voice(cv)
+    assert notes == []
     assert [(u.split, u.gender, u.age, u.language) for u in utts] == [
         ("train", "female", "twenties", "ca"), ("dev", "male", "fourties", "ca"), ("test", "female", "", "ca")]
     assert utts[1].text == "Com estàs?" and utts[0].speaker == "c1"
@@ -109,6 +110,29 @@ def test_common_voice_folder(tmp_path):
     assert main(["data", "commonvoice", str(cv), "--out", str(out)]) == 0
     good, problems = read_manifest(out)
     assert len(good) == 3 and problems == []
+
+
+def test_common_voice_training_subset_by_votes(tmp_path, capsys):
+    """The paper's subsets: the most up-voted training clips (ties: fewer down-votes, then file order); dev and
+    test whole; what the cap dropped is said."""
+    cv = tmp_path / "cv" / "cs"
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment\n"
+    votes = [(2, 0), (5, 1), (5, 0), (0, 0), (3, 2)]
+    (cv / "clips").mkdir(parents=True)
+    for split, n in (("train", 5), ("dev", 3), ("test", 3)):
+        rows = "".join(f"c{i}\t{split}{i}.mp3\tvěta {i}\t{votes[i % 5][0]}\t{votes[i % 5][1]}\t\t\t\t\tcs\t\n"
+                       for i in range(n))
+        (cv / f"{split}.tsv").write_text(header + rows)
+        for i in range(n):
+            _mp3(cv / "clips" / f"{split}{i}.mp3", 0.2)
+    utts, _, notes = load_common_voice(cv, max_train=3)
+    assert [u.id for u in utts if u.split == "train"] == ["cv-cs-train2", "cv-cs-train1", "cv-cs-train4"]
+    assert len([u for u in utts if u.split != "train"]) == 6  # dev and test whole
+    assert notes == ["train: kept 3 of 5 usable rows (most up-voted, then fewest down-votes); dropped 2"]
+    utts, _, _ = load_common_voice(cv, max_train=3, by_votes=False, max_eval=1)
+    assert [u.id for u in utts] == ["cv-cs-train0", "cv-cs-train1", "cv-cs-train2", "cv-cs-dev0", "cv-cs-test0"]
+    assert main(["data", "commonvoice", str(cv), "--out", str(tmp_path / "m.jsonl"), "--max-train", "2"]) == 0
+    assert "train: kept 2 of 5 usable rows (most up-voted" in capsys.readouterr().out
 
 
 def test_fleurs_folder(tmp_path):

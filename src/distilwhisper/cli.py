@@ -156,7 +156,10 @@ def _write(utterances, out: Path, skipped: list[str]) -> int:
 def _cmd_data_commonvoice(args: argparse.Namespace) -> int:
     from distilwhisper.data.commonvoice import load_common_voice
 
-    utts, skipped = load_common_voice(args.folder, tuple(args.splits.split(",")), args.language, args.max_per_split)
+    utts, skipped, notes = load_common_voice(args.folder, tuple(args.splits.split(",")), args.language,
+                                             args.max_train, args.order == "votes", args.max_eval)
+    for note in notes:
+        print(note)
     return _write(utts, Path(args.out), skipped)
 
 
@@ -265,7 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
     p.add_argument("--splits", default="train,dev,test")
     p.add_argument("--language", help="Whisper code (default: from the locale column)")
-    p.add_argument("--max-per-split", type=int)
+    p.add_argument("--max-train", type=int, help="keep this many training rows (the paper: 3000, 10000 or 28000 "
+                   "per language); dev and test stay whole")
+    p.add_argument("--order", choices=("votes", "file"), default="votes",
+                   help="which training rows --max-train keeps: most up-voted, then fewest down-votes (the paper), or "
+                        "the first in file order (default votes)")
+    p.add_argument("--max-eval", type=int, help="also cap dev and test (first rows in file order; default: whole)")
     p.set_defaults(func=_cmd_data_commonvoice)
     p = data.add_parser("fleurs", help="FLEURS language folder (e.g. ca_es/) -> manifest")
     p.add_argument("folder")
