@@ -40,7 +40,8 @@ class TeacherCache:
     def get(self, ids: list[str], dec_in: torch.Tensor, mask: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Cached (values, indices) for the batch, or None unless every row's whole token sequence (`mask`: its
-        real length) is the one its entry was made for."""
+        real length) is the one its entry was made for.  Entries live on the CPU; the caller moves them."""
+        dec_in, mask = dec_in.cpu(), mask.cpu()
         values, indices = [], []
         for row, uid in enumerate(ids):
             path = self._path(uid)
@@ -59,11 +60,12 @@ class TeacherCache:
 
     def put(self, ids: list[str], dec_in: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> None:
         top = torch.log_softmax(logits.float(), -1).topk(self.top_k, dim=-1)
+        values, top_indices, dec_in, mask = top.values.cpu(), top.indices.cpu(), dec_in.cpu(), mask.cpu()
         for row, uid in enumerate(ids):
             n = int(mask[row].sum())
             atomic_write_bytes(self._path(uid), save({
-                "tokens": dec_in[row, :n].contiguous(), "values": top.values[row, :n].half().contiguous(),
-                "indices": top.indices[row, :n].int().contiguous()}))
+                "tokens": dec_in[row, :n].contiguous(), "values": values[row, :n].half().contiguous(),
+                "indices": top_indices[row, :n].int().contiguous()}))
 
 
 class EncoderCache:
