@@ -76,3 +76,34 @@ def test_a_folder_in_use_is_refused_and_a_dead_holders_lock_taken_over(tmp_path,
     with exclusive(out):  # released cleanly: nothing to take over
         pass
     assert "taking over" not in capsys.readouterr().out
+
+
+def test_a_full_disk_names_the_file_and_keeps_what_was_written(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from distilwhisper import io as dwio
+
+    target = tmp_path / "summary.json"
+    atomic_write_json(target, {"version": 1})
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dwio.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match=rf"{target}: not written \(No space left on device\); its previous version"):
+        atomic_write_json(target, {"version": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temp file left behind

@@ -33,6 +33,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # e.g. a full disk: say which file, keep its previous version
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"{path}: not written ({err.strerror or err}); its previous version is "
+                                 "unchanged") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
