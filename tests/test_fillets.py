@@ -30,6 +30,9 @@ dialogStr("")
 dialogId("let-v-bezzvuku", "font_big", "No recording of this one.")
 dialogStr("Tohle nikdo nenamluvil.")
 
+dialogId("let-x-krik", "font_parrot", "A%1.")
+dialogStr("A%1.")
+
 dialogId("let-m-bezprekladu", "font_small", "This line was never translated.")
 '''
 
@@ -48,7 +51,7 @@ def game(tmp_path) -> Path:
     for level in ("airplane", "barrel", "cabin1", "duckie", "elk"):
         (root / "script" / level).mkdir(parents=True)
         (root / "script" / level / "dialogs_cs.lua").write_text(SCRIPT, encoding="utf-8")
-        for uid in ("let-m-divna", "v-hraje", "let-x-papousek", "let-m-prazdna", "let-m-bezprekladu"):
+        for uid in ("let-m-divna", "v-hraje", "let-x-papousek", "let-m-prazdna", "let-x-krik", "let-m-bezprekladu"):
             _ogg(root / "sound" / level / "cs" / f"{uid}.ogg")
     (root / "sound" / "elk" / "cs" / "let-m-divna.ogg").write_bytes(b"not audio")
     return root
@@ -57,17 +60,18 @@ def game(tmp_path) -> Path:
 def test_lua_strings_are_parsed_exactly(game):
     lines = parse_dialogs(game / "script" / "airplane" / "dialogs_cs.lua", "airplane")
     assert [line.id for line in lines] == ["let-m-divna", "v-hraje", "let-x-papousek", "let-m-prazdna",
-                                           "let-v-bezzvuku", "let-m-bezprekladu"]
+                                           "let-v-bezzvuku", "let-x-krik", "let-m-bezprekladu"]
     assert lines[1].text == 'Asi si s námi někdo hraje -- auta se posouvají. Řekl "ahoj" a C:\\WINDOWS.'
     assert lines[1].english == "Somebody is playing -- the cars are moved." and lines[1].line == 5
     assert lines[2].text == "Papoušek chce sušenku."
-    assert lines[5].text is None
+    assert lines[6].text is None
 
 
 def test_import_reports_every_left_out_line_and_splits_by_level(game):
     utterances, skipped = load_fillets("cs", game, dev=0.2, test=0.2)
     reasons = {s.split(": ", 2)[1]: s.split(": ", 2)[2] for s in skipped if "airplane" in s}
     assert reasons == {"let-m-prazdna": "empty transcript", "let-v-bezzvuku": reasons["let-v-bezzvuku"],
+                       "let-x-krik": "transcript holds a format placeholder (%1)",
                        "let-m-bezprekladu": "no translation (dialogStr) in the script"}
     assert reasons["let-v-bezzvuku"].startswith("no recording")
     assert any(s.startswith(f"{game}/script/elk/dialogs_cs.lua:2: let-m-divna: unreadable recording") for s in skipped)

@@ -24,6 +24,7 @@ from distilwhisper.languages import check as check_language
 ROOT = Path("/usr/share/games/fillets-ng")
 MAIN_CHARACTERS = {"font_small": ("small-fish", "female"), "font_big": ("big-fish", "male")}
 MAIN_DOMAIN, MINOR_DOMAIN = "dialogue", "held-out-characters"
+_PLACEHOLDER = re.compile(r"%\d")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
@@ -166,6 +167,8 @@ def _problem(line: DialogLine, audio: Path) -> str | None:
         return "no translation (dialogStr) in the script"
     if not line.text.strip():
         return "empty transcript"
+    if _PLACEHOLDER.search(line.text):  # the game fills these in (a number, a repeated syllable): not what was said
+        return f"transcript holds a format placeholder ({_PLACEHOLDER.search(line.text).group()})"
     if not audio.is_file():
         return f"no recording ({audio})"
     try:
