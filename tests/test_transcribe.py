@@ -121,17 +121,22 @@ def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
 
 
 @pytest.mark.slow
-def test_real_long_recording(bundled, speech, tmp_path):
-    """The bundled model on 4 English prompts joined with pauses: English detected, segments ordered, and the
-    whole transcript as good as the prompts decoded one by one (eval's WER on them is under 25 %)."""
+def test_real_long_recording(bundled, tmp_path):
+    """The bundled model on 16 different English prompts joined with half-second pauses (74 s): English detected,
+    segments ordered, and the whole transcript as good as the prompts decoded one by one (measured: 3.7 % against
+    4.9 % WER)."""
     from distilwhisper.audio import load_audio
+    from distilwhisper.data.asterisk import import_asterisk
 
-    english = [u for u in speech if u.language == "en"]
-    audio = np.concatenate([np.concatenate([load_audio(u.audio), np.zeros(SAMPLE_RATE // 2, np.float32)])
-                            for u in english] * 3)  # about a minute
-    result = Transcriber("bundled:base")(audio)
-    assert result.language == "en" and result.language_probability > 0.5 and result.experts is None
-    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
-    reference = normalize(" ".join([" ".join(u.text for u in english)] * 3), "en")
-    counts = error_counts(reference, normalize(result.text, "en"))
-    assert counts.word_errors / counts.words < 0.25
+    clips, _ = import_asterisk(["en"], tmp_path, 16)
+    audios = [load_audio(u.audio) for u in clips]
+    audio = np.concatenate([np.concatenate([a, np.zeros(SAMPLE_RATE // 2, np.float32)]) for a in audios])
+    transcriber = Transcriber("bundled:base")
+    result = transcriber(audio)
+    assert result.language == "en" and result.language_probability > 0.9 and result.experts is None
+    assert len(result.segments) >= 3 and [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    reference = normalize(" ".join(u.text for u in clips), "en")
+    whole = error_counts(reference, normalize(result.text, "en"))
+    one_by_one = error_counts(reference, normalize(" ".join(t.text for t in transcriber.decoder.transcribe(
+        audios, "en")), "en"))
+    assert whole.word_errors <= one_by_one.word_errors + 0.02 * whole.words  # no words lost at the seams
