@@ -129,7 +129,7 @@ def test_translate_task_scores_bleu_and_chrf_against_the_english_line(tiny, tmp_
                         task="translate")
     summary = run_eval(config, progress=False)
     assert summary["languages"]["cs"]["utterances"] == 2 and "bleu" in summary["overall"]
-    assert "u0: no translation_en" in (tmp_path / "out" / "skipped.txt").read_text()
+    assert "m.jsonl:id u0: no translation_en" in (tmp_path / "out" / "skipped.txt").read_text()
     assert "BLEU" in (tmp_path / "out" / "summary.md").read_text()
     scored = read_results(tmp_path / "out" / "results.jsonl")
     hyps, refs = [r["hypothesis"] for r in scored], [r["reference"] for r in scored]

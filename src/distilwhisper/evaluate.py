@@ -88,7 +88,8 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
     utterances = select(utterances, config.language, config.split, config.domain, config.limit, config.data)
     if config.task == "translate":
         utterances, untranslated = split_translated(utterances)
-        problems += [(0, f"{u.id}: no {TRANSLATION_REFERENCE} to score a translation against") for u in untranslated]
+        problems += [(f"id {u.id}", f"no {TRANSLATION_REFERENCE} to score a translation against")
+                     for u in untranslated]
         if not utterances:
             raise ValueError(f"{config.data}: no utterance has a {TRANSLATION_REFERENCE} column (needed by "
                              "--task translate; `data fillets` writes one)")
@@ -107,25 +108,27 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
 
 def split_translated(utterances: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
     """(utterances with an English reference, those without)."""
-    has = [u for u in utterances if u.extra.get(TRANSLATION_REFERENCE, "").strip()]
-    return has, [u for u in utterances if not u.extra.get(TRANSLATION_REFERENCE, "").strip()]
+    has, lacks = [], []
+    for u in utterances:
+        (has if u.extra.get(TRANSLATION_REFERENCE, "").strip() else lacks).append(u)
+    return has, lacks
 
 
 def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: str | Path,
              identity: dict, batch_size: int = 8, beam_size: int = 1,
-             problems: Iterable[tuple[str, int, str]] = (), progress: bool = True, fresh: bool = False,
+             problems: Iterable[tuple[str, int | str, str]] = (), progress: bool = True, fresh: bool = False,
              task: str = "transcribe") -> list[dict]:
     """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
-    manifest lines (file, line, message) to report in `out/skipped.txt`.  One process at a time per folder."""
+    manifest lines (file, line or utterance, message) to report in `out/skipped.txt`.  One process at a time per folder."""
     with exclusive(out):
         return _evaluate(decoder, utterances, Path(out), identity, batch_size, beam_size, list(problems), progress,
                          fresh, task)
 
 
 def _evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: Path, identity: dict,
-              batch_size: int, beam_size: int, problems: list[tuple[str, int, str]], progress: bool, fresh: bool,
-              task: str) -> list[dict]:
+              batch_size: int, beam_size: int, problems: list[tuple[str, int | str, str]], progress: bool,
+              fresh: bool, task: str) -> list[dict]:
     results_path = out / "results.jsonl"
     if fresh:
         results_path.unlink(missing_ok=True)

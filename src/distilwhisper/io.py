@@ -73,7 +73,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temp folder beside `final`; when the block ends without error it replaces `final` (the old version
     stays complete under `.NAME.old` until the new one is in place).  On error the temp folder is removed and
     `final` is untouched."""
-    final = recover_dir(final)
+    final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:

@@ -70,11 +70,16 @@ def translation_stats(reference: str, hypothesis: str) -> dict[str, list[int]]:
         [hypothesis], [[reference]])[0]] for metric in TRANSLATION_METRICS}
 
 
+def translation_stats_of(rows: list[dict], metric: str) -> np.ndarray:
+    """(rows, statistics) array of a translation metric's per-sentence statistics (the counterpart of `counts`)."""
+    return np.array([r[f"{metric}_stats"] for r in rows])
+
+
 def translation_score(rows: list[dict], metric: str) -> float:
     """Corpus BLEU or chrF of the rows (NaN without rows)."""
     if not rows:
         return float("nan")
-    return translation_score_of_stats(metric, np.array([r[f"{metric}_stats"] for r in rows]).sum(0))
+    return translation_score_of_stats(metric, translation_stats_of(rows, metric).sum(0))
 
 
 def translation_score_of_stats(metric: str, total: np.ndarray) -> float:
@@ -86,7 +91,7 @@ def corpus_translation(rows: list[dict], metric: str, n_boot: int = N_BOOT, seed
     """Corpus BLEU or chrF with a percentile bootstrap interval over utterances."""
     if not rows:
         return Rate(float("nan"), float("nan"), float("nan"), 0)
-    stats = np.array([r[f"{metric}_stats"] for r in rows])
+    stats = translation_stats_of(rows, metric)
     idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
     draws = np.array([translation_score_of_stats(metric, stats[i].sum(0)) for i in idx])
     low, high = np.percentile(draws, [2.5, 97.5])

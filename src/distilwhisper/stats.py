@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distilwhisper.results import counts, ratio, translation_score_of_stats
+from distilwhisper.results import counts, ratio, translation_score_of_stats, translation_stats_of
 
 N_RESAMPLES = 2000
 EXACT_UP_TO = 8  # pairs for which Spearman's p-value is computed exactly (8! orderings)
@@ -62,13 +62,19 @@ def _paired_counts(base: list[dict], other: list[dict], metric: str
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(errors under base, errors under other, reference units) of the utterances both scored (matched by id);
     None when there are none or they hold no reference units."""
-    other_by_id = {r["id"]: r for r in other}
-    pairs = [(r, other_by_id[r["id"]]) for r in base if r["id"] in other_by_id]
-    if not pairs:
+    first, second = _pairs(base, other)
+    if not first:
         return None
-    e_base, units = counts([a for a, _ in pairs], metric)
-    e_other, _ = counts([b for _, b in pairs], metric)
+    e_base, units = counts(first, metric)
+    e_other, _ = counts(second, metric)
     return None if units.sum() == 0 else (e_base, e_other, units)
+
+
+def _pairs(base: list[dict], other: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The rows of the utterances both scored (matched by id), in `base`'s order."""
+    other_by_id = {r["id"]: r for r in other}
+    kept = [r for r in base if r["id"] in other_by_id]
+    return kept, [other_by_id[r["id"]] for r in kept]
 
 
 def _delta_draws(paired: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator,
@@ -94,19 +100,18 @@ def paired_translation_delta(base: list[dict], other: list[dict], metric: str, n
                              seed: int = 0) -> Estimate:
     """score(other) - score(base) of a translation metric ("bleu", "chrf") on the utterances both scored: paired
     bootstrap over utterances, corpus scores recomputed from summed sufficient statistics in every draw."""
-    other_by_id = {r["id"]: r for r in other}
-    pairs = [(r, other_by_id[r["id"]]) for r in base if r["id"] in other_by_id]
-    if not pairs:
+    first, second = _pairs(base, other)
+    if not first:
         return NAN
-    key = f"{metric}_stats"
-    a, b = (np.array([p[k][key] for p in pairs]) for k in (0, 1))
-    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(n_resamples, len(pairs)))
+    a, b = translation_stats_of(first, metric), translation_stats_of(second, metric)
+    idx = np.random.default_rng(seed).integers(0, len(first), size=(n_resamples, len(first)))
+
     def score(stats: np.ndarray) -> float:
         return translation_score_of_stats(metric, stats.sum(0))
 
     draws = np.array([score(b[i]) - score(a[i]) for i in idx])
     value = score(b) - score(a)
-    return Estimate(value, *_interval(draws), _two_sided(draws), len(pairs))
+    return Estimate(value, *_interval(draws), _two_sided(draws), len(first))
 
 
 def group_gap(first: list[dict], second: list[dict], metric: str, n_resamples: int = N_RESAMPLES,

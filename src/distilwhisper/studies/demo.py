@@ -147,8 +147,10 @@ def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Pat
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     layout = RunLayout(run)
-    if layout.best.is_dir() and layout.state.is_file() and TrainedRun.open(run).finished:
-        return TrainedRun.open(run)  # finished before: reused as it is
+    if layout.best.is_dir() and layout.state.is_file():
+        earlier = TrainedRun.open(run)
+        if earlier.finished:
+            return earlier  # finished before: reused as it is
     train(settings, resume=layout.state.exists())
     return TrainedRun.open(run)
 

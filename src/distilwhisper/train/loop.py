@@ -8,6 +8,7 @@ was never interrupted.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -203,8 +204,6 @@ class Trainer:
             self.metrics_log.close()
 
     def _log(self, logged: dict[str, float]) -> None:
-        import json
-
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k != "lr"})
         self.bar.update(1)
         if not self.accelerator.is_main_process:
