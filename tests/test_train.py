@@ -17,6 +17,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from distilwhisper import clsr, losses
 from distilwhisper.cli import main
+from distilwhisper.io import read_jsonl
 from distilwhisper.train import TrainConfig, TrainedRun, load_config, train
 from distilwhisper.train.caches import TeacherCache
 from distilwhisper.train.model import check_teacher, trainable_state
@@ -326,25 +327,46 @@ def test_distilwhisper_with_teacher_cache_and_cli_eval(tiny_dirs, manifest, tmp_
     assert "no experts for uk: decoded with the shared FFNs" in capsys.readouterr().out
 
 
-def test_ddp_two_cpu_processes_follow_the_one_process_schedule(tiny_dirs, manifest, tmp_path):
-    """2 processes of batch 1 train like 1 process of batch 2: the same learning rate at every optimizer step
-    (accelerate steps a prepared schedule once per process), above 0 after the warm-up's first step."""
+def test_ddp_two_cpu_processes_train_like_one_process_with_the_global_batch(tiny_dirs, tmp_path):
+    """2 processes of batch 1 train like 1 process of batch 2: the same global batches, the same learning rate at
+    every optimizer step (accelerate steps a prepared schedule once per process), above 0 after the warm-up's first
+    step, and after 6 steps the same weights (full fine-tuning without dropout; each process's transcripts have
+    the same number of tokens, so averaging the processes' mean losses is the one-process mean)."""
+    rows = [{"id": f"{lang}{i}", "audio": str(write_wav(tmp_path / f"{lang}{i}.wav", 0.6 + 0.3 * i)), "text": text,
+             "language": lang} for lang, text in (("ca", "bon dia"), ("cs", "dobrý den")) for i in range(5)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     out = tmp_path / "ddp"
     # `accelerate launch --cpu --num_processes 2` starts one plain process; torchrun + ACCELERATE_USE_CPU is DDP
     env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
-    settings = ["--method", "clsr-ft", "--student", tiny_dirs[0], "--languages", "ca,cs", "--train", manifest,
-                "--max-steps", "10", "--warmup", "0.2", "--lr", "0.01"]
+    settings = ["--method", "ft", "--student", tiny_dirs[0], "--languages", "ca,cs", "--train", str(manifest),
+                "--max-steps", "6", "--warmup", "0.2", "--lr", "0.001", "--dev", str(manifest), "--eval-every", "3"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "distilwhisper.cli",
            "train", *settings, "--out", str(out), "--batch-size", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MULTI_CPU" in proc.stderr + proc.stdout  # really two processes (the run logs its distributed type)
-    assert (out / "best" / "ca.safetensors").exists()
     assert main(["train", *settings, "--out", str(tmp_path / "one"), "--batch-size", "2"]) == 0
-    lrs = [[json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-           for run in (out, tmp_path / "one")]
-    assert len(lrs[0]) == 10 and lrs[0] == pytest.approx(lrs[1])
+    logs = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            for run in (out, tmp_path / "one")]
+    lrs = [[row["lr"] for row in log] for log in logs]
+    assert len(lrs[0]) == 6 and lrs[0] == pytest.approx(lrs[1])
     assert lrs[0][0] == 0 and all(lr > 0 for lr in lrs[0][1:])
+    weights = [load_file(str(run / "checkpoint" / "trainable.safetensors")) for run in (out, tmp_path / "one")]
+    untrained = load_file(str(Path(tiny_dirs[0]) / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name, weight in weights[1].items():
+        torch.testing.assert_close(weights[0][name], weight, rtol=0, atol=2e-5)
+    moved = max(float((weight - untrained[name]).abs().max()) for name, weight in weights[1].items())
+    assert moved > 1e-3  # the runs trained (the tolerance is far below what 6 steps change)
+    # dev evaluation shared out over the two processes: the untrained model's dev rows are those of one process
+    dev = [read_jsonl(run / "dev" / "step-0000000" / "results.jsonl")[0] for run in (out, tmp_path / "one")]
+    assert len(dev[0]) == 10 and _without_seconds(dev[0]) == _without_seconds(dev[1])
+    assert not list(out.glob("dev/*/shards"))
+
+
+def _without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "decode_seconds"} for row in rows]
 
 
 @pytest.mark.parametrize("teacher_method", ["ft", "lora", "clsr-ft"])

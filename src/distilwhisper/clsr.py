@@ -81,7 +81,7 @@ class CLSRFeedForward(nn.Module):
         self.side = ""  # "encoder" or "decoder": decoder gates are averaged over real tokens only
         self.noise_scale = 0.0  # alpha, set by the trainer's schedule
         self.last_gate: torch.Tensor | None = None  # soft gate values of the last training forward (budget loss)
-        self.routed, self.seen = 0, 0  # tokens sent to the expert / seen at inference (see expert_fraction)
+        self.routed, self.seen = 0, 0  # tokens sent to the expert / seen at inference (see routing_counts)
         for lang in languages:
             self.add_language(lang)
 
@@ -178,15 +178,16 @@ def set_noise_scale(model: nn.Module, alpha: float) -> None:
         m.noise_scale = alpha
 
 
-def expert_fraction(model: nn.Module, reset: bool = True) -> float | None:
-    """Share of tokens the hard gates sent to experts in inference forwards since the last reset (None if none):
-    the check that trained experts are used at all (gates that learned to avoid them leave the base model)."""
+def routing_counts(model: nn.Module, reset: bool = True) -> tuple[int, int]:
+    """(tokens the hard gates sent to experts, tokens seen) in inference forwards since the last reset: the check
+    that trained experts are used at all (gates that learned to avoid them leave the base model); counts, so that
+    the processes of a launch can add theirs up."""
     modules = clsr_modules(model)
     routed, seen = sum(m.routed for m in modules), sum(m.seen for m in modules)
     if reset:
         for m in modules:
             m.routed, m.seen = 0, 0
-    return routed / seen if seen else None
+    return routed, seen
 
 
 def trained_languages(model: nn.Module) -> list[str]:

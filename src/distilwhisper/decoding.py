@@ -97,6 +97,7 @@ class WhisperDecoder:
     def __init__(self, model: WhisperForConditionalGeneration, processor: WhisperProcessor,
                  trim: bool = False) -> None:
         self.model = model.eval()
+        self.device = next(model.parameters()).device  # inputs follow the model (CPU, or a launch's GPU)
         self.processor = processor
         self.trim = trim
         gen = model.generation_config
@@ -108,6 +109,7 @@ class WhisperDecoder:
         self.suppress[[t for t in (gen.suppress_tokens or []) if t < vocab]] = True
         self.begin_suppress = torch.zeros(vocab, dtype=torch.bool)
         self.begin_suppress[[t for t in (gen.begin_suppress_tokens or []) if t < vocab]] = True
+        self.suppress, self.begin_suppress = self.suppress.to(self.device), self.begin_suppress.to(self.device)
         self.max_positions = model.config.max_target_positions
         tokenizer = processor.tokenizer
         no_speech = tokenizer.convert_tokens_to_ids("<|nospeech|>")
@@ -118,7 +120,7 @@ class WhisperDecoder:
         """Log-mel features padded to 30 s (normalised exactly as `WhisperFeatureExtractor` does) and the frame
         count to encode: all 3000, or with `trim` the longest clip plus a margin, rounded up to a bucket."""
         fe = self.processor.feature_extractor
-        feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features.to(self.device)
         return feats, trimmed_frames([len(a) for a in audios], feats.shape[-1]) if self.trim else feats.shape[-1]
 
     def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
@@ -150,8 +152,8 @@ class WhisperDecoder:
             return [{"en": 1.0} for _ in audios]
         enc = self.encode(*self.features(audios))
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        logits = self._step(torch.full((len(audios), 1), self.sot), enc, cache)
-        probs = logits[:, torch.tensor(list(self.lang_to_id.values()))].softmax(-1)
+        logits = self._step(torch.full((len(audios), 1), self.sot, device=self.device), enc, cache)
+        probs = logits[:, torch.tensor(list(self.lang_to_id.values()), device=self.device)].softmax(-1)
         codes = [tok[2:-2] for tok in self.lang_to_id]
         return [dict(zip(codes, row)) for row in probs.tolist()]
 
@@ -194,12 +196,12 @@ class WhisperDecoder:
         """(tokens, average log-probability, no-speech probability) per clip; sampled when `temperature` > 0."""
         n = len(prompts)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        tokens = torch.tensor(prompts)
-        alive = torch.arange(n)  # original index of each row still decoding
+        tokens = torch.tensor(prompts, device=self.device)
+        alive = torch.arange(n, device=self.device)  # original index of each row still decoding
         out: list[list[int]] = [[] for _ in range(n)]
         logprob_sum = [0.0] * n
         no_speech = [float("nan")] * n
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         for step in range(max_new):
             if step == 0:
                 logits, after_sot = self._step(tokens, enc, cache, first=True)
@@ -230,10 +232,10 @@ class WhisperDecoder:
 
     def _beam(self, prompt: list[int], enc: torch.Tensor, beam: int, max_new: int) -> tuple[list[int], float]:
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        tokens = torch.tensor([prompt] * beam)
+        tokens = torch.tensor([prompt] * beam, device=self.device)
         enc = enc.expand(beam, -1, -1)
         seqs: list[list[int]] = [[] for _ in range(beam)]
-        scores = torch.zeros(beam)
+        scores = torch.zeros(beam, device=self.device)
         scores[1:] = -math.inf  # all beams start identical: expand only the first at step 0
         finished: list[tuple[float, list[int], float]] = []
         for step in range(max_new):
@@ -256,9 +258,9 @@ class WhisperDecoder:
                     break
             if len(finished) >= beam or not next_rows:
                 break
-            cache.reorder_cache(torch.tensor(next_rows))
-            seqs, scores = next_seqs, torch.tensor(next_scores)
-            tokens = torch.tensor(next_tokens)[:, None]
+            cache.reorder_cache(torch.tensor(next_rows, device=self.device))
+            seqs, scores = next_seqs, torch.tensor(next_scores, device=self.device)
+            tokens = torch.tensor(next_tokens, device=self.device)[:, None]
         if not finished:  # hit the length limit: keep the live beams as candidates
             finished = [(s / (len(q) + 1), q, s / (len(q) + 1)) for s, q in zip(scores.tolist(), seqs)]
         best = max(finished, key=lambda f: f[0])

@@ -10,6 +10,7 @@ reads the manifest, selects utterances and loads the model at the requested prec
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -22,13 +23,15 @@ from tqdm import tqdm
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from distilwhisper.data.manifest import Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
-from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive, read_json, repair_jsonl
+from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES, exclusive_on_main, on_main, process_state, share_out
+from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, repair_jsonl, rewrite_jsonl
 from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
 from distilwhisper.results import error_counts, read_results, summarize, summary_markdown, translation_stats
 
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
+SHARDS = "shards"  # per-process results of a launch with several processes, merged by the main process
 TRANSLATION_REFERENCE = "translation_en"  # the manifest column holding the English text of an utterance
 Decoder = Union[WhisperDecoder, CT2Decoder]
 
@@ -57,6 +60,8 @@ class EvalConfig:
     task: str = field(default="transcribe", metadata={
         "help": f"transcribe (WER/CER) or translate: speech to English text, scored by BLEU and chrF against the "
                 f"manifest's {TRANSLATION_REFERENCE} column", "choices": TASKS})
+    timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, metadata={
+        "help": "under accelerate launch: how long a process that finished its share waits for the others"})
 
     def identity(self) -> dict:
         """What determines the transcripts; a resumed evaluation must use the same (the task is recorded when it
@@ -84,6 +89,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
     the summary.  Bad manifest lines are reported in `out/skipped.txt` and left out."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    state = process_state(config.timeout_minutes)
     utterances, problems = read_manifest(config.data)
     utterances = select(utterances, config.language, config.split, config.domain, config.limit, config.data)
     if config.task == "translate":
@@ -97,8 +103,10 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
 
     def build() -> Decoder:
         variant = load_variant(config.model, config.precision, trim=config.trim, experts=config.experts,
-                               languages=sorted({u.language for u in utterances}), threads=config.threads)
-        atomic_write_json(out / "variant.json", variant.info())
+                               languages=sorted({u.language for u in utterances}), threads=config.threads,
+                               device=state.device)
+        if state.is_main_process:
+            atomic_write_json(out / "variant.json", variant.info())
         return variant.decoder
 
     evaluate(build, utterances, out, config.identity(), config.batch_size, config.beam_size,
@@ -120,32 +128,81 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
              task: str = "transcribe") -> list[dict]:
     """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
-    manifest lines (file, line or utterance, message) to report in `out/skipped.txt`.  One process at a time per folder."""
-    with exclusive(out):
-        return _evaluate(decoder, utterances, Path(out), identity, batch_size, beam_size, list(problems), progress,
-                         fresh, task)
+    manifest lines (file, line or utterance, message) to report in `out/skipped.txt`.  One run at a time per folder.
+
+    Under `accelerate launch` / `torchrun` with N processes, the main process plans the batches a single process
+    would decode and shares them out by audio length; each process appends its rows to `out/shards/rank<R>.jsonl`
+    and the main process merges them into `results.jsonl` in the single-process order, so N processes give the
+    rows of one.  A rerun, with any N, decodes only what no shard and no `results.jsonl` holds yet."""
+    state, out, problems = process_state(), Path(out), list(problems)
+    with exclusive_on_main(out, state):
+        plan = on_main(lambda: _plan(utterances, out, identity, batch_size, problems, fresh, state.num_processes),
+                       state)
+        share = share_out([sum(seconds for _, seconds in batch) for batch in plan], state.num_processes)
+        by_id = {u.id: u for u in utterances}
+        mine = [[by_id[uid] for uid, _ in plan[i]] for i in share[state.process_index]]
+        if mine:
+            _decode_all(decoder() if callable(decoder) else decoder, mine, out, beam_size, progress, task,
+                        _shard(out, state.process_index) if state.num_processes > 1 else None)
+        state.wait_for_everyone()
+        return on_main(lambda: _merge_and_summarize(out, [uid for batch in plan for uid, _ in batch],
+                                                    len(problems)), state)
 
 
-def _evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: Path, identity: dict,
-              batch_size: int, beam_size: int, problems: list[tuple[str, int | str, str]], progress: bool,
-              fresh: bool, task: str) -> list[dict]:
+def _plan(utterances: list[Utterance], out: Path, identity: dict, batch_size: int,
+          problems: list[tuple[str, int | str, str]], fresh: bool, processes: int) -> list[list[tuple[str, float]]]:
+    """Main process: check/record the setting (of the folder and of its shards) and the bad lines; the batches
+    (id, seconds) left to decode, in the order one process decodes them."""
     results_path = out / "results.jsonl"
     if fresh:
         results_path.unlink(missing_ok=True)
+        shutil.rmtree(out / SHARDS, ignore_errors=True)
     _check_resume(out, identity)
+    if (out / SHARDS).exists() or processes > 1:
+        _check_resume(out / SHARDS, identity)
     atomic_write_text(out / "skipped.txt", "".join(f"{source}:{line}: {msg}\n" for source, line, msg in problems))
     if problems:
         tqdm.write(f"{len(problems)} bad manifest line(s) left out; see {out / 'skipped.txt'}:")
         for source, line, msg in problems[:10]:
             tqdm.write(f"  {source}:{line}: {msg}")
     done = {r["id"] for r in repair_jsonl(results_path, keep=lambda row: "id" in row)}
+    done |= {r["id"] for r in _shard_rows(out)}
     todo = [u for u in utterances if u.id not in done]
-    if todo:
-        _decode_all(decoder() if callable(decoder) else decoder, todo, out, batch_size, beam_size, progress, task)
+    durations = {u.id: _duration_or_zero(u.audio) for u in todo}
+    return [[(u.id, durations[u.id]) for u in batch] for batch in _batches(todo, durations, batch_size)]
+
+
+def _shard(out: Path, rank: int) -> Path:
+    return out / SHARDS / f"rank{rank}.jsonl"
+
+
+def _shard_rows(out: Path) -> list[dict]:
+    """Rows of every results shard, in rank order (a torn last row, from a killed process, left out)."""
+    rows = []
+    for path in sorted((out / SHARDS).glob("rank*.jsonl"), key=lambda p: int(p.stem[4:])):
+        rows += repair_jsonl(path, keep=lambda row: "id" in row)
+    return rows
+
+
+def _merge_and_summarize(out: Path, planned: list[str], skipped_lines: int) -> list[dict]:
+    """Main process: fold the shards into `results.jsonl` (rows of earlier runs first, then this run's in the planned
+    order; an id once), their skipped clips into `skipped.txt`, remove them; then the summaries."""
+    results_path, shards = out / "results.jsonl", out / SHARDS
+    if shards.exists():
+        rows = repair_jsonl(results_path, keep=lambda row: "id" in row) if results_path.exists() else []
+        seen = {r["id"] for r in rows}
+        new = {r["id"]: r for r in _shard_rows(out) if r["id"] not in seen}
+        order = {uid: i for i, uid in enumerate(planned)}
+        rows += sorted(new.values(), key=lambda r: order.get(r["id"], -1))  # earlier runs' shards (-1) first
+        rewrite_jsonl(results_path, rows)
+        with (out / "skipped.txt").open("a", encoding="utf-8") as skipped:
+            for path in sorted(shards.glob("skipped-rank*.txt")):
+                skipped.write(path.read_text(encoding="utf-8"))
+        shutil.rmtree(shards)
     rows = read_results(results_path)
     summary = summarize(rows)
     atomic_write_text(out / "summary.md", summary_markdown(summary))
-    summary["skipped_lines"] = len(problems)
+    summary["skipped_lines"] = skipped_lines
     atomic_write_json(out / "summary.json", summary, ensure_ascii=False)
     return rows
 
@@ -195,15 +252,18 @@ def _row(utt: Utterance, text: str, num_samples: int, seconds: float, task: str)
     return row
 
 
-def _decode_all(decoder: Decoder, todo: list[Utterance], out: Path, batch_size: int, beam_size: int,
-                progress: bool, task: str) -> None:
-    """Decode in length-sorted batches; audio is read per batch (durations come from file headers), so memory stays
-    at one batch whatever the corpus size.  A clip that fails to decode is reported and skipped."""
-    durations = {u.id: _duration_or_zero(u.audio) for u in todo}
-    bar = tqdm(total=len(todo), unit="utt", desc="decoding", disable=not progress, smoothing=0.1)
-    with (out / "results.jsonl").open("a", encoding="utf-8") as results, \
-            (out / "skipped.txt").open("a", encoding="utf-8") as skipped:
-        for batch in _batches(todo, durations, batch_size):
+def _decode_all(decoder: Decoder, batches: list[list[Utterance]], out: Path, beam_size: int, progress: bool,
+                task: str, shard: Path | None) -> None:
+    """Decode the planned batches; audio is read per batch, so memory stays at one batch whatever the corpus size.
+    Rows go to `results.jsonl`, or to this process's `shard`; a clip that fails to decode is reported and skipped."""
+    results_path = shard or out / "results.jsonl"
+    skipped_path = shard.with_name(f"skipped-{shard.stem}.txt") if shard else out / "skipped.txt"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    rank = f" ({shard.stem})" if shard else ""
+    bar = tqdm(total=sum(map(len, batches)), unit="utt", desc=f"decoding{rank}", disable=not progress,
+               smoothing=0.1)
+    with results_path.open("a", encoding="utf-8") as results, skipped_path.open("a", encoding="utf-8") as skipped:
+        for batch in batches:
             audios, kept = [], []
             for utt in batch:
                 try:

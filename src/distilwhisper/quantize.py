@@ -70,11 +70,11 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def check_supported(precision: str, model: str, experts: str | None = None) -> None:
+def check_supported(precision: str, model: str, experts: str | None = None, device: str = "cpu") -> None:
     """Raise `UnsupportedPrecision` (with the reason) when `precision` cannot run for this model on this machine."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    flags = _cpu_flags()
+    flags = _cpu_flags() if device == "cpu" else {"avx512_fp16", "avx512_bf16"}  # GPUs compute in both
     if precision == "fp16" and not flags & {"avx512_fp16", "amx_fp16"}:
         raise UnsupportedPrecision("fp16: this CPU has no fp16 arithmetic (no avx512_fp16/amx_fp16); torch would "
                                    "emulate every fp16 matmul")
@@ -144,10 +144,12 @@ def ct2_weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> i
 
 
 def load_variant(model: str, precision: str, trim: bool = False, experts: str | None = None,
-                 languages: list[str] | None = None, threads: int | None = None) -> Variant:
+                 languages: list[str] | None = None, threads: int | None = None, device: str = "cpu") -> Variant:
     """`model` at `precision` (with `experts` attached for those of `languages` they cover; the others decode on
-    the shared FFNs, i.e. the original model), torch precisions only for experts."""
-    check_supported(precision, model, experts)
+    the shared FFNs, i.e. the original model), torch precisions only for experts.  fp32/fp16/bf16 run on `device`
+    (e.g. a launch process's GPU); the int8/int4 and CTranslate2 variants measure CPU inference and stay there."""
+    on_cpu = precision not in ("fp32", "fp16", "bf16") or torch.device(device).type == "cpu"
+    check_supported(precision, model, experts, "cpu" if on_cpu else str(device))
     if precision.startswith("ct2-"):
         from transformers import GenerationConfig, WhisperProcessor
 
@@ -164,8 +166,8 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
         if missing:
             print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")
     parameters = sum(p.numel() for p in whisper.parameters())
-    if precision in ("fp16", "bf16"):
-        whisper.to(torch.float16 if precision == "fp16" else torch.bfloat16)
+    if precision in ("fp32", "fp16", "bf16"):
+        whisper.to(device, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision])
     elif precision == "int8-dynamic":
         quantize_dynamic_int8(whisper)
     elif precision in ("int8-weight", "int4-weight"):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.evaluate import EvalConfig, run_eval
-from distilwhisper.io import atomic_write_json, exclusive
+from distilwhisper.distributed import exclusive_on_main, on_main, process_state
+from distilwhisper.io import atomic_write_json
 from distilwhisper.quantize import PRECISIONS, UnsupportedPrecision, check_supported
 from distilwhisper.studies.bias_report import write_bias_report
 from distilwhisper.studies.bias_tables import REFERENCE, BiasResult, Run, analyse
@@ -74,10 +75,15 @@ def combine_manifests(paths: list[str], out: Path, per_language: int | None = No
 
 
 def _model_languages(model: str, languages: list[str]) -> tuple[list[str], str | None]:
-    """The languages of `languages` a model can transcribe (English-only models: en), and why others are left out."""
+    """The languages of `languages` a model (or the student of a `train` run folder) can transcribe (English-only
+    models: en), and why others are left out."""
     from transformers import GenerationConfig
 
     from distilwhisper.hub import resolve_hf_dir
+    from distilwhisper.train.run import TrainedRun, is_run_folder
+
+    if is_run_folder(model):
+        model = TrainedRun.open(model).config.student
 
     generation = GenerationConfig.from_pretrained(resolve_hf_dir(model))
     if getattr(generation, "lang_to_id", None):
@@ -89,7 +95,8 @@ def _model_languages(model: str, languages: list[str]) -> tuple[list[str], str |
 
 def run_evaluations(models: list[str], precisions: list[str], manifest: Path, out: Path, batch_size: int = 8,
                     trim: bool = False, threads: int | None = None, progress: bool = True) -> list[Run]:
-    """Evaluate every model x precision (resuming finished work); unsupported ones are recorded with the reason."""
+    """Evaluate every model x precision (resuming finished work); unsupported ones are recorded with the reason.
+    Under a launch with several processes each evaluation is shared out (see `evaluate`)."""
     languages = sorted({u.language for u in read_manifest(manifest, check_audio=False)[0]})
     runs: list[Run] = []
     for model in models:
@@ -112,28 +119,32 @@ def run_evaluations(models: list[str], precisions: list[str], manifest: Path, ou
                 run_eval(EvalConfig(model=model, data=str(manifest), out=str(target), language=language,
                                     batch_size=batch_size, trim=trim, threads=threads, precision=precision),
                          progress=progress)
-    atomic_write_json(out / "runs.json", [r.as_dict() for r in runs])
+    on_main(lambda: atomic_write_json(out / "runs.json", [r.as_dict() for r in runs]), process_state())
     return runs
 
 
-
-
 def run_bias(config: BiasConfig, progress: bool = True) -> BiasResult:
-    """Evaluate, analyse and write the report (`out/report.md`, CSVs, PNG figures); resumable; one process at a
-    time per folder."""
-    with exclusive(config.out):
-        return _run(config, Path(config.out), progress)
+    """Evaluate, analyse and write the report (`out/report.md`, CSVs, PNG figures); resumable; one run at a time
+    per folder.  Under `accelerate launch` every evaluation is shared out over the processes; the main process
+    writes the manifest, the report and the tables."""
+    state = process_state()
+    with exclusive_on_main(config.out, state):
+        return _run(config, Path(config.out), progress, state)
 
 
-def _run(config: BiasConfig, out: Path, progress: bool) -> BiasResult:
+def _run(config: BiasConfig, out: Path, progress: bool, state) -> BiasResult:
     precisions = config.precisions
     if REFERENCE not in precisions:
         precisions = [REFERENCE, *precisions]  # every quantization effect is measured against fp32
-    manifest, problems = combine_manifests(config.data, out, config.per_language)
+    manifest, problems = on_main(lambda: combine_manifests(config.data, out, config.per_language), state)
     for problem in problems[:10]:
         print(f"left out: {problem}")
     runs = run_evaluations(config.models, precisions, manifest, out, config.batch_size, config.trim,
                            config.threads, progress)
-    result = analyse(runs, problems)
-    write_bias_report(result, out)
-    return result
+
+    def report() -> BiasResult:
+        result = analyse(runs, problems)
+        write_bias_report(result, out)
+        return result
+
+    return on_main(report, state)

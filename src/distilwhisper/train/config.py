@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from distilwhisper.clsr import SCOPES
+from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES
 from distilwhisper.languages import check as check_language
 
 METHODS = ("distilwhisper", "clsr-ft", "ft", "lora")
@@ -41,7 +42,8 @@ class TrainConfig:
                                                       "method (e.g. a fine-tuned specialist)"))
     max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)"))
     epochs: float = field(default=10.0, **_help("passes over the training set"))
-    batch_size: int = field(default=16, **_help("utterances per batch (one language per batch)"))
+    batch_size: int = field(default=16, **_help("utterances per batch and process (one language per batch; a "
+                                                "launch of N processes trains on global batches of N x this)"))
     grad_accum: int = field(default=1, **_help("gradient accumulation steps"))
     lr: float = field(default=1e-4, **_help("peak learning rate (AdamW, linear schedule)"))
     beta2: float = field(default=0.98, **_help("AdamW beta2"))
@@ -73,6 +75,8 @@ class TrainConfig:
                                                        "(needs --scope decoder: the encoder is then frozen); one "
                                                        "process only"))
     seed: int = field(default=0, **_help("random seed"))
+    timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, **_help(
+        "under accelerate launch: how long a process waits for the others (e.g. at a checkpoint)"))
 
     def check(self) -> "TrainConfig":
         """Validate (languages normalised); returns self."""

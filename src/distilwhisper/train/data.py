@@ -69,26 +69,40 @@ def collate(items: list[dict], pad: int) -> dict:
 
 class LanguageBatches(torch.utils.data.Sampler):
     """Shuffled batches that each hold one language; the order depends only on (seed, epoch), so a resumed run
-    sees the same batches as an uninterrupted one."""
+    sees the same batches as an uninterrupted one.
 
-    def __init__(self, languages: list[str], batch_size: int, seed: int):
-        self.languages, self.batch_size, self.seed, self.epoch = languages, batch_size, seed, 0
+    In a launch of `processes` processes a global batch holds `batch_size` x `processes` utterances and is yielded
+    as `processes` consecutive slices, which accelerate's sampler sharding deals out one per process (batch i to
+    process i mod N): per optimizer step the processes together train on the batch one process would train on with
+    the global batch size.  A global batch with fewer utterances than processes lends its utterances again to the
+    processes that would get none (every process must take part in each step)."""
+
+    batch_size = None  # batches vary in length: accelerate's sharding must neither drop nor pad the short ones
+
+    def __init__(self, languages: list[str], batch_size: int, seed: int, processes: int = 1):
+        self.languages, self.size, self.seed, self.processes, self.epoch = languages, batch_size, seed, processes, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1000 + self.epoch)
-        batches = []
+        batches, size = [], self.size * self.processes
         for lang in sorted(set(self.languages)):
             idx = [i for i, l in enumerate(self.languages) if l == lang]
             rng.shuffle(idx)
-            batches += [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+            batches += [idx[i:i + size] for i in range(0, len(idx), size)]
         rng.shuffle(batches)
-        return batches
+        return [part for batch in batches for part in _slices(batch, self.processes)]
 
     def __iter__(self):
         return iter(self._batches())
 
     def __len__(self) -> int:
+        """Batches of all processes together (a multiple of `processes`)."""
         return len(self._batches())
+
+
+def _slices(batch: list[int], n: int) -> list[list[int]]:
+    """`batch` cut into `n` contiguous slices of near-equal length, none empty."""
+    return [batch[i * len(batch) // n:(i + 1) * len(batch) // n] or [batch[i % len(batch)]] for i in range(n)]

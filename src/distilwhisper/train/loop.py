@@ -13,6 +13,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from distilwhisper import clsr
 from distilwhisper.data.manifest import validate_manifest
 from distilwhisper.decoding import WhisperDecoder, prompt_tokens
+from distilwhisper.distributed import gather
 from distilwhisper.evaluate import evaluate, select
 from distilwhisper.io import atomic_write_json, exclusive, repair_jsonl
 from distilwhisper.results import rate
@@ -53,13 +55,15 @@ class Trainer:
     """The run's models, data, optimizer and counters, so that each part of the loop is a short method."""
 
     def __init__(self, config: TrainConfig, progress: bool) -> None:
-        from accelerate import Accelerator, DistributedDataParallelKwargs
+        from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
         from transformers import get_linear_schedule_with_warmup
 
         self.config, self.progress, self.layout = config, progress, RunLayout(config.out)
         self.accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum,
                                        mixed_precision="bf16" if config.bf16 else "no",
-                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True),
+                                                        InitProcessGroupKwargs(timeout=timedelta(
+                                                            minutes=config.timeout_minutes))])
         torch.manual_seed(config.seed + self.accelerator.process_index)
         if self.accelerator.num_processes > 1:
             tqdm.write(f"{self.accelerator.distributed_type.value}: process {self.accelerator.process_index} of "
@@ -109,7 +113,8 @@ class Trainer:
         gen = self.decodable.generation_config
         eot = int(gen.eos_token_id)
         prompts = {lang: prompt_tokens(gen, lang) for lang in config.languages}
-        self.sampler = LanguageBatches([u.language for u in self.train_utts], config.batch_size, config.seed)
+        self.sampler = LanguageBatches([u.language for u in self.train_utts], config.batch_size, config.seed,
+                                       self.accelerator.num_processes)
         return DataLoader(SpeechDataset(self.train_utts, self.processor, prompts, eot), batch_sampler=self.sampler,
                           collate_fn=lambda items: collate(items, eot))
 
@@ -219,22 +224,25 @@ class Trainer:
         save_checkpoint(self.accelerator, self.layout, self.state)
 
     def _evaluate_and_keep(self) -> None:
-        """Dev WER with the hard gates; the best model so far is kept under best/ (experts, adapter or model)."""
+        """Dev WER with the hard gates (every process decodes its share); the best model so far is kept under best/
+        (experts, adapter or model) by the main process."""
         state, main = self.state, self.accelerator.is_main_process
         state.evaluated_step = state.step
-        if main and not self.config.dev:
-            save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
-        if main and self.config.dev:
+        better = True
+        if self.config.dev:
             wer = self._dev_wer()
-            if state.best_dev_wer is None or wer < state.best_dev_wer:
+            better = state.best_dev_wer is None or wer < state.best_dev_wer
+            if better:
                 state.best_dev_wer, state.best_step = wer, state.step
-                save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
+        if main and better:
+            save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
         self.accelerator.wait_for_everyone()
 
     def _dev_wer(self) -> float:
-        config, state = self.config, self.state
+        """Dev WER, decoded as `evaluate` shares it out; every process returns the same value."""
+        config, state, main = self.config, self.state, self.accelerator.is_main_process
         self.unwrapped.eval()
-        clsr.expert_fraction(self.unwrapped)  # reset the routing counters
+        clsr.routing_counts(self.unwrapped)  # reset the routing counters
         utterances = validate_manifest(config.dev, check_audio=False)
         utterances = select(utterances, split="dev" if any(u.split for u in utterances) else None,
                             limit=config.eval_limit, source=config.dev)
@@ -243,13 +251,18 @@ class Trainer:
                         progress=False, fresh=True)
         self.unwrapped.train()
         wer = rate(rows, "wer")
-        self.writer.add_scalar("dev/wer", wer, state.step)
-        routed = clsr.expert_fraction(self.unwrapped)
+        counts = gather(clsr.routing_counts(self.unwrapped), self.accelerator.state)
+        seen = sum(s for _, s in counts)
+        routed = sum(r for r, _ in counts) / seen if seen else None
+        if main:
+            self.writer.add_scalar("dev/wer", wer, state.step)
         if routed is not None:
-            self.writer.add_scalar("dev/expert_fraction", routed, state.step)
+            if main:
+                self.writer.add_scalar("dev/expert_fraction", routed, state.step)
             state.dev_expert_fraction[str(state.step)] = routed
-        tqdm.write(f"step {state.step}: dev WER {wer:.2f}"
-                   + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
+        if main:
+            tqdm.write(f"step {state.step}: dev WER {wer:.2f}"
+                       + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
         return wer
 
 
