@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,11 @@ def bundled():
 def tiny():
     """A 2-layer random Whisper with the real vocabulary, tokenizer and generation settings (fast unit tests: read
     from the installed package, the real weights are never converted for them)."""
+    return tiny_whisper()
+
+
+def tiny_whisper():
+    """(model, processor) of the `tiny` fixture, for scripts outside pytest too."""
     processor, generation = bundled_processor("base")
     config = WhisperConfig(vocab_size=51865, d_model=64, encoder_layers=2, decoder_layers=2,
                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
@@ -63,7 +69,32 @@ def tone(seconds: float, rate: int = 16000, freq: float = 440.0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def tiny_on_disk(tiny, root: Path, per_language: int, first: float = 0.5, step: float = 0.25) -> Path:
+    """`root/tiny` (the tiny model, loadable by path) and `root/m.jsonl`: `per_language` generated ca and cs clips of
+    growing length, with a gender; returns the manifest."""
+    model, processor = tiny
+    model.save_pretrained(root / "tiny")
+    processor.save_pretrained(root / "tiny")
+    rows = [{"id": f"{lang}{i}", "audio": str(write_wav(root / f"{lang}{i}.wav", first + step * i)),
+             "text": "bon dia" if lang == "ca" else "dobrý den", "language": lang,
+             "gender": "female" if i % 2 else "male"}
+            for lang in ("ca", "cs") for i in range(per_language)]
+    manifest = root / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return manifest
+
+
 def write_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), tone(seconds, rate), rate)
     return path
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """The folder of an uninterrupted `distilwhisper demo --quick` (bundled model, offline corpus; ~2 min)."""
+    from distilwhisper.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--quick", "--threads", "2", "--out", str(out)]) == 0
+    return out

@@ -10,13 +10,6 @@ from distilwhisper.cli import main
 from distilwhisper.results import read_results
 
 
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage(quick_demo):
     out = quick_demo

@@ -14,7 +14,7 @@ import pytest
 from distilwhisper.distributed import share_out
 from distilwhisper.io import read_jsonl
 from distilwhisper.studies.bias import slug
-from conftest import write_wav
+from conftest import tiny_on_disk
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
 
@@ -28,14 +28,7 @@ def _cli(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def setup(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("sharded")
-    model, processor = tiny
-    model.save_pretrained(root / "tiny")
-    processor.save_pretrained(root / "tiny")
-    rows = [{"id": f"{lang}{i}", "audio": str(write_wav(root / f"{lang}{i}.wav", 0.4 + 0.3 * i)),
-             "text": "bon dia" if lang == "ca" else "dobrý den", "language": lang,
-             "gender": "female" if i % 2 else "male"}
-            for lang in ("ca", "cs") for i in range(5)]
-    (root / "m.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tiny_on_disk(tiny, root, 5, first=0.4, step=0.3)
     whole = root / "whole"
     done = _cli("eval", "--model", str(root / "tiny"), "--data", str(root / "m.jsonl"), "--batch-size", "2",
                 "--out", str(whole))

@@ -401,3 +401,26 @@ def test_a_trained_run_is_a_teacher(teacher_method, tiny_dirs, manifest, tmp_pat
     with pytest.raises(ValueError, match="another teacher or setting"):  # the student as teacher: other weights
         train(_config("distilwhisper", tiny_dirs, manifest, tmp_path / "s3", max_steps=1,
                       teacher_cache=str(tmp_path / "tc")), progress=False)
+
+
+class _RunsCode:
+    """A pickle that runs code when loaded: what a tampered checkpoint file could hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("name", ["random_states_0.pkl", "optimizer.bin", "scheduler.bin"])
+def test_resume_never_unpickles_code_from_a_checkpoint(name, tiny_dirs, manifest, tmp_path):
+    """accelerate's state files are read with weights_only=True: a checkpoint file that would run code on loading
+    is refused with a message naming it, and the code never runs."""
+    out = tmp_path / "run"
+    train(_config("clsr-ft", tiny_dirs, manifest, out, max_steps=2, save_every=1), progress=False)
+    marker = tmp_path / "the-pickle-ran"
+    torch.save(_RunsCode(marker), out / "checkpoint" / name)
+    with pytest.raises(ValueError, match=f"checkpoint/{name} is not plain tensors and numbers.*refused"):
+        train(_config("clsr-ft", tiny_dirs, manifest, out, max_steps=4, save_every=1), resume=True, progress=False)
+    assert not marker.exists()

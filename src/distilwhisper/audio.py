@@ -17,7 +17,7 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000
-MAX_SECONDS = 30.0  # Whisper's window: longer audio needs segmentation, which this toolkit does not do
+MAX_SECONDS = 30.0  # Whisper's window: the longest clip `eval` and `train` take (`transcribe` segments longer audio)
 
 
 class AudioError(ValueError):
@@ -51,6 +51,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             audio = soxr.resample(audio, rate, sample_rate, quality="HQ").astype(np.float32)
     if audio.size == 0:
         raise AudioError(f"{path}: audio has no samples")
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:  # a float file can hold them; they would turn every feature of the window into NaN
+        raise AudioError(f"{path}: {bad} of {audio.size} samples are NaN or infinite")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

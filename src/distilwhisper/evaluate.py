@@ -46,9 +46,9 @@ class EvalConfig:
     language: str | None = field(default=None, metadata={"help": "evaluate only this language"})
     split: str | None = field(default=None, metadata={"help": "evaluate only utterances of this split (e.g. test)"})
     domain: str | None = field(default=None, metadata={"help": "evaluate only this domain (e.g. out-of-domain)"})
-    limit: int | None = field(default=None, metadata={"help": "evaluate the first N utterances only"})
-    batch_size: int = field(default=8, metadata={"help": "utterances decoded together"})
-    beam_size: int = field(default=1, metadata={"help": "1 = greedy (paper setting), >1 = beam search"})
+    limit: int | None = field(default=None, metadata={"min": 1, "help": "evaluate the first N utterances only"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "utterances decoded together"})
+    beam_size: int = field(default=1, metadata={"min": 1, "help": "1 = greedy (paper setting), >1 = beam search"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio (faster on short "
                                                         "clips; benchmarks/decode_speed.py measures its cost)"})
     precision: str = field(default="fp32", metadata={"help": "weights/compute precision (quantize.py); one this "
@@ -56,7 +56,8 @@ class EvalConfig:
                                                      "choices": PRECISIONS})
     experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts (a `train` run folder or "
                                                                 "its best/) to load onto --model"})
-    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: all cores)"})
+    threads: int | None = field(default=None, metadata={"min": 1,
+                                                        "help": "torch intra-op threads (default: all cores)"})
     task: str = field(default="transcribe", metadata={
         "help": f"transcribe (WER/CER) or translate: speech to English text, scored by BLEU and chrF against the "
                 f"manifest's {TRANSLATION_REFERENCE} column", "choices": TASKS})

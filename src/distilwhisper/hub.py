@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import socket
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,6 +280,22 @@ def pickle_allowed() -> bool:
     return os.environ.get(ALLOW_PICKLE, "") not in ("", "0")
 
 
+def _hub_reachable() -> bool:
+    """Whether the hub's host name resolves (huggingface_hub would otherwise retry for about a minute before
+    failing on a machine without network); `HF_HUB_OFFLINE` counts as unreachable."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+    except OSError:
+        return False
+    return True
+
+
 def load_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """Load any supported reference as a `transformers` Whisper model (eval mode) and its processor.  Weights come
     from safetensors only: a folder (or hub repository) with nothing but pickled weights (`pytorch_model.bin`) is
@@ -288,14 +305,16 @@ def load_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[WhisperFor
     if path.is_dir() and not any(path.glob("*.safetensors*")) and not pickle_allowed():
         raise ModelNotFoundError(f"{path}: holds only pickled weights (pytorch_model.bin), and loading a pickle can "
                                  "run code; convert them to safetensors, or pass --allow-pickle if you trust them")
+    local = not path.is_dir() and not _hub_reachable()  # the cache only: no minute of retries without a network
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype,
+        model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype, local_files_only=local,
                                                                 use_safetensors=None if pickle_allowed() else True)
-        processor = WhisperProcessor.from_pretrained(target)
+        processor = WhisperProcessor.from_pretrained(target, local_files_only=local)
     except OSError as err:
-        if Path(target).is_dir():
+        if path.is_dir():
             raise
-        raise ModelNotFoundError(f"could not load {ref!r} from the Hugging Face hub ({err.__class__.__name__}: "
+        where = "the local cache (the hub is unreachable from here)" if local else "the Hugging Face hub"
+        raise ModelNotFoundError(f"could not load {ref!r} from {where} ({err.__class__.__name__}: "
                                  f"{str(err).splitlines()[0]}). {OFFLINE_HINT}") from err
     model.eval()
     return model, processor

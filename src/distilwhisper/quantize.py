@@ -144,7 +144,8 @@ def ct2_weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> i
 
 
 def load_variant(model: str, precision: str, trim: bool = False, experts: str | None = None,
-                 languages: list[str] | None = None, threads: int | None = None, device: str = "cpu") -> Variant:
+                 languages: list[str] | None = None, threads: int | None = None,
+                 device: str | torch.device = "cpu") -> Variant:
     """`model` at `precision` (with `experts` attached for those of `languages` they cover; the others decode on
     the shared FFNs, i.e. the original model), torch precisions only for experts.  fp32/fp16/bf16 run on `device`
     (e.g. a launch process's GPU); the int8/int4 and CTranslate2 variants measure CPU inference and stay there."""

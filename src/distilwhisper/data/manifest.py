@@ -124,7 +124,7 @@ def _check(utt: Utterance, check_audio: bool) -> str | None:
     try:
         seconds = audio_duration(utt.audio)
     except AudioError as err:
-        return f"unreadable audio: {err}"
+        return str(err)  # names the file and why
     if seconds > MAX_SECONDS:
         return f"audio is {seconds:.1f} s long, longer than Whisper's {MAX_SECONDS:.0f} s window"
     return None

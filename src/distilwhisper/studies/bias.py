@@ -34,10 +34,11 @@ class BiasConfig:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8-dynamic", "int4-weight", "ct2-int8"],
                                   metadata={"help": f"from {', '.join(PRECISIONS)}; ones this machine cannot run "
                                                     "are reported as not run"})
-    per_language: int | None = field(default=None, metadata={"help": "use at most N utterances per language"})
-    batch_size: int = field(default=8, metadata={"help": "utterances decoded together"})
+    per_language: int | None = field(default=None, metadata={"min": 1, "help": "use at most N utterances per language"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "utterances decoded together"})
     trim: bool = field(default=False, metadata={"help": "padding-free encoder for the torch precisions"})
-    threads: int | None = field(default=None, metadata={"help": "torch/CTranslate2 threads (default: all cores)"})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": "torch/CTranslate2 threads (default: "
+                                                                          "all cores)"})
 
 
 def slug(model: str) -> str:

@@ -56,7 +56,7 @@ class DemoConfig:
                                                            "steps and layers (--scope)"})
     quick: bool = field(default=False, metadata={"help": "tiny sizes that check every stage in minutes: " + ", ".join(
         f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())})
-    per_language: int = field(default=360, metadata={"help": "synthesised sentences per target language"})
+    per_language: int = field(default=360, metadata={"min": 1, "help": "synthesised sentences per target language"})
     test_per_language: int = field(default=24, metadata={
         "help": "of which in each test set, in-domain and out-of-domain; dev gets a tenth of the rest (at most as "
                 "many), train the remainder"})
@@ -69,12 +69,12 @@ class DemoConfig:
     dev_per_language: int = field(default=48, metadata={"help": "real-speech dev lines per language with real "
                                                                 "speech (checkpoint choice)"})
     steps: int = field(default=300, metadata={"help": "optimizer steps per method"})
-    batch_size: int = field(default=8, metadata={"help": "utterances per batch, training and decoding"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "utterances per batch, training and decoding"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of experts, gates and LoRA; FT uses a tenth"})
     scope: str = field(default="decoder", metadata={
         "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
                 "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
-    threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
     seed: int = field(default=0, metadata={"help": "random seed of the corpus and of training"})
 
     @classmethod

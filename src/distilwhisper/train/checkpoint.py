@@ -10,6 +10,7 @@ files with `weights_only=True`, weights are safetensors and counters JSON.
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -63,8 +64,6 @@ def save_checkpoint(accelerator, layout: RunLayout, state: State) -> None:
 def load_checkpoint(accelerator, layout: RunLayout, config: TrainConfig) -> State:
     """Restore weights, optimizer, scheduler and RNG states; returns the counters."""
     recover_dir(layout.checkpoint)
-    if not layout.state.is_file():
-        raise ValueError(f"--resume: no checkpoint under {layout.checkpoint}")
     if (layout.checkpoint / "optim.pt").exists():
         raise ValueError(f"--resume: {layout.checkpoint} was written by an earlier version of distilwhisper (optim.pt); "
                          "its best/ still loads, but training cannot continue from it: start a new --out")
@@ -72,8 +71,30 @@ def load_checkpoint(accelerator, layout: RunLayout, config: TrainConfig) -> Stat
     if state.method != config.method:
         raise ValueError(f"--resume: {layout.checkpoint} is a checkpoint of --method {state.method}, "
                          f"not {config.method}")
-    accelerator.load_state(str(layout.checkpoint))
+    # accelerate reads its files with weights_only=True, but skips RNG states it cannot read with a log line only,
+    # which would let a resumed run drift from the uninterrupted one: they are read here first
+    _read_state_file(layout.checkpoint / f"random_states_{accelerator.process_index}.pkl")
+    try:
+        accelerator.load_state(str(layout.checkpoint))
+    except pickle.UnpicklingError:  # the optimizer's or the scheduler's file
+        for path in sorted(layout.checkpoint.glob("*.bin")):
+            _read_state_file(path)
+        raise
     return state
+
+
+def _read_state_file(path: Path) -> None:
+    """Read a state file as accelerate does (tensors, numbers and allow-listed types only); a file that needs
+    more, and so could run code, is refused, naming it."""
+    from accelerate.utils.other import load
+
+    try:
+        load(path, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"--resume: {path} is not plain tensors and numbers; loading it could run code, so it is "
+                         "refused") from err
+    except (OSError, EOFError, RuntimeError) as err:
+        raise ValueError(f"--resume: {path} cannot be read ({err}); the run cannot continue exactly") from err
 
 
 def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor) -> None:

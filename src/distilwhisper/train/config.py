@@ -40,11 +40,12 @@ class TrainConfig:
     teacher: str | None = field(default=None, **_help("teacher for distilwhisper: a model reference (paper: "
                                                       "openai/whisper-large-v2) or a `train` run folder of any "
                                                       "method (e.g. a fine-tuned specialist)"))
-    max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)"))
+    max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)", min=1))
     epochs: float = field(default=10.0, **_help("passes over the training set"))
     batch_size: int = field(default=16, **_help("utterances per batch and process (one language per batch; a "
-                                                "launch of N processes trains on global batches of N x this)"))
-    grad_accum: int = field(default=1, **_help("gradient accumulation steps"))
+                                                "launch of N processes trains on global batches of N x this)",
+                                                min=1))
+    grad_accum: int = field(default=1, **_help("gradient accumulation steps", min=1))
     lr: float = field(default=1e-4, **_help("peak learning rate (AdamW, linear schedule)"))
     beta2: float = field(default=0.98, **_help("AdamW beta2"))
     weight_decay: float = field(default=0.0, **_help("AdamW weight decay"))
@@ -58,16 +59,16 @@ class TrainConfig:
                                               "ft updates (paper: all)", choices=SCOPES))
     skip_probability: float = field(default=0.2, **_help("chance per layer and step of routing to the shared FFN"))
     expert_dropout: float = field(default=0.3, **_help("dropout after an expert's fc2 in training"))
-    lora_r: int = field(default=64, **_help("LoRA rank"))
+    lora_r: int = field(default=64, **_help("LoRA rank", min=1))
     lora_alpha: int = field(default=64, **_help("LoRA alpha"))
     lora_dropout: float = field(default=0.05, **_help("LoRA dropout"))
     teacher_cache: str | None = field(default=None, **_help("folder storing the teacher's top-k log-probs, reused "
                                                             "across epochs and runs"))
-    top_k: int = field(default=64, **_help("teacher log-probs kept per position in the cache"))
+    top_k: int = field(default=64, **_help("teacher log-probs kept per position in the cache", min=1))
     eval_every: int = field(default=0, **_help("steps between dev evaluations (0: at the end of each epoch)"))
     save_every: int = field(default=0, **_help("steps between resumable checkpoints besides those at dev "
                                                "evaluations (0: only at evaluations)"))
-    eval_limit: int | None = field(default=None, **_help("dev utterances used per evaluation"))
+    eval_limit: int | None = field(default=None, **_help("dev utterances used per evaluation", min=1))
     bf16: bool = field(default=False, **_help("bf16 autocast (fast only on CPUs/GPUs with bf16 units)"))
     trim: bool = field(default=False, **_help("padding-free encoding: encode only the frames holding audio (at "
                                               "least 15 s); one process only"))

@@ -8,7 +8,6 @@ was never interrupted.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -24,7 +23,7 @@ from distilwhisper.data.manifest import validate_manifest
 from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.distributed import gather
 from distilwhisper.evaluate import evaluate, select
-from distilwhisper.io import atomic_write_json, exclusive, repair_jsonl
+from distilwhisper.io import append_jsonl, atomic_write_json, exclusive, recover_dir, repair_jsonl, rewrite_jsonl
 from distilwhisper.results import rate
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
@@ -120,8 +119,13 @@ class Trainer:
 
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
+        if resume and not recover_dir(self.layout.checkpoint).joinpath(self.layout.state.name).is_file():
+            # a job script reruns the same command after a kill; one that came before the first checkpoint starts over
+            if self.accelerator.is_main_process:
+                tqdm.write(f"--resume: no checkpoint under {self.layout.checkpoint} yet: starting from the beginning")
+            resume = False
         rng = self._resume() if resume else self._start()
-        finished_before = self.state.step >= self.total_steps
+        self.saved_step = self.state.step if resume else None  # the step of the checkpoint on disk
         self._open_logs()
         self.started = time.perf_counter() - self.state.seconds  # training wall time adds up over resumed runs
         if not resume and self.config.dev:
@@ -133,7 +137,7 @@ class Trainer:
         self.bar.close()
         if self.state.evaluated_step != self.state.step:
             self._evaluate_and_keep()
-        if not finished_before:  # a finished run that is only reused (e.g. by the demo) is not written again
+        if self.saved_step != self.state.step:  # a run reused as it is (e.g. by the demo) is not written again
             self._checkpoint()
         self._close_logs()
         self.accelerator.wait_for_everyone()
@@ -142,6 +146,7 @@ class Trainer:
     def _start(self) -> None:
         if self.accelerator.is_main_process:
             atomic_write_json(self.layout.config, asdict(self.config))
+            rewrite_jsonl(self.layout.metrics, [])  # rows of an earlier attempt in this folder would repeat steps
 
     def _resume(self) -> torch.Tensor | None:
         """Restore the checkpoint; returns the RNG state to put back once a mid-epoch loader has started."""
@@ -216,12 +221,12 @@ class Trainer:
         step = self.state.step
         for k, v in logged.items():
             self.writer.add_scalar(f"train/{k}", v, step)
-        self.metrics_log.write(json.dumps({"step": step, **logged}) + "\n")
-        self.metrics_log.flush()
+        append_jsonl(self.metrics_log, [{"step": step, **logged}])
 
     def _checkpoint(self) -> None:
         self.state.seconds = round(time.perf_counter() - self.started, 1)
         save_checkpoint(self.accelerator, self.layout, self.state)
+        self.saved_step = self.state.step
 
     def _evaluate_and_keep(self) -> None:
         """Dev WER with the hard gates (every process decodes its share); the best model so far is kept under best/
