@@ -140,3 +140,10 @@ def test_real_long_recording(bundled, tmp_path):
     one_by_one = error_counts(reference, normalize(" ".join(t.text for t in transcriber.decoder.transcribe(
         audios, "en")), "en"))
     assert whole.word_errors <= one_by_one.word_errors + 0.02 * whole.words  # no words lost at the seams
+    # the plain model on the CTranslate2 backend: the same windows, detection and fallback machinery
+    ct2 = Transcriber("bundled:base", precision="ct2-float32")(audio)
+    assert ct2.language == "en" and ct2.language_probability > 0.9
+    assert [(s.start, s.end) for s in ct2.segments] == [(s.start, s.end) for s in result.segments]
+    on_ct2 = error_counts(reference, normalize(ct2.text, "en"))
+    assert on_ct2.word_errors <= whole.word_errors + 0.02 * whole.words
+    assert all(-5 < s.avg_logprob < 0 and 0 <= s.no_speech_prob < 0.5 for s in ct2.segments)

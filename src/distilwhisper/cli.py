@@ -64,6 +64,10 @@ def config_from(args: argparse.Namespace, cls, base: dict | None = None):
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    for f in dataclasses.fields(cls):  # counts that must be positive say so, instead of failing deep inside
+        low = f.metadata.get("min")
+        if low is not None and values.get(f.name) is not None and values[f.name] < low:
+            raise ValueError(f"{_flag(f.name)} must be at least {low}, not {values[f.name]}")
     return cls(**values)
 
 
@@ -126,7 +130,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     chosen = subtitles.formats(config.output_format)
     if config.threads:
         torch.set_num_threads(config.threads)
-    transcriber = Transcriber(config.model, config.experts, config.trim)
+    transcriber = Transcriber(config.model, config.experts, config.trim, config.precision, config.threads)
     failed = 0
     for path in tqdm(config.audio, unit="file", desc="transcribing", disable=len(config.audio) < 2):
         try:
@@ -259,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "train", TrainConfig, _cmd_train, epilog=EPILOG)
     p.add_argument("--config", help="YAML file of settings (names as the flags, with underscores); flags given "
                    "override it")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (mid-epoch too)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (mid-epoch too); "
+                   "a folder without a checkpoint yet starts from the beginning")
     _command(sub, "transcribe", TranscribeConfig, _cmd_transcribe, epilog=EPILOG)
 
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)

@@ -269,7 +269,8 @@ class WhisperDecoder:
 
 class CT2Decoder:
     """CTranslate2 backend (plain models only) with `WhisperDecoder`'s interface: the same log-mel features and
-    forced prompts, so transcripts differ only by the engine and its compute type."""
+    forced prompts, so transcripts differ only by the engine and its compute type; language detection, temperature
+    sampling and the no-speech probability too, so long-form transcription runs on it."""
 
     def __init__(self, ct2_dir: str, processor: WhisperProcessor, generation_config, compute_type: str,
                  threads: int | None = None) -> None:
@@ -280,20 +281,41 @@ class CT2Decoder:
                                                 intra_threads=threads or torch.get_num_threads())
         self.processor, self.generation_config = processor, generation_config
 
+    def _features(self, audios: list[np.ndarray]):
+        feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        return self.ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
+
+    def language_probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
+        """Per clip, the probability of each language (CTranslate2's `detect_language`; English-only: en)."""
+        if not self.model.is_multilingual:
+            return [{"en": 1.0} for _ in audios]
+        return [{token[2:-2]: prob for token, prob in pairs} for pairs in
+                self.model.detect_language(self._features(audios))]
+
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
-                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe"
-                   ) -> list[Transcript]:
+                   beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe",
+                   temperature: float = 0.0, seed: int = 0) -> list[Transcript]:
+        """As `WhisperDecoder.transcribe` (a language of None is detected first)."""
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages):
-            raise ValueError("the CTranslate2 backend decodes with a forced language; pass one per clip")
-        feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+            detected = [max(p, key=p.get) for p in self.language_probabilities(audios)]
+            languages = [lang or det for lang, det in zip(languages, detected)]
         prompts = [prompt_tokens(self.generation_config, lang, task) for lang in languages]
-        results = self.model.generate(self.ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), prompts,
-                                      beam_size=max(beam_size, 1), max_length=max_new_tokens, return_scores=True,
-                                      suppress_blank=True, suppress_tokens=[-1])
+        sampling = dict(sampling_topk=0, sampling_temperature=temperature) if temperature > 0 else {}
+        if sampling:
+            self.ctranslate2.set_random_seed(seed)
+        results = self.model.generate(self._features(audios), prompts, beam_size=1 if sampling else max(beam_size, 1),
+                                      max_length=max_new_tokens, return_scores=True, return_no_speech_prob=True,
+                                      suppress_blank=True, suppress_tokens=[-1], **sampling)
         tokenizer = self.processor.tokenizer
-        return [Transcript(tokens=r.sequences_ids[0], language=lang,
-                           text=tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip(),
-                           avg_logprob=float(r.scores[0]) if r.scores else float("nan"))
-                for r, lang in zip(results, languages)]
+        out = []
+        for r, lang in zip(results, languages):
+            tokens = r.sequences_ids[0]
+            # CTranslate2's score is the log-probability divided by the length (length_penalty 1); the average
+            # of `WhisperDecoder` counts the end-of-text token too
+            logprob = float(r.scores[0]) * len(tokens) / (len(tokens) + 1) if r.scores else float("nan")
+            out.append(Transcript(tokens=tokens, language=lang, text=tokenizer.decode(tokens, skip_special_tokens=True)
+                                  .strip(), avg_logprob=logprob, no_speech_prob=float(r.no_speech_prob),
+                                  temperature=temperature))
+        return out

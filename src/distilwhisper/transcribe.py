@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
-from distilwhisper.clsr import attach_experts, trained_languages
+from distilwhisper.clsr import trained_languages
 from distilwhisper.decoding import TASKS, Transcript, WhisperDecoder
-from distilwhisper.train.run import experts_folder, model_or_run
+from distilwhisper.quantize import PRECISIONS, load_variant
 
 WINDOW_SECONDS = 30.0
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -106,14 +106,13 @@ def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
 
 
 class Transcriber:
-    """A loaded model (with every language of an experts folder attached) that transcribes many recordings."""
+    """A loaded model (with every language of an experts folder attached) that transcribes many recordings, at any
+    precision of `quantize.py` (the CTranslate2 ones for plain models)."""
 
-    def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False) -> None:
-        whisper, processor = model_or_run(model)
-        if experts:
-            attach_experts(whisper, experts_folder(experts))
-        self.experts = set(trained_languages(whisper))
-        self.decoder = WhisperDecoder(whisper, processor, trim=trim)
+    def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False,
+                 precision: str = "fp32", threads: int | None = None) -> None:
+        self.decoder = load_variant(model, precision, trim=trim, experts=experts, threads=threads).decoder
+        self.experts = set(trained_languages(self.decoder.model)) if isinstance(self.decoder, WhisperDecoder) else set()
 
     def detect(self, windows: list[np.ndarray]) -> tuple[str, float]:
         """The most likely language of the first windows and its probability (averaged over them)."""
@@ -167,10 +166,10 @@ def _needs_fallback(tr: Transcript) -> bool:
 
 def transcribe(audio: np.ndarray | str | Path, model: str = "bundled:base", experts: str | None = None,
                language: str | None = None, task: str = "transcribe", beam_size: int = 1, batch_size: int = 8,
-               fallback: bool = True, trim: bool = False) -> Transcription:
+               fallback: bool = True, trim: bool = False, precision: str = "fp32") -> Transcription:
     """Transcribe one recording of any length (16 kHz samples or a file).  To transcribe many, build one
     `Transcriber` and call it per recording: the model is loaded once."""
-    return Transcriber(model, experts, trim)(audio, language, task, beam_size, batch_size, fallback)
+    return Transcriber(model, experts, trim, precision)(audio, language, task, beam_size, batch_size, fallback)
 
 
 @dataclass
@@ -189,8 +188,10 @@ class TranscribeConfig:
         "help": "files to write per recording: txt,srt,vtt,tsv,json or all (default: print only)"})
     output_dir: str = field(default=".", metadata={"help": "folder for the written files"})
     beam_size: int = field(default=1, metadata={"help": "1 = greedy, >1 = beam search"})
-    batch_size: int = field(default=8, metadata={"help": "windows decoded together"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "windows decoded together"})
     greedy_only: bool = field(default=False, metadata={"help": "no temperature fallback (eval's protocol)"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio"})
-    threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
+    precision: str = field(default="fp32", metadata={"help": "weights/compute precision; ct2-* run the plain model "
+                                                             "on CTranslate2", "choices": PRECISIONS})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
 

@@ -1,0 +1,145 @@
+"""Long-form transcription side by side: this toolkit (torch and CTranslate2 backends) against faster-whisper on the
+same bundled whisper-base weights, on real recordings of several minutes; and language detection per language.
+
+Recordings: distinct asterisk telephone prompts (real speech, en and es) joined with pauses of 0.3-1.0 s (seeded)
+until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
+language given and without temperature fallback, same threads:
+  - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`);
+  - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
+    timestamp tokens, conditioned on the previous text (its default), no VAD;
+  - the same prompts decoded one by one (batched, torch): the bound a long-form method should reach.
+Prints WER of the whole transcript against the whole reference, wall seconds, the real-time factor and the time
+relative to faster-whisper; then the share of clips (single prompts, and the recordings' first windows) whose
+language is detected right, per language, for distilwhisper and faster-whisper.
+
+    pip install '.[bench]'   # faster-whisper
+    .venv/bin/python benchmarks/longform.py [--minutes 3,6] [--languages en,es] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distilwhisper.audio import SAMPLE_RATE, load_audio
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.hub import resolve_ct2_dir
+from distilwhisper.normalize import normalize
+from distilwhisper.results import error_counts
+from distilwhisper.transcribe import Transcriber
+
+
+def recordings(clips: list, minutes: list[float], seed: int) -> list[tuple[np.ndarray, str, list]]:
+    """(audio, reference, clips used) per length: distinct prompts in a seeded order, never reused."""
+    rng = random.Random(seed)
+    pool = clips[:]
+    rng.shuffle(pool)
+    made = []
+    for length in minutes:
+        parts, used, seconds = [], [], 0.0
+        while seconds < 60 * length and pool:
+            clip = pool.pop()
+            audio = load_audio(clip.audio)
+            pause = np.zeros(int(SAMPLE_RATE * rng.uniform(0.3, 1.0)), np.float32)
+            parts += [audio, pause]
+            used.append(clip)
+            seconds += (len(audio) + len(pause)) / SAMPLE_RATE
+        if seconds < 60 * length:
+            raise SystemExit(f"not enough distinct prompts for {length} min ({seconds / 60:.1f} min made)")
+        made.append((np.concatenate(parts), " ".join(c.text for c in used), used))
+    return made
+
+
+def wer(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
+    counts = error_counts(normalize(reference, language), normalize(hypothesis, language))
+    return counts.word_errors, counts.words
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", default="3,6", help="recording lengths per language")
+    parser.add_argument("--languages", default="en,es")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench-out/longform")
+    args = parser.parse_args()
+    from faster_whisper import WhisperModel
+
+    torch.set_num_threads(args.threads)
+    minutes = [float(m) for m in args.minutes.split(",")]
+    languages = args.languages.split(",")
+    ours = {"distilwhisper fp32 (torch)": Transcriber("bundled:base", threads=args.threads),
+            "distilwhisper ct2-float32": Transcriber("bundled:base", precision="ct2-float32", threads=args.threads)}
+    faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
+                          cpu_threads=args.threads)
+    print(f"bundled:base, greedy, language given, no fallback; {args.threads} threads; "
+          f"CPU: {platform.processor() or platform.machine()}\n")
+    totals: dict[str, list[float]] = {}
+    detections: dict[str, dict[str, list[int]]] = {}
+    lines = ["| language | minutes | system | WER % | wall s | RTF | time vs faster-whisper |",
+             "|---|---|---|---|---|---|---|"]
+    for language in languages:
+        clips, _ = import_asterisk([language], Path(args.out) / "corpus")
+        for audio, reference, used in recordings(clips, minutes, args.seed):
+            duration = len(audio) / SAMPLE_RATE
+            rows = {}
+            for name, transcriber in ours.items():
+                start = time.perf_counter()
+                result = transcriber(audio, language, batch_size=args.batch_size, fallback=False)
+                rows[name] = (result.text, time.perf_counter() - start)
+            start = time.perf_counter()
+            segments, _ = faster.transcribe(audio, language=language, beam_size=1, temperature=0.0,
+                                            vad_filter=False)
+            text = " ".join(s.text.strip() for s in segments)
+            rows["faster-whisper (sequential)"] = (text, time.perf_counter() - start)
+            start = time.perf_counter()
+            decoder = ours["distilwhisper fp32 (torch)"].decoder
+            audios = [load_audio(c.audio) for c in used]
+            texts = [t.text for i in range(0, len(audios), args.batch_size)
+                     for t in decoder.transcribe(audios[i:i + args.batch_size], language)]
+            rows["prompts one by one (torch)"] = (" ".join(texts), time.perf_counter() - start)
+            base = rows["faster-whisper (sequential)"][1]
+            for name, (text, seconds) in rows.items():
+                errors, words = wer(reference, text, language)
+                total = totals.setdefault(name, [0, 0, 0.0, 0.0])
+                total[0] += errors
+                total[1] += words
+                total[2] += seconds
+                total[3] += duration
+                lines.append(f"| {language} | {duration / 60:.1f} | {name} | {100 * errors / words:.1f} | "
+                             f"{seconds:.1f} | {seconds / duration:.3f} | {seconds / base:.2f}x |")
+            print(lines[-1], flush=True)
+            first = audio[:30 * SAMPLE_RATE]
+            _, info = faster.transcribe(first, beam_size=1, temperature=0.0, vad_filter=False)
+            for name, transcriber in ours.items():
+                detections.setdefault(f"{name}, recording", {}).setdefault(language, []).append(
+                    int(transcriber(first, None, batch_size=1, fallback=False).language == language))
+            detections.setdefault("faster-whisper, recording", {}).setdefault(language, []).append(
+                int(info.language == language))
+        singles = [load_audio(c.audio) for c in clips[:64]]
+        for name, transcriber in ours.items():
+            detected = [max(p, key=p.get) for i in range(0, len(singles), args.batch_size)
+                        for p in transcriber.decoder.language_probabilities(singles[i:i + args.batch_size])]
+            detections.setdefault(f"{name}, single prompts", {})[language] = [int(d == language) for d in detected]
+        detections.setdefault("faster-whisper, single prompts", {})[language] = [
+            int(faster.detect_language(audio=a)[0] == language) for a in singles]
+    print("\n" + "\n".join(lines))
+    print("\n| system | WER % (all recordings) | wall s | time vs faster-whisper |\n|---|---|---|---|")
+    base = totals["faster-whisper (sequential)"][2]
+    for name, (errors, words, seconds, _) in totals.items():
+        print(f"| {name} | {100 * errors / words:.2f} | {seconds:.1f} | {seconds / base:.2f}x |")
+    print("\n| language detection | " + " | ".join(languages) + " |\n" + "|---" * (len(languages) + 1) + "|")
+    for name, per_language in detections.items():
+        print(f"| {name} | " + " | ".join(f"{100 * np.mean(per_language[lang]):.0f} % of {len(per_language[lang])}"
+                                          for lang in languages) + " |")
+
+
+if __name__ == "__main__":
+    main()
