@@ -107,3 +107,42 @@ def test_a_full_disk_names_the_file_and_keeps_what_was_written(tmp_path, monkeyp
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"version": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temp file left behind
+
+
+def test_a_real_full_disk_during_eval_names_the_file_and_a_rerun_finishes(tiny, tmp_path, capsys):
+    """`eval` writing to a small tmpfs that fills up (where this process may mount one; the injected ENOSPC test
+    above covers the rest): one error line naming the file, nothing finished lost, and once space is freed the
+    same command completes with every utterance exactly once."""
+    import subprocess
+
+    from conftest import tiny_on_disk
+    from distilwhisper.cli import main
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        manifest = tiny_on_disk(tiny, tmp_path, 6)
+        args = ["eval", "--model", str(tmp_path / "tiny"), "--data", str(manifest), "--batch-size", "2",
+                "--out", str(small / "out")]
+        filler = small / "filler"
+        with filler.open("wb", buffering=0) as f:  # fill the disk, then give back room for a few files only
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        with filler.open("r+b") as f:
+            f.truncate(filler.stat().st_size - 5 * 4096)
+        assert main(args) == 2
+        error = capsys.readouterr().err
+        assert "No space left on device" in error and str(small / "out") in error
+        filler.unlink()
+        assert main(args) == 0
+        rows, clean = read_jsonl(small / "out" / "results.jsonl")
+        assert clean and sorted(r["id"] for r in rows) == sorted(f"{lang}{i}" for lang in ("ca", "cs")
+                                                                   for i in range(6))
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[ALLOW_PICKLE] = "1"
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:  # FolderInUseError is a RuntimeError
+    except (OSError, ValueError, RuntimeError) as err:  # FolderInUseError is a RuntimeError; OSError: e.g. full disk
         print(f"distilwhisper: error: {err}", file=sys.stderr)
         return 2
 

@@ -152,9 +152,14 @@ def exclusive(folder: str | Path) -> Iterator[Path]:
 
 
 def append_jsonl(f: IO[str], rows: Iterable[dict]) -> None:
-    """Write rows (one JSON object a line, UTF-8 kept readable) and flush them to the OS."""
-    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    f.flush()
+    """Write rows (one JSON object a line, UTF-8 kept readable) and flush them to the OS.  A failed write (e.g. a
+    full disk) names the file; the rows before stay readable (a torn last row is dropped by the readers)."""
+    try:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        f.flush()
+    except OSError as err:
+        raise OSError(err.errno, f"{f.name}: rows not written ({err.strerror or err}); the rows before them are "
+                                 "kept, and a rerun continues from them") from err
 
 
 def read_jsonl(path: str | Path, keep: Callable[[dict], bool] | None = None) -> tuple[list[dict], bool]:
