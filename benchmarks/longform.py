@@ -4,13 +4,15 @@ same bundled whisper-base weights, on real recordings of several minutes; and la
 Recordings: distinct asterisk telephone prompts (real speech, en and es) joined with pauses of 0.3-1.0 s (seeded)
 until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
 language given and without temperature fallback, same threads:
-  - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`);
+  - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`), and
+    fp32 with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
   - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
     timestamp tokens, conditioned on the previous text (its default), no VAD;
   - the same prompts decoded one by one (batched, torch): the bound a long-form method should reach.
 Prints WER of the whole transcript against the whole reference, wall seconds, the real-time factor and the time
-relative to faster-whisper; then the share of clips (single prompts, and the recordings' first windows) whose
-language is detected right, per language, for distilwhisper and faster-whisper.
+relative to faster-whisper; then the share of clips (single prompts, the recordings' first 30 s, and single lines
+of real Czech dialogue from Fish Fillets NG) whose language is detected right, per language, for distilwhisper and
+faster-whisper.
 
     pip install '.[bench]'   # faster-whisper
     .venv/bin/python benchmarks/longform.py [--minutes 3,6] [--languages en,es] [--threads 2]
@@ -29,6 +31,7 @@ import torch
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.data.fillets import load_fillets
 from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
 from distilwhisper.results import error_counts
@@ -95,6 +98,9 @@ def main() -> None:
                 result = transcriber(audio, language, batch_size=args.batch_size, fallback=False)
                 rows[name] = (result.text, time.perf_counter() - start)
             start = time.perf_counter()
+            result = ours["distilwhisper fp32 (torch)"](audio, language, fallback=False, sequential=True)
+            rows["distilwhisper fp32 sequential (torch)"] = (result.text, time.perf_counter() - start)
+            start = time.perf_counter()
             segments, _ = faster.transcribe(audio, language=language, beam_size=1, temperature=0.0,
                                             vad_filter=False)
             text = " ".join(s.text.strip() for s in segments)
@@ -130,6 +136,15 @@ def main() -> None:
             detections.setdefault(f"{name}, single prompts", {})[language] = [int(d == language) for d in detected]
         detections.setdefault("faster-whisper, single prompts", {})[language] = [
             int(faster.detect_language(audio=a)[0] == language) for a in singles]
+    # Czech: real acted dialogue (Fish Fillets NG), single lines only (no recordings of minutes to join)
+    lines_cs = [load_audio(u.audio) for u in load_fillets("cs")[0][:64]]
+    for name, transcriber in ours.items():
+        detected = [max(p, key=p.get) for i in range(0, len(lines_cs), args.batch_size)
+                    for p in transcriber.decoder.language_probabilities(lines_cs[i:i + args.batch_size])]
+        detections.setdefault(f"{name}, single prompts", {})["cs"] = [int(d == "cs") for d in detected]
+    detections.setdefault("faster-whisper, single prompts", {})["cs"] = [
+        int(faster.detect_language(audio=a)[0] == "cs") for a in lines_cs]
+    languages = [*languages, "cs"]
     print("\n" + "\n".join(lines))
     print("\n| system | WER % (all recordings) | wall s | time vs faster-whisper |\n|---|---|---|---|")
     base = totals["faster-whisper (sequential)"][2]
@@ -138,7 +153,7 @@ def main() -> None:
     print("\n| language detection | " + " | ".join(languages) + " |\n" + "|---" * (len(languages) + 1) + "|")
     for name, per_language in detections.items():
         print(f"| {name} | " + " | ".join(f"{100 * np.mean(per_language[lang]):.0f} % of {len(per_language[lang])}"
-                                          for lang in languages) + " |")
+                                          if lang in per_language else "-" for lang in languages) + " |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from distilwhisper import subtitles
 from distilwhisper.cli import main
 from distilwhisper.results import error_counts
 from distilwhisper.normalize import normalize
-from distilwhisper.transcribe import SAMPLE_RATE, Transcriber, speech_windows
+from distilwhisper.transcribe import SAMPLE_RATE, Transcriber, speech_windows, timed_segments
 from conftest import tone
 
 
@@ -22,6 +22,39 @@ def _recording(parts: list[tuple[str, float]]) -> np.ndarray:
     """('tone' | 'pause', seconds) pieces one after the other."""
     return np.concatenate([tone(sec) if kind == "tone" else np.zeros(int(sec * SAMPLE_RATE), np.float32)
                            for kind, sec in parts])
+
+
+def test_timed_segments_follow_the_timestamp_grammar():
+    """Whisper's window output `<|t0|> text <|t1|><|t1|> text <|t2|>...`: segments between pairs of times; the next
+    window starts at the last complete segment's end, or after the whole window when the output ends on a lone
+    time (or holds no complete segment)."""
+    b, window = 50364, 30 * SAMPLE_RATE
+    assert timed_segments([b, 1, 2, b + 50, b + 50, 3, b + 120], b, window) == (
+        [(0.0, 1.0, [1, 2]), (1.0, 2.4, [3])], window)  # ends on a lone time: everything heard
+    assert timed_segments([b, 1, b + 50, b + 60, 2, 3], b, window) == (
+        [(0.0, 1.0, [1])], SAMPLE_RATE)  # the last segment is cut off: start again at its start, 1.0 s
+    assert timed_segments([b + 10, 7, 8], b, window) == ([(0.2, 30.0, [7, 8])], window)  # no closing time
+    assert timed_segments([], b, window) == ([], window)
+
+
+def test_timestamp_decoding_obeys_the_grammar_on_any_model(tiny):
+    """Even a random model's output under the timestamp rules: it opens with a time of at most 1 s, times never go
+    back, and after a closing time comes an opening one or the end."""
+    from distilwhisper.decoding import WhisperDecoder
+
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor)
+    for seed in range(3):
+        audio = np.random.default_rng(seed).normal(0, 0.1, SAMPLE_RATE * 3).astype(np.float32)
+        tokens = decoder.transcribe([audio], "ca", timestamps=True, temperature=1.0, seed=seed,
+                                    max_new_tokens=60)[0].tokens
+        begin = decoder.timestamp_begin
+        times = [t for t in tokens if t >= begin]
+        assert tokens and begin <= tokens[0] <= begin + 50
+        assert times == sorted(times)
+        for i in range(2, len(tokens)):
+            if tokens[i - 1] >= begin and tokens[i - 2] < begin:  # a closing time
+                assert tokens[i] >= begin  # then an opening time (the end is not in `tokens`)
 
 
 def test_windows_are_cut_in_pauses_and_cover_the_speech():
@@ -147,3 +180,10 @@ def test_real_long_recording(bundled, tmp_path):
     on_ct2 = error_counts(reference, normalize(ct2.text, "en"))
     assert on_ct2.word_errors <= whole.word_errors + 0.02 * whole.words
     assert all(-5 < s.avg_logprob < 0 and 0 <= s.no_speech_prob < 0.5 for s in ct2.segments)
+    # Whisper's sequential algorithm: times from the model, windows moved to the last complete segment
+    sequential = transcriber(audio, "en", sequential=True)
+    starts = [s.start for s in sequential.segments]
+    assert len(sequential.segments) > len(result.segments) and starts == sorted(starts)
+    assert all(0 <= s.start <= s.end <= result.duration + 0.5 for s in sequential.segments)
+    timed = error_counts(reference, normalize(sequential.text, "en"))
+    assert timed.word_errors <= whole.word_errors + 0.05 * whole.words  # measured: 6.2 % against 3.7 %

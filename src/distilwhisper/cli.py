@@ -135,7 +135,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     for path in tqdm(config.audio, unit="file", desc="transcribing", disable=len(config.audio) < 2):
         try:
             result = transcriber(path, config.language, config.task, config.beam_size, config.batch_size,
-                                 fallback=not config.greedy_only)
+                                 fallback=not config.greedy_only, sequential=config.sequential,
+                                 condition_on_previous_text=not config.no_condition)
         except AudioError as err:  # reported; the other files go on
             tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
             failed += 1

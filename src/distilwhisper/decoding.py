@@ -50,9 +50,11 @@ class Transcript:
     temperature: float = 0.0
 
 
-def prompt_tokens(generation_config, language: str | None, task: str = "transcribe") -> list[int]:
+def prompt_tokens(generation_config, language: str | None, task: str = "transcribe",
+                  timestamps: bool = False) -> list[int]:
     """`<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>` (just SOT and notimestamps for English-only
-    models): the prompt decoding forces and training labels carry."""
+    models): the prompt decoding forces and training labels carry; with `timestamps`, without <|notimestamps|>, so
+    the model writes segment times."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     tokens = [int(generation_config.decoder_start_token_id)]
@@ -66,7 +68,7 @@ def prompt_tokens(generation_config, language: str | None, task: str = "transcri
         tokens += [lang_to_id[token], generation_config.task_to_id[task]]
     elif language not in (None, "en") or task != "transcribe":
         raise ValueError(f"this model is English-only; cannot {task} language {language!r}")
-    if getattr(generation_config, "no_timestamps_token_id", None) is not None:
+    if getattr(generation_config, "no_timestamps_token_id", None) is not None and not timestamps:
         tokens.append(int(generation_config.no_timestamps_token_id))
     return tokens
 
@@ -114,6 +116,9 @@ class WhisperDecoder:
         tokenizer = processor.tokenizer
         no_speech = tokenizer.convert_tokens_to_ids("<|nospeech|>")
         self.no_speech = None if no_speech in (None, tokenizer.unk_token_id, self.eot) else int(no_speech)
+        self.no_timestamps = int(gen.no_timestamps_token_id)
+        self.timestamp_begin = self.no_timestamps + 1  # <|0.00|>; one token per 0.02 s after it
+        self.start_of_previous = int(tokenizer.convert_tokens_to_ids("<|startofprev|>"))
 
     # ----- inputs -----------------------------------------------------------------------------------------
     def features(self, audios: list[np.ndarray]) -> tuple[torch.Tensor, int]:
@@ -123,21 +128,22 @@ class WhisperDecoder:
         feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features.to(self.device)
         return feats, trimmed_frames([len(a) for a in audios], feats.shape[-1]) if self.trim else feats.shape[-1]
 
-    def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
+    def prompt(self, language: str | None, task: str = "transcribe", timestamps: bool = False) -> list[int]:
         """The forced prompt of this model for `language` (see `prompt_tokens`)."""
-        return prompt_tokens(self.model.generation_config, language, task)
+        return prompt_tokens(self.model.generation_config, language, task, timestamps)
 
     # ----- model pieces -----------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, frames: int) -> torch.Tensor:
         return encode(self.model, feats, frames)
 
     def _step(self, tokens: torch.Tensor, enc: torch.Tensor, cache: EncoderDecoderCache,
-              first: bool = False) -> torch.Tensor:
-        """Logits of the next token (with `first`, also those after the prompt's first token, <|sot|>)."""
+              sot_at: int | None = None) -> torch.Tensor:
+        """Logits of the next token (with `sot_at`, the prompt's position of <|startoftranscript|>, also the logits
+        after it, which hold the no-speech probability)."""
         hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=enc, cache=cache,
                                           use_cache=True).last_hidden_state
         last = self.model.proj_out(hidden[:, -1]).float()
-        return (last, self.model.proj_out(hidden[:, 0]).float()) if first else last
+        return (last, self.model.proj_out(hidden[:, sot_at]).float()) if sot_at is not None else last
 
     def _mask(self, logits: torch.Tensor, first: bool) -> torch.Tensor:
         logits = logits.masked_fill(self.suppress, -math.inf)
@@ -164,10 +170,16 @@ class WhisperDecoder:
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
                    beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe",
-                   temperature: float = 0.0, seed: int = 0) -> list[Transcript]:
+                   temperature: float = 0.0, seed: int = 0, timestamps: bool = False,
+                   previous: list[int] | None = None) -> list[Transcript]:
         """Decode a batch of clips (each <= 30 s) with the given language forced (None: detected first);
         `task` "translate" asks for English text, Whisper's other task; a `temperature` above 0 samples (seeded)
-        instead of taking the most likely token (beam search is greedy's alternative, not sampling's)."""
+        instead of taking the most likely token (beam search is greedy's alternative, not sampling's).
+        `timestamps` lets the model write segment times under Whisper's timestamp rules (the tokens keep them; greedy
+        or sampling only); `previous` tokens (the text before the clip) are given as context after
+        <|startofprev|>, as Whisper's sequential long-form decoding does."""
+        if timestamps and beam_size > 1 and temperature == 0:
+            raise ValueError("timestamp decoding is greedy or sampled, not beam search")
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages) and self.lang_to_id:
@@ -177,22 +189,24 @@ class WhisperDecoder:
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
             clsr.set_language(self.model, languages[0], shared_fallback=True)
-        prompts = [self.prompt(lang, task) for lang in languages]
+        context = [self.start_of_previous, *previous[-(self.max_positions // 2 - 1):]] if previous else []
+        prompts = [context + self.prompt(lang, task, timestamps) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))
         if beam_size <= 1 or temperature > 0:
-            outputs = self._greedy(prompts, enc, max_new_tokens, temperature, seed)
+            outputs = self._greedy(prompts, enc, max_new_tokens, temperature, seed, len(context), timestamps)
         else:
             outputs = [self._beam(p, enc[i:i + 1], beam_size, max_new_tokens) + (float("nan"),)
                        for i, p in enumerate(prompts)]
         tokenizer = self.processor.tokenizer
-        return [Transcript(tokens=tokens, text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+        return [Transcript(tokens=tokens, text=tokenizer.decode([t for t in tokens if t < self.eot],
+                                                                skip_special_tokens=True).strip(),
                            language=lang or "en", avg_logprob=logprob, no_speech_prob=no_speech,
                            temperature=temperature)
                 for (tokens, logprob, no_speech), lang in zip(outputs, languages)]
 
     def _greedy(self, prompts: list[list[int]], enc: torch.Tensor, max_new: int, temperature: float = 0.0,
-                seed: int = 0) -> list[tuple[list[int], float, float]]:
+                seed: int = 0, sot_at: int = 0, timestamps: bool = False) -> list[tuple[list[int], float, float]]:
         """(tokens, average log-probability, no-speech probability) per clip; sampled when `temperature` > 0."""
         n = len(prompts)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
@@ -204,12 +218,14 @@ class WhisperDecoder:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         for step in range(max_new):
             if step == 0:
-                logits, after_sot = self._step(tokens, enc, cache, first=True)
+                logits, after_sot = self._step(tokens, enc, cache, sot_at)
                 if self.no_speech is not None:
                     no_speech = after_sot.softmax(-1)[:, self.no_speech].tolist()
             else:
                 logits = self._step(tokens, enc, cache)
             logits = self._mask(logits, first=step == 0)
+            if timestamps:
+                logits = self._timestamp_rules(logits, [out[i] for i in alive.tolist()], first=step == 0)
             logprobs = logits.log_softmax(-1)
             if temperature > 0:
                 nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[:, 0]
@@ -229,6 +245,34 @@ class WhisperDecoder:
                 enc, alive, nxt = enc[keep], alive[keep], nxt[keep]
             tokens = nxt[:, None]
         return [(toks, logprob_sum[i] / (len(toks) + 1), no_speech[i]) for i, toks in enumerate(out)]
+
+    def _timestamp_rules(self, logits: torch.Tensor, generated: list[list[int]], first: bool,
+                         max_initial: int = 50) -> torch.Tensor:
+        """Whisper's timestamp grammar: the text of a segment sits between two times; after a closing time comes an
+        opening one or the end; times never go back; the first token is a time of at most 1 s; and a time is taken
+        whenever all times together are more likely than the likeliest text token."""
+        logits = logits.clone()
+        begin = self.timestamp_begin
+        logits[:, self.no_timestamps] = -math.inf
+        for row, seq in enumerate(generated):
+            last = len(seq) >= 1 and seq[-1] >= begin
+            before_last = len(seq) < 2 or seq[-2] >= begin
+            if last:
+                if before_last:
+                    logits[row, begin:] = -math.inf  # a pair just closed (or the opening time): text follows
+                else:
+                    logits[row, :self.eot] = -math.inf  # text then a time: another time, or the end
+            times = [t for t in seq if t >= begin]
+            if times:
+                floor = times[-1] if last and not before_last else times[-1] + 1
+                logits[row, begin:floor] = -math.inf
+        if first:
+            logits[:, :begin] = -math.inf
+            logits[:, begin + max_initial + 1:] = -math.inf
+        logprobs = logits.float().log_softmax(-1)
+        times_win = logprobs[:, begin:].logsumexp(-1) > logprobs[:, :begin].max(-1).values
+        logits[times_win, :begin] = -math.inf
+        return logits
 
     def _beam(self, prompt: list[int], enc: torch.Tensor, beam: int, max_new: int) -> tuple[list[int], float]:
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())

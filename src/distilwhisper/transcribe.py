@@ -32,6 +32,7 @@ NO_SPEECH_THRESHOLD = 0.6
 FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
 MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
+TIME_STEP = 0.02  # seconds per timestamp token
 
 
 @dataclass
@@ -122,7 +123,11 @@ class Transcriber:
         return best, mean[best]
 
     def __call__(self, audio: np.ndarray | str | Path, language: str | None = None, task: str = "transcribe",
-                 beam_size: int = 1, batch_size: int = 8, fallback: bool = True) -> Transcription:
+                 beam_size: int = 1, batch_size: int = 8, fallback: bool = True, sequential: bool = False,
+                 condition_on_previous_text: bool = True) -> Transcription:
+        """Transcribe one recording: windows cut at pauses and decoded in batches, or with `sequential` Whisper's
+        own long-form algorithm (one 30 s window at a time, each starting where the last complete segment the model
+        timed ended, optionally conditioned on the text so far; torch backend)."""
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
@@ -134,6 +139,11 @@ class Transcriber:
             language, probability = self.detect(windows) if windows else ("en", None)
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
                                language if language in self.experts else None)
+        if sequential:
+            if not isinstance(self.decoder, WhisperDecoder):
+                raise ValueError("sequential decoding runs on the torch backend (a precision that is not ct2-*)")
+            result.segments = self._sequential(samples, language, task, fallback, condition_on_previous_text)
+            return result
         for i in range(0, len(windows), batch_size):
             decoded = self._decode(windows[i:i + batch_size], language, task, beam_size, fallback)
             for (a, b), tr in zip(ranges[i:i + batch_size], decoded):
@@ -156,6 +166,67 @@ class Transcriber:
             for i, tr in zip(redo, again):
                 results[i] = tr
         return results
+
+
+    def _sequential(self, samples: np.ndarray, language: str, task: str, fallback: bool,
+                    condition: bool) -> list[Segment]:
+        """Whisper's sequential long-form decoding with timestamp tokens."""
+        window, segments, seek, context = int(WINDOW_SECONDS * SAMPLE_RATE), [], 0, []
+        begin = self.decoder.timestamp_begin
+        while seek < len(samples):
+            chunk = samples[seek:seek + window]
+            if len(chunk) < FRAME:  # a last sliver shorter than one frame holds no speech
+                break
+            tr = self._decode_window(chunk, language, task, fallback, context if condition else None)
+            offset = seek / SAMPLE_RATE
+            if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
+                seek += len(chunk)  # silence: no text, next window
+                continue
+            pieces, advance = timed_segments(tr.tokens, begin, len(chunk))
+            for start, end, tokens in pieces:
+                text = self.decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                segments.append(Segment(round(offset + start, 3), round(offset + end, 3), text, tr.avg_logprob,
+                                        tr.no_speech_prob, tr.temperature, compression_ratio(tr.text)))
+            context = context + [t for t in tr.tokens if t < self.decoder.eot or t >= begin] \
+                if tr.temperature <= 0.5 else []  # a sampled window is no context (openai-whisper's rule)
+            seek += max(advance, FRAME)
+        return segments
+
+    def _decode_window(self, chunk: np.ndarray, language: str, task: str, fallback: bool,
+                       context: list[int] | None) -> Transcript:
+        """One window with timestamps, decoded again at rising temperatures while it loops or fails."""
+        for step, temperature in enumerate(TEMPERATURES if fallback else TEMPERATURES[:1]):
+            tr = self.decoder.transcribe([chunk], language, task=task, temperature=temperature, seed=step,
+                                         timestamps=True, previous=context)[0]
+            if not _needs_fallback(tr):
+                break
+        return tr
+
+
+def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[list[tuple[float, float, list[int]]],
+                                                                                  int]:
+    """Segments (start s, end s, text tokens) of one window's tokens under the timestamp grammar, and how many
+    samples the next window moves on: to the last complete segment's end, or the whole window when the output
+    ends with a lone time (the model heard everything up to the end) or holds no complete segment."""
+    is_time = [t >= begin for t in tokens]
+    seconds = [(t - begin) * TIME_STEP for t in tokens]
+    closes = [i for i in range(1, len(tokens)) if is_time[i - 1] and is_time[i]]  # between two times: a boundary
+    lone_end = len(tokens) >= 2 and is_time[-1] and not is_time[-2]
+    if not closes:  # one segment at most: from its opening time (or 0) to its closing time (or the window's end)
+        text = [t for t, time_ in zip(tokens, is_time) if not time_]
+        start = seconds[0] if is_time[0:1] == [True] else 0.0
+        end = seconds[-1] if len(tokens) > 1 and is_time[-1] else window_samples / SAMPLE_RATE
+        return ([(start, end, text)] if text else []), window_samples
+    cuts = closes + ([len(tokens)] if lone_end else [])
+    pieces, last = [], 0
+    for cut in cuts:
+        piece = tokens[last:cut]
+        text = [t for t in piece if t < begin]
+        if text and is_time[last] and is_time[cut - 1]:
+            pieces.append((seconds[last], seconds[cut - 1], text))
+        last = cut
+    advance = window_samples if lone_end else int(round(seconds[last - 1] * SAMPLE_RATE))
+    return pieces, advance
 
 
 def _needs_fallback(tr: Transcript) -> bool:
@@ -190,6 +261,11 @@ class TranscribeConfig:
     beam_size: int = field(default=1, metadata={"help": "1 = greedy, >1 = beam search"})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "windows decoded together"})
     greedy_only: bool = field(default=False, metadata={"help": "no temperature fallback (eval's protocol)"})
+    sequential: bool = field(default=False, metadata={
+        "help": "Whisper's sequential long-form decoding with timestamp tokens (segment times from the model, each "
+                "window conditioned on the text before it), instead of windows cut at pauses decoded in batches"})
+    no_condition: bool = field(default=False, metadata={"help": "with --sequential: do not give each window the "
+                                                                "text before it"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio"})
     precision: str = field(default="fp32", metadata={"help": "weights/compute precision; ct2-* run the plain model "
                                                              "on CTranslate2", "choices": PRECISIONS})
