@@ -7,10 +7,12 @@ language given and without temperature fallback, same threads:
   - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`), and
     fp32 with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
   - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
-    timestamp tokens, conditioned on the previous text (its default), no VAD;
+    timestamp tokens, conditioned on the previous text (its default), no VAD; and its `BatchedInferencePipeline`
+    (Silero VAD chunks decoded in batches);
   - the same prompts decoded one by one (batched, torch): the bound a long-form method should reach.
-Prints WER of the whole transcript against the whole reference, wall seconds, the real-time factor and the time
-relative to faster-whisper; then the share of clips (single prompts, the recordings' first 30 s, and single lines
+Prints WER of the whole transcript against the whole reference, its deleted and inserted words (beyond those of
+the clips decoded one by one, they are words lost or repeated at window seams), wall seconds, the real-time factor
+and the time relative to faster-whisper; then the share of clips (single prompts, the recordings' first 30 s, and single lines
 of real Czech dialogue from Fish Fillets NG) whose language is detected right, per language, for distilwhisper and
 faster-whisper.
 
@@ -26,6 +28,7 @@ import random
 import time
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import torch
 
@@ -34,7 +37,6 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import load_fillets
 from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
-from distilwhisper.results import error_counts
 from distilwhisper.transcribe import Transcriber
 
 
@@ -59,21 +61,26 @@ def recordings(clips: list, minutes: list[float], seed: int) -> list[tuple[np.nd
     return made
 
 
-def wer(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
-    counts = error_counts(normalize(reference, language), normalize(hypothesis, language))
-    return counts.word_errors, counts.words
+def edits(reference: str, hypothesis: str, language: str) -> tuple[int, int, int, int]:
+    """(word errors, reference words, deletions, insertions) of normalised texts."""
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not hyp.split():
+        return len(ref.split()), len(ref.split()), len(ref.split()), 0
+    out = jiwer.process_words(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, len(ref.split()), out.deletions, out.insertions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="3,6", help="recording lengths per language")
-    parser.add_argument("--languages", default="en,es")
+    parser.add_argument("--languages", default="en,es", help="languages of the long recordings")
+    parser.add_argument("--detect", default="en,es,fr,it,ru", help="languages of the detection test (prompts)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-out/longform")
     args = parser.parse_args()
-    from faster_whisper import WhisperModel
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     torch.set_num_threads(args.threads)
     minutes = [float(m) for m in args.minutes.split(",")]
@@ -82,12 +89,13 @@ def main() -> None:
             "distilwhisper ct2-float32": Transcriber("bundled:base", precision="ct2-float32", threads=args.threads)}
     faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
                           cpu_threads=args.threads)
+    pipeline = BatchedInferencePipeline(model=faster)  # its Silero VAD ships inside the package
     print(f"bundled:base, greedy, language given, no fallback; {args.threads} threads; "
           f"CPU: {platform.processor() or platform.machine()}\n")
     totals: dict[str, list[float]] = {}
     detections: dict[str, dict[str, list[int]]] = {}
-    lines = ["| language | minutes | system | WER % | wall s | RTF | time vs faster-whisper |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| language | minutes | system | WER % | deleted / inserted words (one by one: " +
+             "the bound) | wall s | RTF | time vs faster-whisper |", "|---|---|---|---|---|---|---|---|"]
     for language in languages:
         clips, _ = import_asterisk([language], Path(args.out) / "corpus")
         for audio, reference, used in recordings(clips, minutes, args.seed):
@@ -106,6 +114,11 @@ def main() -> None:
             text = " ".join(s.text.strip() for s in segments)
             rows["faster-whisper (sequential)"] = (text, time.perf_counter() - start)
             start = time.perf_counter()
+            segments, _ = pipeline.transcribe(audio, language=language, beam_size=1, temperature=0.0,
+                                              batch_size=args.batch_size)
+            text = " ".join(s.text.strip() for s in segments)
+            rows["faster-whisper BatchedInferencePipeline"] = (text, time.perf_counter() - start)
+            start = time.perf_counter()
             decoder = ours["distilwhisper fp32 (torch)"].decoder
             audios = [load_audio(c.audio) for c in used]
             texts = [t.text for i in range(0, len(audios), args.batch_size)
@@ -113,14 +126,13 @@ def main() -> None:
             rows["prompts one by one (torch)"] = (" ".join(texts), time.perf_counter() - start)
             base = rows["faster-whisper (sequential)"][1]
             for name, (text, seconds) in rows.items():
-                errors, words = wer(reference, text, language)
-                total = totals.setdefault(name, [0, 0, 0.0, 0.0])
-                total[0] += errors
-                total[1] += words
-                total[2] += seconds
-                total[3] += duration
+                errors, words, deleted, inserted = edits(reference, text, language)
+                total = totals.setdefault(name, [0, 0, 0.0, 0.0, 0, 0])
+                for k, value in enumerate((errors, words, seconds, duration, deleted, inserted)):
+                    total[k] += value
                 lines.append(f"| {language} | {duration / 60:.1f} | {name} | {100 * errors / words:.1f} | "
-                             f"{seconds:.1f} | {seconds / duration:.3f} | {seconds / base:.2f}x |")
+                             f"{deleted} / {inserted} | {seconds:.1f} | {seconds / duration:.3f} | "
+                             f"{seconds / base:.2f}x |")
             print(lines[-1], flush=True)
             first = audio[:30 * SAMPLE_RATE]
             _, info = faster.transcribe(first, beam_size=1, temperature=0.0, vad_filter=False)
@@ -129,27 +141,25 @@ def main() -> None:
                     int(transcriber(first, None, batch_size=1, fallback=False).language == language))
             detections.setdefault("faster-whisper, recording", {}).setdefault(language, []).append(
                 int(info.language == language))
-        singles = [load_audio(c.audio) for c in clips[:64]]
+    # single clips: the asterisk prompts of every language, and real acted Czech dialogue (Fish Fillets NG)
+    singles = {lang: [load_audio(c.audio) for c in import_asterisk([lang], Path(args.out) / "corpus")[0][:64]]
+               for lang in args.detect.split(",")}
+    singles["cs"] = [load_audio(u.audio) for u in load_fillets("cs")[0][:64]]
+    for language, audios in singles.items():
         for name, transcriber in ours.items():
-            detected = [max(p, key=p.get) for i in range(0, len(singles), args.batch_size)
-                        for p in transcriber.decoder.language_probabilities(singles[i:i + args.batch_size])]
-            detections.setdefault(f"{name}, single prompts", {})[language] = [int(d == language) for d in detected]
-        detections.setdefault("faster-whisper, single prompts", {})[language] = [
-            int(faster.detect_language(audio=a)[0] == language) for a in singles]
-    # Czech: real acted dialogue (Fish Fillets NG), single lines only (no recordings of minutes to join)
-    lines_cs = [load_audio(u.audio) for u in load_fillets("cs")[0][:64]]
-    for name, transcriber in ours.items():
-        detected = [max(p, key=p.get) for i in range(0, len(lines_cs), args.batch_size)
-                    for p in transcriber.decoder.language_probabilities(lines_cs[i:i + args.batch_size])]
-        detections.setdefault(f"{name}, single prompts", {})["cs"] = [int(d == "cs") for d in detected]
-    detections.setdefault("faster-whisper, single prompts", {})["cs"] = [
-        int(faster.detect_language(audio=a)[0] == "cs") for a in lines_cs]
-    languages = [*languages, "cs"]
+            detected = [max(p, key=p.get) for i in range(0, len(audios), args.batch_size)
+                        for p in transcriber.decoder.language_probabilities(audios[i:i + args.batch_size])]
+            detections.setdefault(f"{name}, single clips", {})[language] = [int(d == language) for d in detected]
+        detections.setdefault("faster-whisper, single clips", {})[language] = [
+            int(faster.detect_language(audio=a)[0] == language) for a in audios]
+    languages = list(singles)
     print("\n" + "\n".join(lines))
-    print("\n| system | WER % (all recordings) | wall s | time vs faster-whisper |\n|---|---|---|---|")
+    print("\n| system | WER % (all recordings) | deleted / inserted | wall s | time vs faster-whisper |\n"
+          "|---|---|---|---|---|")
     base = totals["faster-whisper (sequential)"][2]
-    for name, (errors, words, seconds, _) in totals.items():
-        print(f"| {name} | {100 * errors / words:.2f} | {seconds:.1f} | {seconds / base:.2f}x |")
+    for name, (errors, words, seconds, _, deleted, inserted) in totals.items():
+        print(f"| {name} | {100 * errors / words:.2f} | {deleted} / {inserted} | {seconds:.1f} | "
+              f"{seconds / base:.2f}x |")
     print("\n| language detection | " + " | ".join(languages) + " |\n" + "|---" * (len(languages) + 1) + "|")
     for name, per_language in detections.items():
         print(f"| {name} | " + " | ".join(f"{100 * np.mean(per_language[lang]):.0f} % of {len(per_language[lang])}"

@@ -4,6 +4,8 @@
 # (gnome-user-docs) and sox for the offline corpus. Installs only what is missing; needs root (or sudo) and apt-get.
 set -euo pipefail
 PACKAGES=(ffmpeg sox asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav
+  asterisk-core-sounds-fr asterisk-core-sounds-fr-wav asterisk-core-sounds-it asterisk-core-sounds-it-wav
+  asterisk-core-sounds-ru asterisk-core-sounds-ru-wav
   festival festvox-ca-ona-hts festvox-czech-dita festvox-czech-machac festvox-czech-ph festvox-czech-krb
   espeak-ng gnome-user-docs fillets-ng-data fillets-ng-data-cs)
 missing=()
