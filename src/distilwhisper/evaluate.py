@@ -190,7 +190,7 @@ def _merge_and_summarize(out: Path, planned: list[str], skipped_lines: int) -> l
     order; an id once), their skipped clips into `skipped.txt`, remove them; then the summaries."""
     results_path, shards = out / "results.jsonl", out / SHARDS
     if shards.exists():
-        rows = repair_jsonl(results_path, keep=lambda row: "id" in row) if results_path.exists() else []
+        rows = repair_jsonl(results_path, keep=lambda row: "id" in row)
         seen = {r["id"] for r in rows}
         new = {r["id"]: r for r in _shard_rows(out) if r["id"] not in seen}
         order = {uid: i for i, uid in enumerate(planned)}

@@ -183,10 +183,11 @@ class Transcriber:
                 seek += len(chunk)  # silence: no text, next window
                 continue
             pieces, advance = timed_segments(tr.tokens, begin, len(chunk))
+            ratio = compression_ratio(tr.text)  # the window's, as its log-probability
             for start, end, tokens in pieces:
                 text = self.decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 segments.append(Segment(round(offset + start, 3), round(offset + end, 3), text, tr.avg_logprob,
-                                        tr.no_speech_prob, tr.temperature, compression_ratio(tr.text)))
+                                        tr.no_speech_prob, tr.temperature, ratio))
             context = context + [t for t in tr.tokens if t < self.decoder.eot or t >= begin] \
                 if tr.temperature <= 0.5 else []  # a sampled window is no context (openai-whisper's rule)
             seek += max(advance, FRAME)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -21,9 +20,9 @@ from tqdm import tqdm
 from distilwhisper import clsr
 from distilwhisper.data.manifest import validate_manifest
 from distilwhisper.decoding import WhisperDecoder, prompt_tokens
-from distilwhisper.distributed import gather
+from distilwhisper.distributed import exclusive_on_main, gather
 from distilwhisper.evaluate import evaluate, select
-from distilwhisper.io import append_jsonl, atomic_write_json, exclusive, recover_dir, repair_jsonl, rewrite_jsonl
+from distilwhisper.io import append_jsonl, atomic_write_json, recover_dir, repair_jsonl, rewrite_jsonl
 from distilwhisper.results import rate
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
@@ -46,7 +45,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model.  One run
     at a time per folder (the main process holds it)."""
     trainer = Trainer(config.check(), progress)
-    with exclusive(config.out) if trainer.accelerator.is_main_process else nullcontext():
+    with exclusive_on_main(config.out, trainer.accelerator.state):
         return trainer.run(resume)
 
 
@@ -259,13 +258,12 @@ class Trainer:
         counts = gather(clsr.routing_counts(self.unwrapped), self.accelerator.state)
         seen = sum(s for _, s in counts)
         routed = sum(r for r, _ in counts) / seen if seen else None
-        if main:
-            self.writer.add_scalar("dev/wer", wer, state.step)
         if routed is not None:
-            if main:
-                self.writer.add_scalar("dev/expert_fraction", routed, state.step)
             state.dev_expert_fraction[str(state.step)] = routed
         if main:
+            self.writer.add_scalar("dev/wer", wer, state.step)
+            if routed is not None:
+                self.writer.add_scalar("dev/expert_fraction", routed, state.step)
             tqdm.write(f"step {state.step}: dev WER {wer:.2f}"
                        + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
         return wer
