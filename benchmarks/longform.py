@@ -5,7 +5,7 @@ Recordings: distinct asterisk telephone prompts (real speech, en and es) joined 
 until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
 language given and without temperature fallback, same threads:
   - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`), and
-    fp32 with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
+    with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
   - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
     timestamp tokens, conditioned on the previous text (its default), no VAD; and its `BatchedInferencePipeline`
     (Silero VAD chunks decoded in batches);
@@ -74,7 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="3,6", help="recording lengths per language")
     parser.add_argument("--languages", default="en,es", help="languages of the long recordings")
-    parser.add_argument("--detect", default="en,es,fr,it,ru", help="languages of the detection test (prompts)")
+    parser.add_argument("--detect", default="en,es,fr,it,ru", help="languages of the detection test (prompts; "
+                        "'' skips it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -105,9 +106,11 @@ def main() -> None:
                 start = time.perf_counter()
                 result = transcriber(audio, language, batch_size=args.batch_size, fallback=False)
                 rows[name] = (result.text, time.perf_counter() - start)
-            start = time.perf_counter()
-            result = ours["distilwhisper fp32 (torch)"](audio, language, fallback=False, sequential=True)
-            rows["distilwhisper fp32 sequential (torch)"] = (result.text, time.perf_counter() - start)
+            for name, transcriber in ours.items():
+                start = time.perf_counter()
+                result = transcriber(audio, language, fallback=False, sequential=True)
+                rows[name.replace("distilwhisper", "distilwhisper sequential")] = (result.text,
+                                                                                   time.perf_counter() - start)
             start = time.perf_counter()
             segments, _ = faster.transcribe(audio, language=language, beam_size=1, temperature=0.0,
                                             vad_filter=False)
@@ -142,9 +145,11 @@ def main() -> None:
             detections.setdefault("faster-whisper, recording", {}).setdefault(language, []).append(
                 int(info.language == language))
     # single clips: the asterisk prompts of every language, and real acted Czech dialogue (Fish Fillets NG)
+    detect = [lang for lang in args.detect.split(",") if lang]
     singles = {lang: [load_audio(c.audio) for c in import_asterisk([lang], Path(args.out) / "corpus")[0][:64]]
-               for lang in args.detect.split(",")}
-    singles["cs"] = [load_audio(u.audio) for u in load_fillets("cs")[0][:64]]
+               for lang in detect}
+    if detect:
+        singles["cs"] = [load_audio(u.audio) for u in load_fillets("cs")[0][:64]]
     for language, audios in singles.items():
         for name, transcriber in ours.items():
             detected = [max(p, key=p.get) for i in range(0, len(audios), args.batch_size)

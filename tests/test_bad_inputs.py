@@ -91,6 +91,10 @@ def _experts(root: Path, model: Path, seed: int, damage: Callable[[Path], None] 
     return _eval(root, model, extra=("--experts", str(folder)))
 
 
+def _transcribe(root: Path, model: Path, *extra: str) -> list[str]:
+    return ["transcribe", "--model", str(model), "--language", "ca", *extra, str(write_wav(root / "talk.wav", 2.0))]
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
@@ -183,6 +187,12 @@ CASES = [
     Case("flag", "--batch-size 0", lambda r, m: _eval(r, m, extra=("--batch-size", "0")), 2,
          "--batch-size must be at least 1"),
     Case("flag", "not a number", lambda r, m: _eval(r, m, extra=("--limit", "ten")), 2, "invalid int value"),
+    Case("flag", "transcribe: CTranslate2 precision with --experts", lambda r, m: _transcribe(
+        r, m, "--precision", "ct2-float32", "--experts", str(r)), 2, "CTranslate2 cannot run language experts"),
+    Case("flag", "transcribe: --no-condition without --sequential", lambda r, m: _transcribe(
+        r, m, "--no-condition"), 2, "--no-condition applies to --sequential decoding only"),
+    Case("flag", "transcribe: --sequential with beam search", lambda r, m: _transcribe(
+        r, m, "--sequential", "--beam-size", "5"), 2, "--sequential decodes greedily"),
     # folders
     Case("folder", "eval output folder of another setting", lambda r, m: _twice(r, m), 2,
          "holds results of another setting"),

@@ -30,11 +30,12 @@ def test_timed_segments_follow_the_timestamp_grammar():
     time (or holds no complete segment)."""
     b, window = 50364, 30 * SAMPLE_RATE
     assert timed_segments([b, 1, 2, b + 50, b + 50, 3, b + 120], b, window) == (
-        [(0.0, 1.0, [1, 2]), (1.0, 2.4, [3])], window)  # ends on a lone time: everything heard
+        [(0.0, 1.0, [1, 2]), (1.0, 2.4, [3])], window, 7)  # ends on a lone time: everything heard
     assert timed_segments([b, 1, b + 50, b + 60, 2, 3], b, window) == (
-        [(0.0, 1.0, [1])], SAMPLE_RATE)  # the last segment is cut off: start again at its start, 1.0 s
-    assert timed_segments([b + 10, 7, 8], b, window) == ([(0.2, 30.0, [7, 8])], window)  # no closing time
-    assert timed_segments([], b, window) == ([], window)
+        [(0.0, 1.0, [1])], SAMPLE_RATE, 3)  # the last segment is cut off: start again at its start, 1.0 s, and
+    # only the kept segment's tokens are context for the next window
+    assert timed_segments([b + 10, 7, 8], b, window) == ([(0.2, 30.0, [7, 8])], window, 3)  # no closing time
+    assert timed_segments([], b, window) == ([], window, 0)
 
 
 def test_timestamp_decoding_obeys_the_grammar_on_any_model(tiny):
@@ -122,6 +123,56 @@ def test_cli_writes_every_format_and_skips_an_unreadable_file(tiny, tmp_path, ca
     assert main(["transcribe", "--model", str(tmp_path / "tiny"), "--output-format", "doc", str(good)]) == 2
 
 
+def test_cli_long_recording_detects_the_language_and_uses_its_experts(tiny, tmp_path, capsys):
+    """The issue's command on a tiny model: a 5.6-minute recording, `--experts` of a run's best/ and every output
+    format; the detected language's experts decode it (their changed weights change the text), segment times rise
+    and cover every stretch of sound; `--sequential` on the same recording moves through all of it too."""
+    import torch
+
+    from distilwhisper import clsr
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    parts = [("tone", 20.0 + 3 * (i % 4)) if i % 2 == 0 else ("pause", 1.0 + (i % 3)) for i in range(27)]
+    audio = _recording(parts)
+    assert len(audio) / SAMPLE_RATE > 300
+    sf.write(str(tmp_path / "long.wav"), audio, SAMPLE_RATE)
+    language = Transcriber(str(tmp_path / "tiny")).detect([audio[:30 * SAMPLE_RATE]])[0]
+    with_experts = clsr.to_distilwhisper(model.__class__.from_pretrained(tmp_path / "tiny"), [language, "ca"
+                                         if language != "ca" else "es"], "decoder")
+    torch.manual_seed(0)
+    with torch.no_grad():  # experts that differ from the shared FFNs, as trained ones do
+        for name, param in with_experts.named_parameters():
+            if f"experts.{language}." in name:
+                param.add_(torch.randn_like(param) * param.std())
+    best = tmp_path / "runs" / "dw" / "best"
+    clsr.save_experts(with_experts, best, str(tmp_path / "tiny"), clsr.trained_languages(with_experts))
+    out = tmp_path / "out"
+    argv = ["transcribe", "--model", str(tmp_path / "tiny"), "--experts", str(best), "--output-format", "all",
+            "--output-dir", str(out), "--greedy-only", str(tmp_path / "long.wav")]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"long.{fmt}" for fmt in sorted(subtitles.FORMATS)]
+    info = json.loads((out / "long.json").read_text())
+    assert info["language"] == language and info["experts"] == language and 0 < info["language_probability"] <= 1
+    segments = info["segments"]
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts) and all(s["start"] < s["end"] for s in segments)
+    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:]))
+    second = 0.0
+    for kind, seconds in parts:  # every tone lies inside one segment
+        if kind == "tone":
+            assert any(s["start"] <= second + 0.1 and second + seconds - 0.1 <= s["end"] for s in segments), second
+        second += seconds
+    plain = Transcriber(str(tmp_path / "tiny"))(audio, language, fallback=False)
+    assert [s.text for s in plain.segments] != [s["text"] for s in segments]  # the experts decoded it
+    capsys.readouterr()
+    assert main([*argv[:-1], "--sequential", "--output-dir", str(tmp_path / "seq"), argv[-1]]) == 0
+    timed = json.loads((tmp_path / "seq" / "long.json").read_text())["segments"]
+    assert [s["start"] for s in timed] == sorted(s["start"] for s in timed)
+    assert all(0 <= s["start"] <= s["end"] <= len(audio) / SAMPLE_RATE + 30 for s in timed)
+
+
 def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
     """A window that loops (gzip ratio > 2.4) or has a low log-probability is decoded again at the next
     temperature; a window the model calls no-speech gives no text and is not retried."""
@@ -174,7 +225,8 @@ def test_real_long_recording(bundled, tmp_path):
         audios, "en")), "en"))
     assert whole.word_errors <= one_by_one.word_errors + 0.02 * whole.words  # no words lost at the seams
     # the plain model on the CTranslate2 backend: the same windows, detection and fallback machinery
-    ct2 = Transcriber("bundled:base", precision="ct2-float32")(audio)
+    on_engine = Transcriber("bundled:base", precision="ct2-float32")
+    ct2 = on_engine(audio)
     assert ct2.language == "en" and ct2.language_probability > 0.9
     assert [(s.start, s.end) for s in ct2.segments] == [(s.start, s.end) for s in result.segments]
     on_ct2 = error_counts(reference, normalize(ct2.text, "en"))
@@ -187,3 +239,9 @@ def test_real_long_recording(bundled, tmp_path):
     assert all(0 <= s.start <= s.end <= result.duration + 0.5 for s in sequential.segments)
     timed = error_counts(reference, normalize(sequential.text, "en"))
     assert timed.word_errors <= whole.word_errors + 0.05 * whole.words  # measured: 6.2 % against 3.7 %
+    # and on CTranslate2 (its own timestamp rules): segments as ordered, the text as close
+    engine = on_engine(audio, "en", sequential=True)
+    assert [s.start for s in engine.segments] == sorted(s.start for s in engine.segments)
+    assert all(0 <= s.start <= s.end <= result.duration + 0.5 for s in engine.segments)
+    engine_errors = error_counts(reference, normalize(engine.text, "en"))
+    assert abs(engine_errors.word_errors - timed.word_errors) <= 0.03 * whole.words, (engine.text, sequential.text)

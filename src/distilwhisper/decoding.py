@@ -73,6 +73,12 @@ def prompt_tokens(generation_config, language: str | None, task: str = "transcri
     return tokens
 
 
+def previous_context(previous: list[int] | None, start_of_previous: int, max_positions: int) -> list[int]:
+    """`<|startofprev|>` and the last tokens of the text before a window (at most half the decoder's positions, as
+    openai-whisper keeps), the context Whisper's sequential long-form decoding puts before the prompt."""
+    return [start_of_previous, *previous[-(max_positions // 2 - 1):]] if previous else []
+
+
 def trimmed_frames(num_samples: list[int], total: int = 3000) -> int:
     """Mel frames to encode for a batch of clips: the longest plus a margin, rounded up to a bucket, at least
     `TRIM_MIN_FRAMES`, at most the full window."""
@@ -153,9 +159,11 @@ class WhisperDecoder:
     @torch.inference_mode()
     def language_probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
         """Per clip, the probability of each language: softmax over the language tokens after
-        `<|startoftranscript|>` (English-only models: {"en": 1.0})."""
+        `<|startoftranscript|>` (English-only models: {"en": 1.0}).  A model with experts detects on its shared
+        FFNs, the base model: before the language is known, no language's experts apply."""
         if not self.lang_to_id:
             return [{"en": 1.0} for _ in audios]
+        clsr.set_language(self.model, clsr.SHARED, shared_fallback=True)
         enc = self.encode(*self.features(audios))
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         logits = self._step(torch.full((len(audios), 1), self.sot, device=self.device), enc, cache)
@@ -189,7 +197,7 @@ class WhisperDecoder:
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
             clsr.set_language(self.model, languages[0], shared_fallback=True)
-        context = [self.start_of_previous, *previous[-(self.max_positions // 2 - 1):]] if previous else []
+        context = previous_context(previous, self.start_of_previous, self.max_positions)
         prompts = [context + self.prompt(lang, task, timestamps) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         enc = self.encode(*self.features(audios))
@@ -324,6 +332,11 @@ class CT2Decoder:
         self.model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type,
                                                 intra_threads=threads or torch.get_num_threads())
         self.processor, self.generation_config = processor, generation_config
+        self.eot = int(generation_config.eos_token_id if isinstance(generation_config.eos_token_id, int)
+                       else generation_config.eos_token_id[0])
+        self.timestamp_begin = int(generation_config.no_timestamps_token_id) + 1
+        self.start_of_previous = int(processor.tokenizer.convert_tokens_to_ids("<|startofprev|>"))
+        self.max_positions = 448  # Whisper's decoder positions (CTranslate2 keeps no config for them)
 
     def _features(self, audios: list[np.ndarray]):
         feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
@@ -338,19 +351,23 @@ class CT2Decoder:
 
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
                    beam_size: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, task: str = "transcribe",
-                   temperature: float = 0.0, seed: int = 0) -> list[Transcript]:
-        """As `WhisperDecoder.transcribe` (a language of None is detected first)."""
+                   temperature: float = 0.0, seed: int = 0, timestamps: bool = False,
+                   previous: list[int] | None = None) -> list[Transcript]:
+        """As `WhisperDecoder.transcribe` (a language of None is detected first); with `timestamps` CTranslate2
+        applies Whisper's timestamp rules itself (a prompt without <|notimestamps|>) and the tokens keep the times."""
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages):
             detected = [max(p, key=p.get) for p in self.language_probabilities(audios)]
             languages = [lang or det for lang, det in zip(languages, detected)]
-        prompts = [prompt_tokens(self.generation_config, lang, task) for lang in languages]
+        context = previous_context(previous, self.start_of_previous, self.max_positions)
+        prompts = [context + prompt_tokens(self.generation_config, lang, task, timestamps) for lang in languages]
+        max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))
         sampling = dict(sampling_topk=0, sampling_temperature=temperature) if temperature > 0 else {}
         if sampling:
             self.ctranslate2.set_random_seed(seed)
         results = self.model.generate(self._features(audios), prompts, beam_size=1 if sampling else max(beam_size, 1),
-                                      max_length=max_new_tokens, return_scores=True, return_no_speech_prob=True,
+                                      max_length=len(prompts[0]) + max_new_tokens, return_scores=True, return_no_speech_prob=True,
                                       suppress_blank=True, suppress_tokens=[-1], **sampling)
         tokenizer = self.processor.tokenizer
         out = []

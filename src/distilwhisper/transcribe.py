@@ -127,9 +127,11 @@ class Transcriber:
                  condition_on_previous_text: bool = True) -> Transcription:
         """Transcribe one recording: windows cut at pauses and decoded in batches, or with `sequential` Whisper's
         own long-form algorithm (one 30 s window at a time, each starting where the last complete segment the model
-        timed ended, optionally conditioned on the text so far; torch backend)."""
+        timed ended, optionally conditioned on the text so far)."""
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+        if sequential and beam_size > 1:
+            raise ValueError("sequential decoding is greedy with the temperature fallback, not beam search")
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
         ranges = speech_windows(samples)
@@ -140,8 +142,6 @@ class Transcriber:
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
                                language if language in self.experts else None)
         if sequential:
-            if not isinstance(self.decoder, WhisperDecoder):
-                raise ValueError("sequential decoding runs on the torch backend (a precision that is not ct2-*)")
             result.segments = self._sequential(samples, language, task, fallback, condition_on_previous_text)
             return result
         for i in range(0, len(windows), batch_size):
@@ -182,14 +182,16 @@ class Transcriber:
             if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
                 seek += len(chunk)  # silence: no text, next window
                 continue
-            pieces, advance = timed_segments(tr.tokens, begin, len(chunk))
+            pieces, advance, consumed = timed_segments(tr.tokens, begin, len(chunk))
             ratio = compression_ratio(tr.text)  # the window's, as its log-probability
             for start, end, tokens in pieces:
                 text = self.decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 segments.append(Segment(round(offset + start, 3), round(offset + end, 3), text, tr.avg_logprob,
                                         tr.no_speech_prob, tr.temperature, ratio))
-            context = context + [t for t in tr.tokens if t < self.decoder.eot or t >= begin] \
-                if tr.temperature <= 0.5 else []  # a sampled window is no context (openai-whisper's rule)
+            # the context is the segments kept: a cut-off last segment is heard again in the next window, and as
+            # context it would be text the model sees before hearing it; a sampled window is no context
+            # (openai-whisper's rules)
+            context = context + tr.tokens[:consumed] if tr.temperature <= 0.5 else []
             seek += max(advance, FRAME)
         return segments
 
@@ -205,10 +207,11 @@ class Transcriber:
 
 
 def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[list[tuple[float, float, list[int]]],
-                                                                                  int]:
-    """Segments (start s, end s, text tokens) of one window's tokens under the timestamp grammar, and how many
-    samples the next window moves on: to the last complete segment's end, or the whole window when the output
-    ends with a lone time (the model heard everything up to the end) or holds no complete segment."""
+                                                                                  int, int]:
+    """Segments (start s, end s, text tokens) of one window's tokens under the timestamp grammar, how many
+    samples the next window moves on (to the last complete segment's end, or the whole window when the output
+    ends with a lone time -- the model heard everything up to the end -- or holds no complete segment), and how many
+    tokens those segments take (the rest is decoded again in the next window)."""
     is_time = [t >= begin for t in tokens]
     seconds = [(t - begin) * TIME_STEP for t in tokens]
     closes = [i for i in range(1, len(tokens)) if is_time[i - 1] and is_time[i]]  # between two times: a boundary
@@ -217,7 +220,7 @@ def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[
         text = [t for t, time_ in zip(tokens, is_time) if not time_]
         start = seconds[0] if is_time[0:1] == [True] else 0.0
         end = seconds[-1] if len(tokens) > 1 and is_time[-1] else window_samples / SAMPLE_RATE
-        return ([(start, end, text)] if text else []), window_samples
+        return ([(start, end, text)] if text else []), window_samples, len(tokens)
     cuts = closes + ([len(tokens)] if lone_end else [])
     pieces, last = [], 0
     for cut in cuts:
@@ -227,7 +230,7 @@ def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[
             pieces.append((seconds[last], seconds[cut - 1], text))
         last = cut
     advance = window_samples if lone_end else int(round(seconds[last - 1] * SAMPLE_RATE))
-    return pieces, advance
+    return pieces, advance, last
 
 
 def _needs_fallback(tr: Transcript) -> bool:
@@ -271,4 +274,12 @@ class TranscribeConfig:
     precision: str = field(default="fp32", metadata={"help": "weights/compute precision; ct2-* run the plain model "
                                                              "on CTranslate2", "choices": PRECISIONS})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
+
+    def __post_init__(self) -> None:
+        if self.no_condition and not self.sequential:
+            raise ValueError("--no-condition applies to --sequential decoding only (windows cut at pauses are "
+                             "decoded without the text before them)")
+        if self.sequential and self.beam_size > 1:
+            raise ValueError(f"--sequential decodes greedily, with the temperature fallback (Whisper's algorithm); "
+                             f"--beam-size {self.beam_size} applies to windows cut at pauses")
 
