@@ -71,6 +71,24 @@ def test_evaluate_resume_and_summary(tiny, tmp_path):
         _evaluate(manifest, out, decoder, beam_size=3)
 
 
+def test_results_of_utterances_no_longer_in_the_manifest_are_set_aside(tiny, tmp_path):
+    """A manifest rebuilt with other utterances (as a corpus builder may): the summary counts the manifest's
+    utterances only; the old rows are kept in results.stale.jsonl, not counted, not lost."""
+    model, processor = tiny
+    manifest, out = _manifest(tmp_path), tmp_path / "out"
+    decoder = CountingDecoder(model, processor)
+    _evaluate(manifest, out, decoder)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[0] = {**rows[0], "id": "u9", "audio": str(write_wav(tmp_path / "9.wav", 1.5))}  # u0 replaced by u9
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    CountingDecoder.decoded = 0
+    summary = _evaluate(manifest, out, decoder)
+    assert CountingDecoder.decoded == 1  # only the new utterance
+    ids = [json.loads(line)["id"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["u1", "u2", "u3", "u9"] and summary["overall"]["utterances"] == 4
+    assert [json.loads(line)["id"] for line in (out / "results.stale.jsonl").read_text().splitlines()] == ["u0"]
+
+
 @pytest.mark.slow
 def test_cli_eval_on_real_speech(speech, tmp_path, capsys):
     manifest = write_manifest(tmp_path / "m.jsonl", [u for u in speech if u.language == "en"])

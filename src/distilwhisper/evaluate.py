@@ -24,7 +24,8 @@ from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_au
 from distilwhisper.data.manifest import Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES, exclusive_on_main, on_main, process_state, share_out
-from distilwhisper.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, repair_jsonl, rewrite_jsonl
+from distilwhisper.io import (append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl, repair_jsonl,
+                             rewrite_jsonl)
 from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
@@ -166,11 +167,29 @@ def _plan(utterances: list[Utterance], out: Path, identity: dict, batch_size: in
         tqdm.write(f"{len(problems)} bad manifest line(s) left out; see {out / 'skipped.txt'}:")
         for source, line, msg in problems[:10]:
             tqdm.write(f"  {source}:{line}: {msg}")
-    done = {r["id"] for r in repair_jsonl(results_path, keep=lambda row: "id" in row)}
+    done = {r["id"] for r in _set_aside_stale(results_path, {u.id for u in utterances})}
     done |= {r["id"] for r in _shard_rows(out)}
     todo = [u for u in utterances if u.id not in done]
     durations = {u.id: _duration_or_zero(u.audio) for u in todo}
     return [[(u.id, durations[u.id]) for u in batch] for batch in _batches(todo, durations, batch_size)]
+
+
+def _set_aside_stale(results_path: Path, current: set[str]) -> list[dict]:
+    """The rows of `results.jsonl` for utterances of the manifest as it is now.  Rows of utterances it no longer
+    holds (a rebuilt or edited manifest) would otherwise count in every summary and table made from the file: they
+    move to `results.stale.jsonl` (kept, not deleted), and the file is rewritten without them."""
+    rows = repair_jsonl(results_path, keep=lambda row: "id" in row)
+    stale = [r for r in rows if r["id"] not in current]
+    if not stale:
+        return rows
+    stale_path = results_path.with_name("results.stale.jsonl")
+    kept_before = {r["id"] for r in read_jsonl(stale_path)[0]}  # a rerun after a kill here adds nothing twice
+    with stale_path.open("a", encoding="utf-8") as f:
+        append_jsonl(f, [r for r in stale if r["id"] not in kept_before])
+    rows = [r for r in rows if r["id"] in current]
+    rewrite_jsonl(results_path, rows)
+    tqdm.write(f"{len(stale)} result(s) of utterances no longer in the manifest moved to {stale_path}")
+    return rows
 
 
 def _shard(out: Path, rank: int) -> Path:
