@@ -26,8 +26,8 @@ demo: install
 
 # The fast suite (tiny random models, the real tokenizer), then the slow one (the real bundled weights).
 test: install
-	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q --durations=8
+	$(PY) -m pytest -q -m slow --durations=8
 
 bench: install
 	$(PY) benchmarks/decode_speed.py
