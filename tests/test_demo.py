@@ -46,7 +46,7 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
     before = (out / "eval" / "distilwhisper" / "results.jsonl").read_text()
     assert main(["demo", "--quick", "--compare", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("DistilWhisper", "CLSR-FT", "FT", "LoRA"):
+    for name in ("DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT", "FT", "LoRA"):
         assert f"| {name} |" in printed
     assert (out / "eval" / "distilwhisper" / "results.jsonl").read_text() == before  # reused, not redone
     table = {row["system"]: row for row in json.loads((out / "results.json").read_text())["table"]}
@@ -55,7 +55,14 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
     assert table["LoRA"]["loaded_m"] == pytest.approx(table["FT"]["loaded_m"])  # adapters merged for inference
     assert table["CLSR-FT"]["control_delta"] == 0
     versus = json.loads((out / "results.json").read_text())["versus_distilwhisper"]
-    assert [row["system"] for row in versus] == ["DistilWhisper", "CLSR-FT", "FT", "LoRA"]
+    assert [row["system"] for row in versus] == ["DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT",
+                                                 "FT", "LoRA"]
+    # the specialist is the FT run: the second DistilWhisper distilled from it, with its own teacher cache
+    specialist = json.loads((out / "train" / "distilwhisper-specialist" / "config.json").read_text())
+    assert specialist["teacher"] == str(out / "train" / "ft")
+    caches = [json.loads((out / "teacher-cache" / key / "teacher.json").read_text())["fingerprint"]
+              for key in ("distilwhisper", "distilwhisper-specialist")]
+    assert caches[0] != caches[1]
     report = (out / "report.md").read_text()
     assert "## The baselines against DistilWhisper" in report and "- LoRA, control: WER" in report
 
@@ -68,7 +75,7 @@ def test_a_moved_demo_folder_resumes_without_redoing_anything(quick_demo, tmp_pa
     monkeypatch.chdir(tmp_path)  # and from another working directory
     results = {p: p.read_text() for p in (moved / "eval").glob("*/results.jsonl")}
     assert main(["demo", "--quick", "--compare", "--out", "moved"]) == 0
-    assert len(results) == 6 and all(p.read_text() == text for p, text in results.items())
+    assert len(results) == 7 and all(p.read_text() == text for p, text in results.items())
 
 
 def test_demo_names_a_target_language_without_voices(tmp_path, capsys):
@@ -79,3 +86,21 @@ def test_demo_names_a_target_language_without_voices(tmp_path, capsys):
 def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
     assert main(["demo", "--quick", "--control", "de", "--out", str(tmp_path / "d")]) == 2
     assert "no asterisk prompts for de" in capsys.readouterr().err
+
+
+def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_path):
+    from distilwhisper.studies.demo import DemoConfig, planned_runs, train_system
+
+    config = DemoConfig.make(quick=True, teacher="specialist", out=str(tmp_path))
+    trained, shown = planned_runs(config)
+    assert [(p.key, p.teacher) for p in trained] == [("ft", None), ("distilwhisper-specialist", "specialist")]
+    assert [p.name for p in shown] == ["DistilWhisper"]  # the specialist itself is a row under --compare only
+    trained, shown = planned_runs(DemoConfig.make(quick=True, compare=True))
+    assert [p.key for p in trained] == ["ft", "distilwhisper", "distilwhisper-specialist", "clsr-ft", "lora"]
+    assert [p.name for p in shown] == ["DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT", "FT",
+                                       "LoRA"]
+    run = tmp_path / "train" / "ft"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "ft", "lr": 0.5, "max_steps": 3}))
+    with pytest.raises(ValueError, match="other settings.*lr: 0.5"):
+        train_system(planned_runs(config)[0][0], config, tmp_path / "train.jsonl", tmp_path)

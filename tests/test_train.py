@@ -403,6 +403,30 @@ def test_a_trained_run_is_a_teacher(teacher_method, tiny_dirs, manifest, tmp_pat
                       teacher_cache=str(tmp_path / "tc")), progress=False)
 
 
+def test_a_teacher_with_the_students_frozen_encoder_reuses_its_cached_encodings(tiny_dirs, manifest, tmp_path,
+                                                                               monkeypatch):
+    """An FT specialist trained with the encoder frozen has the student's encoder weights: its forward takes the
+    student's cached encodings (no encoder pass of its own); one whose encoder trained does not share them."""
+    from distilwhisper.hub import load_model
+    from distilwhisper.train import objective
+    from distilwhisper.train.model import same_encoder
+
+    frozen, whole = tmp_path / "ft-decoder", tmp_path / "ft-all"
+    train(_config("ft", tiny_dirs, manifest, frozen, max_steps=2, scope="decoder"), progress=False)
+    train(_config("ft", tiny_dirs, manifest, whole, max_steps=2, scope="all"), progress=False)
+    student, _ = load_model(tiny_dirs[0])
+    assert same_encoder(TrainedRun.open(frozen).load()[0], student)
+    assert not same_encoder(TrainedRun.open(whole).load()[0], student)
+    passes = []
+    real_encode = objective.encode
+    monkeypatch.setattr(objective, "encode", lambda *a: passes.append(1) or real_encode(*a))
+    for teacher, expected in ((frozen, 0), (whole, 1)):
+        passes.clear()
+        train(_config("distilwhisper", tiny_dirs, manifest, tmp_path / f"dw-{teacher.name}", max_steps=2,
+                      teacher=str(teacher), scope="decoder", cache_encoder=True, trim=True), progress=False)
+        assert (len(passes) > 0) == bool(expected), teacher.name
+
+
 class _RunsCode:
     """A pickle that runs code when loaded: what a tampered checkpoint file could hold."""
 

@@ -4,8 +4,10 @@
    characters, and the translate task against each line's English text), synthetic speech where nothing real
    installs (Catalan) and for out-of-domain voices, recorded prompts for the control languages;
 2. the base model in fp32 and int8 on every evaluation set;
-3. DistilWhisper experts for the target languages (and with `compare` the baselines: CLSR-FT, FT, LoRA), with
-   the same data, steps and batch size;
+3. DistilWhisper experts for the target languages, distilled from the teacher: the student itself, any model or
+   `train` run, or (`--teacher specialist`) the FT baseline trained first on the same data, a teacher that knows
+   the target languages better than the student; with `compare` also the baselines (CLSR-FT, FT, LoRA) and
+   DistilWhisper from the other teacher (self or specialist), with the same data, steps and batch size;
 4. every trained system on the same sets; languages a system has no experts for run on its shared FFNs;
 5. one table, `report.md` with the changes against the base model (paired bootstrap over utterances) and a figure.
 
@@ -34,6 +36,7 @@ from distilwhisper.train.run import RunLayout
 
 TRANSLATE = "translate"  # the translate task on real speech: BLEU/chrF against the English lines
 NAMES = {"distilwhisper": "DistilWhisper", "clsr-ft": "CLSR-FT", "ft": "FT", "lora": "LoRA"}
+SPECIALIST = "specialist"  # --teacher value: this demo's FT baseline, trained first on the same data
 
 
 QUICK = dict(per_language=10, test_per_language=2, control_per_language=3, real_test_per_language=3,
@@ -51,9 +54,13 @@ class DemoConfig:
         "help": "control languages: recorded asterisk prompts, never trained on"})
     out: str = field(default="demo-out", metadata={"help": "output folder"})
     student: str = field(default="bundled:base", metadata={"help": "student model (paper: openai/whisper-small)"})
-    teacher: str = field(default="bundled:base", metadata={"help": "teacher model (paper: openai/whisper-large-v2)"})
-    compare: bool = field(default=False, metadata={"help": "also train CLSR-FT, FT and LoRA with the same data, "
-                                                           "steps and layers (--scope)"})
+    teacher: str = field(default="bundled:base", metadata={
+        "help": f"DistilWhisper's teacher (paper: openai/whisper-large-v2): a model reference or `train` run folder, "
+                f"or '{SPECIALIST}': the FT baseline of this demo, trained first (it knows the target languages "
+                f"better than the student)"})
+    compare: bool = field(default=False, metadata={"help": "also train CLSR-FT, FT, LoRA and DistilWhisper from the "
+                                                           "other teacher (the student itself or the specialist) with "
+                                                           "the same data, steps and layers (--scope)"})
     quick: bool = field(default=False, metadata={"help": "tiny sizes that check every stage in minutes: " + ", ".join(
         f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())})
     per_language: int = field(default=360, metadata={"min": 1, "help": "synthesised sentences per target language"})
@@ -135,18 +142,61 @@ def _tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
     return tasks
 
 
-def train_system(method: str, config: DemoConfig, train_manifest: Path, out: Path) -> TrainedRun:
-    """Train (or resume, or reuse) one method."""
-    run = out / "train" / method
+@dataclass(frozen=True)
+class Planned:
+    """One training run of the demo: its folder name (under train/ and eval/), method, row name and teacher."""
+
+    key: str
+    method: str
+    name: str
+    teacher: str | None = None  # a model reference, or SPECIALIST
+
+
+def planned_runs(config: DemoConfig) -> tuple[list[Planned], list[Planned]]:
+    """(runs in training order, runs in table order): a specialist teacher trains before the students it teaches;
+    the table shows the headline DistilWhisper first.  The specialist is the FT baseline itself; it is evaluated
+    (a row) with `compare` only."""
+    teacher = config.teacher
+    self_taught = Planned("distilwhisper", "distilwhisper", "DistilWhisper (self-teacher)", config.student)
+    specialist_taught = Planned("distilwhisper-specialist", "distilwhisper", "DistilWhisper (specialist teacher)",
+                                SPECIALIST)
+    if teacher == SPECIALIST:
+        headline, other = specialist_taught, self_taught
+    elif teacher == config.student:
+        headline, other = self_taught, specialist_taught
+    else:
+        headline, other = Planned("distilwhisper", "distilwhisper", "DistilWhisper", teacher), None
+    headline = Planned(headline.key, headline.method, NAMES["distilwhisper"], headline.teacher)
+    ft = Planned("ft", "ft", NAMES["ft"])
+    if not config.compare:
+        return ([ft] if teacher == SPECIALIST else []) + [headline], [headline]
+    baselines = [Planned(m, m, NAMES[m]) for m in ("clsr-ft", "lora")]
+    others = [other] if other else []
+    return [ft, headline, *others, *baselines], [headline, *others, baselines[0], ft, baselines[1]]
+
+
+def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out: Path) -> TrainedRun:
+    """Train (or resume, or reuse) one run; a folder trained under other settings is refused, not reused."""
+    run = out / "train" / planned.key
+    method = planned.method
+    teacher = str(out / "train" / "ft") if planned.teacher == SPECIALIST else planned.teacher
     settings = TrainConfig(
         method=method, student=config.student, languages=config.languages, train=str(train_manifest),
-        dev=str(train_manifest), out=str(run), teacher=config.teacher if method == "distilwhisper" else None,
-        teacher_cache=str(out / "teacher-cache") if method == "distilwhisper" else None,
+        dev=str(train_manifest), out=str(run), teacher=teacher,
+        teacher_cache=str(out / "teacher-cache" / planned.key) if teacher else None,
         max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method),
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder",
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     layout = RunLayout(run)
+    if layout.config.is_file():
+        # paths may differ in a moved demo folder; the specialist is this folder's own FT run
+        moved = {"train", "dev", "out", "teacher_cache"} | ({"teacher"} if planned.teacher == SPECIALIST else set())
+        saved, wanted = read_json(layout.config), asdict(settings)
+        differ = [k for k in wanted if k not in moved and k in saved and saved[k] != wanted[k]]
+        if differ:
+            changes = ", ".join(f"{k}: {saved[k]!r}, now {wanted[k]!r}" for k in differ)
+            raise ValueError(f"{run} holds a run with other settings ({changes}); use another --out")
     if layout.best.is_dir() and layout.state.is_file():
         earlier = TrainedRun.open(run)
         if earlier.finished:
@@ -262,6 +312,12 @@ def _kept(entry: dict, steps: int) -> str:
     return text + "."
 
 
+def _teacher_words(config: DemoConfig) -> str:
+    if config.teacher == SPECIALIST:
+        return "the specialist (this demo's FT baseline, trained first on the same data)"
+    return f"{config.teacher} (the student itself)" if config.teacher == config.student else config.teacher
+
+
 def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float],
                     versus: list[dict]) -> str:
     base = table[0]["system"]
@@ -280,7 +336,7 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
     lines = ["# DistilWhisper demo", "",
              f"Target languages {', '.join(config.languages)} ({'; '.join(speech)}); control languages "
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
-             f"{config.student}, teacher {config.teacher}; {config.steps} steps of batch {config.batch_size}, "
+             f"{config.student}, teacher {_teacher_words(config)}; {config.steps} steps of batch {config.batch_size}, "
              f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), experts (and the "
              f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers, "
              "greedy decoding, padding-free encoder.", "",
@@ -316,8 +372,8 @@ def run_demo(config: DemoConfig) -> list[dict]:
 
 def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
     atomic_write_json(out / "demo.json", asdict(config))
-    methods = ["distilwhisper"] + (["clsr-ft", "ft", "lora"] if config.compare else [])
-    total = 3 + len(methods)
+    trained, shown = planned_runs(config)
+    total = 3 + len(trained)
     timings: dict[str, float] = {}
     real = [lang for lang in config.languages if lang in REAL_SPEECH]
     start = _stage(1, total, f"corpus: synthetic {','.join(config.languages)}, real {','.join(real) or '-'}, "
@@ -332,14 +388,21 @@ def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
         _evaluate_base(system, config, corpus, precision)
     timings["base evaluation"] = time.perf_counter() - start
 
-    for k, method in enumerate(methods):
-        start = _stage(3 + k, total, f"{NAMES[method]}: train {config.steps} steps, then evaluate")
-        run = train_system(method, config, corpus.train, out)
-        system = System(NAMES[method], method, out / "eval" / method, train_seconds=run.state.seconds,
-                        routed=run.routed_share, kept_step=run.state.best_step, trainable=run.trainable_parameters)
-        _evaluate_trained(system, run, f"{method}:{run.layout.root.relative_to(out)}", config, corpus)
-        systems.append(system)
-        timings[f"{NAMES[method]} (train + evaluate)"] = time.perf_counter() - start
+    evaluated = {}
+    for k, planned in enumerate(trained):
+        rowed = planned in shown
+        start = _stage(3 + k, total, f"{planned.name if rowed else 'specialist teacher (FT)'}: train "
+                                     f"{config.steps} steps{', then evaluate' if rowed else ''}")
+        run = train_system(planned, config, corpus.train, out)
+        if rowed:
+            system = System(planned.name, planned.method, out / "eval" / planned.key, train_seconds=run.state.seconds,
+                            routed=run.routed_share, kept_step=run.state.best_step,
+                            trainable=run.trainable_parameters)
+            _evaluate_trained(system, run, f"{planned.method}:{run.layout.root.relative_to(out)}", config, corpus)
+            evaluated[planned] = system
+        timings[f"{planned.name}{' (train + evaluate)' if rowed else ' (specialist teacher: train)'}"] = \
+            time.perf_counter() - start
+    systems += [evaluated[planned] for planned in shown]
 
     start = _stage(total, total, "report")
     table = results_table(systems)

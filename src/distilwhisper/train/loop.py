@@ -28,7 +28,7 @@ from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
 from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, select_split
-from distilwhisper.train.model import build_student, load_teacher, weights_fingerprint
+from distilwhisper.train.model import build_student, load_teacher, same_encoder, weights_fingerprint
 from distilwhisper.train.objective import Objective
 from distilwhisper.train.run import RunLayout, State
 
@@ -89,7 +89,8 @@ class Trainer:
             config, self.model, self.unwrapped, teacher,
             TeacherCache(config.teacher_cache, weights_fingerprint(teacher), config.top_k, config.trim,
                          config.teacher) if config.teacher_cache else None,
-            EncoderCache() if config.cache_encoder else None)
+            EncoderCache() if config.cache_encoder else None,
+            teacher is not None and same_encoder(teacher, self.decodable))
         self.state = State(config.method)
 
     def _check_inputs(self) -> None:

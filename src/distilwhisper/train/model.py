@@ -47,6 +47,13 @@ def load_teacher(config: TrainConfig, student: nn.Module, device) -> nn.Module:
     return teacher.requires_grad_(False).eval().to(device)
 
 
+def same_encoder(teacher: nn.Module, student: nn.Module) -> bool:
+    """Whether the teacher's encoder has exactly the student's encoder weights (the student itself, or a specialist
+    fine-tuned from it with the encoder frozen): then the student's cached encodings serve the teacher too."""
+    mine, theirs = whisper_of(student).model.encoder.state_dict(), whisper_of(teacher).model.encoder.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
+
+
 def weights_fingerprint(model: nn.Module) -> str:
     """A teacher's identity by content (every weight), not by its name or path: a cache of its outputs is reused
     only for the same weights."""

@@ -28,6 +28,7 @@ class Objective:
     teacher: nn.Module | None = None
     teacher_cache: TeacherCache | None = None
     encoder_cache: EncoderCache | None = None
+    teacher_shares_encoder: bool = False  # the teacher's encoder is the student's frozen one (model.same_encoder)
 
     def terms(self, batch: dict, step: int, total: int) -> dict[str, torch.Tensor]:
         """`loss` (to backpropagate) and the detached terms to log."""
@@ -68,10 +69,9 @@ class Objective:
         cached = cache.get(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"]) if cache else None
         if cached is None:
             clsr.set_language(self.teacher, batch["language"], shared_fallback=True)  # a teacher with experts
-            # a teacher that is the student's own frozen model has the same encoder: reuse the cached encodings
-            same_encoder = self.encoder_cache if config.teacher == config.student else None
-            with torch.no_grad():
-                t_logits = self.logits(self.teacher, batch, same_encoder)
+            with torch.no_grad():  # a teacher with the student's frozen encoder reuses the cached encodings
+                t_logits = self.logits(self.teacher, batch,
+                                       self.encoder_cache if self.teacher_shares_encoder else None)
             if cache is None:
                 return losses.kd_loss_logits(logits, t_logits, mask, config.kd, config.temperature)
             cache.put(batch["ids"], batch["decoder_input_ids"], batch["decoder_mask"], t_logits)
