@@ -332,8 +332,6 @@ class CT2Decoder:
         self.model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type,
                                                 intra_threads=threads or torch.get_num_threads())
         self.processor, self.generation_config = processor, generation_config
-        self.eot = int(generation_config.eos_token_id if isinstance(generation_config.eos_token_id, int)
-                       else generation_config.eos_token_id[0])
         self.timestamp_begin = int(generation_config.no_timestamps_token_id) + 1
         self.start_of_previous = int(processor.tokenizer.convert_tokens_to_ids("<|startofprev|>"))
         self.max_positions = 448  # Whisper's decoder positions (CTranslate2 keeps no config for them)
@@ -367,8 +365,8 @@ class CT2Decoder:
         if sampling:
             self.ctranslate2.set_random_seed(seed)
         results = self.model.generate(self._features(audios), prompts, beam_size=1 if sampling else max(beam_size, 1),
-                                      max_length=len(prompts[0]) + max_new_tokens, return_scores=True, return_no_speech_prob=True,
-                                      suppress_blank=True, suppress_tokens=[-1], **sampling)
+                                      max_length=len(prompts[0]) + max_new_tokens, return_scores=True,
+                                      return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1], **sampling)
         tokenizer = self.processor.tokenizer
         out = []
         for r, lang in zip(results, languages):

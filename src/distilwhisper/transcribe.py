@@ -282,4 +282,3 @@ class TranscribeConfig:
         if self.sequential and self.beam_size > 1:
             raise ValueError(f"--sequential decodes greedily, with the temperature fallback (Whisper's algorithm); "
                              f"--beam-size {self.beam_size} applies to windows cut at pauses")
-

@@ -90,7 +90,7 @@ class Trainer:
             TeacherCache(config.teacher_cache, weights_fingerprint(teacher), config.top_k, config.trim,
                          config.teacher) if config.teacher_cache else None,
             EncoderCache() if config.cache_encoder else None,
-            teacher is not None and same_encoder(teacher, self.decodable))
+            teacher is not None and config.cache_encoder and same_encoder(teacher, self.decodable))
         self.state = State(config.method)
 
     def _check_inputs(self) -> None:
