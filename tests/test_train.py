@@ -163,10 +163,60 @@ def test_load_trained_decodes_what_training_kept(method, tiny_dirs, manifest, tm
 def test_the_untrained_start_is_a_checkpoint_candidate(tiny_dirs, manifest, tmp_path):
     """Dev WER is measured before the first step; training that never beats it (here lr 0) keeps the start."""
     result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, lr=0.0, max_steps=4,
-                           eval_every=2), progress=False)
+                           eval_every=2, trim=True), progress=False)
     assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["step-0000000", "step-0000002", "step-0000004"]
     assert result.state.best_step == 0
     assert result.model.training  # the dev evaluations do not leave the model in eval mode
+    state = result.state
+    assert state.best_steps == {"ca": 0, "cs": 0}
+    assert set(state.dev_counts["2"]) == set(state.dev_routing["2"]) == {"ca", "cs"}
+    assert all(words > 0 for _, words in state.dev_counts["2"].values())
+    assert all(0 <= routed <= seen > 0 for routed, seen in state.dev_routing["4"].values())
+    dev = json.loads((tmp_path / "dev" / "step-0000002" / "config.json").read_text())
+    assert dev["trim"] is True  # dev is decoded as training encodes (and as the demo decodes its tests)
+
+
+def test_each_languages_experts_are_kept_from_its_own_best_dev_step(tiny_dirs, manifest, tmp_path, monkeypatch):
+    """Catalan's dev WER is lowest at step 2, Czech's at step 4: best/ holds Catalan's experts and gate as they
+    were at step 2 and Czech's as at step 4, and the kept dev WER is theirs pooled."""
+    from distilwhisper.train.loop import Trainer
+
+    scripted = {0: {"ca": [5, 10], "cs": [5, 10]}, 2: {"ca": [2, 10], "cs": [6, 10]},
+                4: {"ca": [3, 10], "cs": [4, 10]}}
+    snapshots = {}
+
+    def dev_counts(self):
+        snapshots[self.state.step] = {lang: {k: v.clone() for k, v in clsr._language_state(self.unwrapped,
+                                                                                           lang).items()}
+                                      for lang in ("ca", "cs")}
+        self.state.dev_routing[str(self.state.step)] = {"ca": [self.state.step, 10], "cs": [1, 10]}
+        return scripted[self.state.step]
+
+    monkeypatch.setattr(Trainer, "_dev_counts", dev_counts)
+    result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, max_steps=4, eval_every=2),
+                   progress=False)
+    state = result.state
+    assert state.best_steps == {"ca": 2, "cs": 4} and state.best_step == 4
+    assert state.best_dev_wer == pytest.approx(100 * (2 + 4) / 20)
+    assert TrainedRun.open(tmp_path).routed_share == pytest.approx((2 + 1) / 20)
+    for lang, step in state.best_steps.items():
+        kept = load_file(str(tmp_path / "best" / f"{lang}.safetensors"))
+        assert set(kept) == set(snapshots[step][lang])
+        assert all(torch.equal(kept[k], snapshots[step][lang][k]) for k in kept), lang
+        other = 6 - step  # the other evaluated step: its weights differ, so the check can fail
+        assert not all(torch.equal(kept[k], snapshots[other][lang][k]) for k in kept), lang
+    assert clsr.read_experts_config(tmp_path / "best")["kept_steps"] == {"ca": 2, "cs": 4}
+
+
+def test_kept_steps_per_language_follow_dev_and_break_ties_early():
+    from distilwhisper.train.run import State
+
+    state = State("clsr-ft", dev_counts={"0": {"ca": [4, 10], "en": [1, 10]}, "5": {"ca": [4, 10], "en": [0, 10]},
+                                         "10": {"ca": [3, 10], "en": [5, 10]}})
+    # ca: lowest at 10; the tie 0/5 goes to 0 for a language with one; cs has no dev lines: pooled WER (5 is lowest)
+    assert state.kept_steps(["ca", "cs"]) == {"ca": 10, "cs": 5}
+    state.dev_counts["10"]["ca"] = [4, 10]
+    assert state.kept_steps(["ca"]) == {"ca": 0}
 
 
 def test_resume_continues_and_checks_method(tiny_dirs, manifest, tmp_path):

@@ -81,7 +81,7 @@ class CLSRFeedForward(nn.Module):
         self.side = ""  # "encoder" or "decoder": decoder gates are averaged over real tokens only
         self.noise_scale = 0.0  # alpha, set by the trainer's schedule
         self.last_gate: torch.Tensor | None = None  # soft gate values of the last training forward (budget loss)
-        self.routed, self.seen = 0, 0  # tokens sent to the expert / seen at inference (see routing_counts)
+        self.routed: dict[str, list[int]] = {}  # language -> [tokens sent to its expert, tokens seen] at inference
         for lang in languages:
             self.add_language(lang)
 
@@ -113,8 +113,9 @@ class CLSRFeedForward(nn.Module):
 
     def _route(self, x: torch.Tensor, to_expert: torch.Tensor, expert: nn.Module) -> torch.Tensor:
         """Hard routing: each FFN runs once, on its own tokens only."""
-        self.routed += int(to_expert.sum())
-        self.seen += to_expert.numel()
+        counts = self.routed.setdefault(self.language, [0, 0])
+        counts[0] += int(to_expert.sum())
+        counts[1] += to_expert.numel()
         if bool(to_expert.all()):
             return expert(x)
         if not bool(to_expert.any()):
@@ -178,16 +179,19 @@ def set_noise_scale(model: nn.Module, alpha: float) -> None:
         m.noise_scale = alpha
 
 
-def routing_counts(model: nn.Module, reset: bool = True) -> tuple[int, int]:
-    """(tokens the hard gates sent to experts, tokens seen) in inference forwards since the last reset: the check
-    that trained experts are used at all (gates that learned to avoid them leave the base model); counts, so that
-    the processes of a launch can add theirs up."""
-    modules = clsr_modules(model)
-    routed, seen = sum(m.routed for m in modules), sum(m.seen for m in modules)
-    if reset:
-        for m in modules:
-            m.routed, m.seen = 0, 0
-    return routed, seen
+def routing_counts(model: nn.Module, reset: bool = True) -> dict[str, tuple[int, int]]:
+    """Per language, (tokens the hard gates sent to experts, tokens seen) in inference forwards since the last
+    reset: the check that trained experts are used at all (gates that learned to avoid them leave the base model);
+    counts, so that the processes of a launch can add theirs up, and per language, because each language's experts
+    may be kept from another training step."""
+    totals: dict[str, tuple[int, int]] = {}
+    for m in clsr_modules(model):
+        for lang, (routed, seen) in m.routed.items():
+            r, s = totals.get(lang, (0, 0))
+            totals[lang] = (r + routed, s + seen)
+        if reset:
+            m.routed = {}
+    return totals
 
 
 def trained_languages(model: nn.Module) -> list[str]:

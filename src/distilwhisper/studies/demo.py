@@ -106,6 +106,7 @@ class System:
     train_seconds: float = 0.0
     routed: float | None = None  # share of dev tokens the hard gates sent to experts (CLSR methods)
     kept_step: int | None = None  # training step of the kept (best dev WER) checkpoint; 0 = the untrained start
+    kept_steps: dict[str, int] = field(default_factory=dict)  # CLSR methods: language -> step of its kept experts
 
 
 def _stage(number: int, total: int, text: str) -> float:
@@ -222,6 +223,7 @@ def results_table(systems: list[System]) -> list[dict]:
         rows = _system_rows(system)
         entry = {"system": system.name, "trainable_m": system.trainable / 1e6, "loaded_m": system.loaded / 1e6,
                  "routed_to_experts": system.routed, "kept_step": system.kept_step,
+                 "kept_steps": system.kept_steps,
                  "train_minutes": system.train_seconds / 60,
                  "s_per_utt": sum(r["decode_seconds"] for r in rows) / max(len(rows), 1)}
         for name in SETS:
@@ -301,11 +303,17 @@ def figure(table: list[dict], path: Path) -> None:
 
 
 def _kept(entry: dict, steps: int) -> str:
-    """Which checkpoint a trained system is, in words (the best dev WER among step 0 and the evaluated steps)."""
-    if entry["kept_step"] == 0:
+    """Which checkpoint a trained system is, in words (the best dev WER among step 0 and the evaluated steps; for
+    experts, per language)."""
+    kept = entry.get("kept_steps") or {}
+    if entry["kept_step"] == 0 or (kept and not any(kept.values())):
         return (f"{entry['system']}: no evaluated step beat the untrained start on dev, so the kept model is the "
                 "starting model (for CLSR methods: the base model's outputs).")
-    text = f"{entry['system']}: kept step {entry['kept_step']} of {steps} (best dev WER)"
+    if kept:
+        text = (f"{entry['system']}: each language's experts kept at its own best dev WER: "
+                + ", ".join(f"{lang} from step {step}" for lang, step in sorted(kept.items())) + f" of {steps}")
+    else:
+        text = f"{entry['system']}: kept step {entry['kept_step']} of {steps} (best dev WER)"
     if entry.get("routed_to_experts") is not None:
         text += (f"; there the hard gates sent {100 * entry['routed_to_experts']:.0f} % of the dev tokens to the "
                  "experts (0 % would make it the base model)")
@@ -397,6 +405,7 @@ def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
         if rowed:
             system = System(planned.name, planned.method, out / "eval" / planned.key, train_seconds=run.state.seconds,
                             routed=run.routed_share, kept_step=run.state.best_step,
+                            kept_steps=run.state.best_steps if run.config.uses_experts else {},
                             trainable=run.trainable_parameters)
             _evaluate_trained(system, run, f"{planned.method}:{run.layout.root.relative_to(out)}", config, corpus)
             evaluated[planned] = system

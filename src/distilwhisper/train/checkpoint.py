@@ -97,11 +97,18 @@ def _read_state_file(path: Path) -> None:
         raise ValueError(f"--resume: {path} cannot be read ({err}); the run cannot continue exactly") from err
 
 
-def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor) -> None:
-    """The model to keep, in the form users load: experts, a LoRA adapter, or the whole fine-tuned model."""
+def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor,
+              languages: list[str] | None = None, kept_steps: dict[str, int] | None = None) -> None:
+    """The model to keep, in the form users load: experts, a LoRA adapter, or the whole fine-tuned model.  With
+    `languages`, only those languages' experts are replaced; the others stay as kept at their own steps."""
     with atomic_dir(layout.best) as tmp:
         if config.uses_experts:
-            clsr.save_experts(decodable, tmp, config.student, config.languages, {"method": config.method})
+            if languages is not None and layout.best.is_dir():
+                for path in layout.best.glob("*.safetensors"):
+                    if path.stem not in languages:
+                        shutil.copy2(path, tmp / path.name)
+            clsr.save_experts(decodable, tmp, config.student, languages or config.languages,
+                              {"method": config.method, **({"kept_steps": kept_steps} if kept_steps else {})})
         elif config.method == "lora":
             trained.save_pretrained(tmp)
             (tmp / "base_model.txt").write_text(config.student + "\n")

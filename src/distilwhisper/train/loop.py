@@ -23,7 +23,8 @@ from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.distributed import exclusive_on_main, gather
 from distilwhisper.evaluate import evaluate, select
 from distilwhisper.io import append_jsonl, atomic_write_json, recover_dir, repair_jsonl, rewrite_jsonl
-from distilwhisper.results import rate
+from distilwhisper.results import by_language, rate
+from distilwhisper.results import counts as result_counts
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
@@ -230,44 +231,70 @@ class Trainer:
 
     def _evaluate_and_keep(self) -> None:
         """Dev WER with the hard gates (every process decodes its share); the best model so far is kept under best/
-        (experts, adapter or model) by the main process."""
-        state, main = self.state, self.accelerator.is_main_process
+        by the main process: a LoRA adapter or the model at its best step, or, for CLSR methods, each language's
+        experts at that language's best step (`State.kept_steps`)."""
+        state, config, main = self.state, self.config, self.accelerator.is_main_process
         state.evaluated_step = state.step
-        better = True
-        if self.config.dev:
-            wer = self._dev_wer()
-            better = state.best_dev_wer is None or wer < state.best_dev_wer
+        changed = None  # languages whose kept experts change (None: the whole kept model)
+        if config.dev:
+            state.dev_counts[str(state.step)] = self._dev_counts()
+            if config.uses_experts:
+                kept = state.kept_steps(config.languages)
+                changed = [lang for lang, step in kept.items() if step == state.step]
+                state.best_steps = kept
+                wer, better = state.kept_dev_wer(state.step), bool(changed)
+            else:
+                wer = state.kept_dev_wer(state.step)  # no experts: the pooled dev WER of this step
+                better = state.best_dev_wer is None or wer < state.best_dev_wer
             if better:
                 state.best_dev_wer, state.best_step = wer, state.step
+            if main:
+                self.writer.add_scalar("dev/kept_wer", state.best_dev_wer, state.step)
+                if config.uses_experts:
+                    tqdm.write(f"step {state.step}: kept experts " + ", ".join(
+                        f"{lang} from step {step}" for lang, step in kept.items())
+                        + f" (dev WER {state.best_dev_wer:.2f})")
+        else:
+            better = True  # without dev, the last step is kept
         if main and better:
-            save_best(self.config, self.layout, self.unwrapped, self.decodable, self.processor)
+            save_best(config, self.layout, self.unwrapped, self.decodable, self.processor, changed,
+                      state.best_steps)
         self.accelerator.wait_for_everyone()
 
-    def _dev_wer(self) -> float:
-        """Dev WER, decoded as `evaluate` shares it out; every process returns the same value."""
+    def _dev_counts(self) -> dict[str, list[int]]:
+        """Per dev language [word errors, reference words], decoded as `evaluate` shares it out and as the test
+        sets are (`trim` as in training); every process returns the same counts.  Records the routing too."""
         config, state, main = self.config, self.state, self.accelerator.is_main_process
         self.unwrapped.eval()
         clsr.routing_counts(self.unwrapped)  # reset the routing counters
         utterances = validate_manifest(config.dev, check_audio=False)
         utterances = select(utterances, split="dev" if any(u.split for u in utterances) else None,
                             limit=config.eval_limit, source=config.dev)
-        rows = evaluate(WhisperDecoder(self.decodable, self.processor), utterances, self.layout.dev(state.step),
-                        {"model": f"{config.student}+{config.method}@{state.step}"}, config.batch_size,
-                        progress=False, fresh=True)
+        rows = evaluate(WhisperDecoder(self.decodable, self.processor, trim=config.trim), utterances,
+                        self.layout.dev(state.step), {"model": f"{config.student}+{config.method}@{state.step}",
+                                                      "trim": config.trim},
+                        config.batch_size, progress=False, fresh=True)
         self.unwrapped.train()
-        wer = rate(rows, "wer")
-        counts = gather(clsr.routing_counts(self.unwrapped), self.accelerator.state)
-        seen = sum(s for _, s in counts)
-        routed = sum(r for r, _ in counts) / seen if seen else None
-        if routed is not None:
-            state.dev_expert_fraction[str(state.step)] = routed
+        counts = {lang: [int(c) for c in (errors.sum(), words.sum())]
+                  for lang, group in by_language(rows).items() for errors, words in [result_counts(group, "wer")]}
+        routing: dict[str, list[int]] = {}
+        for part in gather(clsr.routing_counts(self.unwrapped), self.accelerator.state):
+            for lang, (routed, seen) in part.items():
+                routing[lang] = [a + b for a, b in zip(routing.get(lang, [0, 0]), (routed, seen))]
+        seen = sum(s for _, s in routing.values())
+        if seen:
+            state.dev_routing[str(state.step)] = routing
+            state.dev_expert_fraction[str(state.step)] = sum(r for r, _ in routing.values()) / seen
         if main:
+            wer = rate(rows, "wer")
             self.writer.add_scalar("dev/wer", wer, state.step)
-            if routed is not None:
-                self.writer.add_scalar("dev/expert_fraction", routed, state.step)
-            tqdm.write(f"step {state.step}: dev WER {wer:.2f}"
-                       + (f", {100 * routed:.0f} % of tokens routed to experts" if routed is not None else ""))
-        return wer
+            if seen:
+                self.writer.add_scalar("dev/expert_fraction", state.dev_expert_fraction[str(state.step)], state.step)
+            tqdm.write(f"step {state.step}: dev WER {wer:.2f} (" + ", ".join(
+                f"{lang} {100 * e / w:.1f}" for lang, (e, w) in counts.items() if w) + ")"
+                + (f", {100 * state.dev_expert_fraction[str(state.step)]:.0f} % of tokens routed to experts"
+                   if seen else ""))
+        return counts
 
 
 def _tensorboard(layout: RunLayout):

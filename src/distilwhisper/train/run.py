@@ -2,7 +2,8 @@
 run keeps what:
 
     OUT/config.json        the TrainConfig
-    OUT/best/              the best model by dev WER: experts (CLSR methods), a LoRA adapter, or the FT model
+    OUT/best/              the best model by dev WER: experts (CLSR methods; each language's from its own best
+                           dev step), a LoRA adapter, or the FT model
     OUT/checkpoint/        the resumable state (accelerate's optimizer/scheduler/RNG files, trainable weights,
                            state.json with the counters)
     OUT/dev/step-NNNNNNN/  dev evaluations
@@ -50,10 +51,45 @@ class State:
     epoch: int = 0
     epoch_batches: int = 0  # batches of `epoch` this process has trained on
     seconds: float = 0.0  # training wall time, summed over resumed runs
-    best_dev_wer: float | None = None
-    best_step: int | None = None  # step of the kept checkpoint (0 = the untrained start)
+    best_dev_wer: float | None = None  # dev WER of what best/ holds
+    best_step: int | None = None  # step of the kept checkpoint (0 = the untrained start); with experts kept per
+    #                               language, the last step that changed best/
+    best_steps: dict[str, int] = field(default_factory=dict)  # language -> step its experts in best/ come from
     evaluated_step: int | None = None
     dev_expert_fraction: dict[str, float] = field(default_factory=dict)  # step -> share of dev tokens to experts
+    dev_counts: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # step -> language -> [word errors,
+    #                                                                             reference words] on dev
+    dev_routing: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # step -> language -> [tokens
+    #                                                                              routed to experts, tokens seen]
+
+    def kept_steps(self, languages: list[str]) -> dict[str, int]:
+        """Per language with experts, the evaluated step of its lowest dev WER (the earliest on ties): each
+        language's experts and gate are its own parameters, trained only on its own batches, so each can be kept
+        where it was best, as if trained alone.  A language without dev utterances follows the pooled dev WER."""
+        steps = sorted(self.dev_counts, key=int)
+        pooled = {s: _wer([c for c in self.dev_counts[s].values()]) for s in steps}
+        by_pool = min(steps, key=lambda s: (pooled[s], int(s)))
+        kept = {}
+        for lang in languages:
+            scored = [s for s in steps if self.dev_counts[s].get(lang, [0, 0])[1] > 0]
+            kept[lang] = int(min(scored, key=lambda s: (_wer([self.dev_counts[s][lang]]), int(s)))
+                             if scored else by_pool)
+        return kept
+
+    def kept_dev_wer(self, step: int) -> float:
+        """Dev WER of the system best/ holds after the evaluation at `step`: each language with kept experts
+        counted at its kept step, the others (no experts: the shared model's fixed output) at `step`."""
+        return _wer([self.dev_counts[str(self.best_steps.get(lang, step))][lang]
+                     for lang in self.dev_counts[str(step)]])
+
+    def routed_share(self, step: int | None) -> float | None:
+        """Share of dev tokens the hard gates sent to experts in the kept system (experts kept per language), or
+        at `step` (runs of earlier versions, which kept one step)."""
+        if self.best_steps and self.dev_routing:
+            counts = [self.dev_routing.get(str(s), {}).get(lang, [0, 0]) for lang, s in self.best_steps.items()]
+            seen = sum(c[1] for c in counts)
+            return sum(c[0] for c in counts) / seen if seen else None
+        return self.dev_expert_fraction.get(str(step))
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))
@@ -113,7 +149,13 @@ class TrainedRun:
     @property
     def routed_share(self) -> float | None:
         """Share of dev tokens the hard gates sent to experts at the kept step (CLSR methods)."""
-        return self.state.dev_expert_fraction.get(str(self.state.best_step)) if self.state else None
+        return self.state.routed_share(self.state.best_step) if self.state else None
+
+
+def _wer(counts: list[list[int]]) -> float:
+    """Pooled WER in % of [errors, words] pairs (infinite without words: never the best)."""
+    words = sum(c[1] for c in counts)
+    return 100.0 * sum(c[0] for c in counts) / words if words else math.inf
 
 
 def is_run_folder(path: str | Path) -> bool:
