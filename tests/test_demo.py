@@ -8,6 +8,9 @@ import pytest
 
 from distilwhisper.cli import main
 from distilwhisper.results import read_results
+from distilwhisper.train import TrainedRun
+from distilwhisper.train.model import weights_fingerprint
+from distilwhisper.train.run import model_or_run
 
 
 @pytest.mark.slow
@@ -62,7 +65,12 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
     assert specialist["teacher"] == str(out / "train" / "ft")
     caches = [json.loads((out / "teacher-cache" / key / "teacher.json").read_text())["fingerprint"]
               for key in ("distilwhisper", "distilwhisper-specialist")]
-    assert caches[0] != caches[1]
+    # each cache is keyed by its teacher's weights: the student's, and what the FT run kept (which is the student
+    # itself when no FT step beat the untrained start on dev, as 3 quick steps may not)
+    teachers = [model_or_run(ref)[0] for ref in ("bundled:base", str(out / "train" / "ft"))]
+    assert caches == [weights_fingerprint(t) for t in teachers]
+    kept_ft = TrainedRun.open(out / "train" / "ft").state.best_step
+    assert (caches[0] == caches[1]) == (kept_ft == 0)
     report = (out / "report.md").read_text()
     assert "## The baselines against DistilWhisper" in report and "- LoRA, control: WER" in report
 

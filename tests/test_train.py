@@ -126,6 +126,32 @@ def test_encoder_cache_gives_the_same_steps_as_encoding_every_time(tiny_dirs, ma
         _config("clsr-ft", tiny_dirs, manifest, tmp_path, cache_encoder=True)  # scope all: encoder experts train
 
 
+def test_bf16_autocast_covers_the_cached_encoder_and_teacher(tiny_dirs, manifest, tmp_path, monkeypatch):
+    """--bf16 runs the encoder (outside the DDP wrapper, cached once per clip) and the teacher under autocast too,
+    and the loss terms stay those of fp32 to bf16 precision."""
+    from distilwhisper.train.caches import EncoderCache
+
+    autocast = []  # per encoder-cache call (the student's, then the teacher's reuse): under bf16 autocast?
+    encode = EncoderCache.encode
+
+    def spy(self, whisper, batch, frames):
+        autocast.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return encode(self, whisper, batch, frames)
+
+    monkeypatch.setattr(EncoderCache, "encode", spy)
+    curves = {}
+    for bf16 in (False, True):
+        out = tmp_path / str(bf16)
+        autocast.clear()
+        train(_config("distilwhisper", tiny_dirs, manifest, out, teacher=tiny_dirs[0], scope="decoder",
+                      cache_encoder=True, trim=True, max_steps=3, bf16=bf16), progress=False)
+        assert len(autocast) == 6 and set(autocast) == {bf16}
+        curves[bf16] = _ce_curve(out)[2]
+    for term in ("ce", "kd"):  # kd is near 0 here (the teacher is the student): absolute tolerance
+        got, expected = ([r[term] for r in curves[bf16]] for bf16 in (True, False))
+        assert got == pytest.approx(expected, rel=0.05, abs=1e-3)
+
+
 @pytest.mark.parametrize("method", ["ft", "lora"])
 def test_baselines_train_only_the_scope_layers(method, tiny_dirs, manifest, tmp_path):
     """--scope decoder: FT updates and LoRA adapts decoder layers only; the encoder stays bit-identical."""

@@ -70,6 +70,12 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def has_bf16_units(device: str = "cpu") -> bool:
+    """Whether bf16 arithmetic is native here (GPUs: yes; CPUs: AVX-512 BF16 or AMX), so bf16 autocast speeds
+    work up instead of emulating every matmul (3-5x slower than fp32 on AVX2-only CPUs, docs/results.md)."""
+    return device != "cpu" or bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def check_supported(precision: str, model: str, experts: str | None = None, device: str = "cpu") -> None:
     """Raise `UnsupportedPrecision` (with the reason) when `precision` cannot run for this model on this machine."""
     if precision not in PRECISIONS:
@@ -78,7 +84,7 @@ def check_supported(precision: str, model: str, experts: str | None = None, devi
     if precision == "fp16" and not flags & {"avx512_fp16", "amx_fp16"}:
         raise UnsupportedPrecision("fp16: this CPU has no fp16 arithmetic (no avx512_fp16/amx_fp16); torch would "
                                    "emulate every fp16 matmul")
-    if precision == "bf16" and not flags & {"avx512_bf16", "amx_bf16"}:
+    if precision == "bf16" and not has_bf16_units(device):
         raise UnsupportedPrecision("bf16: this CPU has no bf16 units (no avx512_bf16/amx_bf16); emulated bf16 ran "
                                    "3-5x slower than fp32 here (docs/results.md)")
     if precision in ("int8-weight", "int4-weight"):

@@ -28,6 +28,7 @@ from distilwhisper.data.manifest import read_manifest
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
 from distilwhisper.io import atomic_write_json, atomic_write_text, exclusive, read_json
+from distilwhisper.quantize import has_bf16_units
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
 from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
@@ -82,6 +83,10 @@ class DemoConfig:
         "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
                 "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
+    train_precision: str = field(default="auto", metadata={
+        "help": "training arithmetic: bf16 autocast or fp32; auto = bf16 where the hardware has bf16 units (GPUs, "
+                "CPUs with AVX-512 BF16 or AMX; benchmarks/clsr_speed.py measures it), fp32 elsewhere (emulated "
+                "bf16 is 3-5x slower); evaluation is fp32 always", "choices": ("auto", "bf16", "fp32")})
     seed: int = field(default=0, metadata={"help": "random seed of the corpus and of training"})
 
     @classmethod
@@ -89,6 +94,12 @@ class DemoConfig:
         """The default sizes (or `QUICK`'s), with the non-None `overrides`."""
         values = {**(QUICK if quick else {}), **{k: v for k, v in overrides.items() if v is not None}}
         return cls(quick=quick, **values)
+
+    @property
+    def bf16(self) -> bool:
+        """Train under bf16 autocast (`train_precision`, resolved on this machine)."""
+        return self.train_precision == "bf16" or (self.train_precision == "auto" and has_bf16_units(
+            "cuda" if torch.cuda.is_available() else "cpu"))
 
     def method_lr(self, method: str) -> float:
         return self.lr / 10 if method == "ft" else self.lr
@@ -186,7 +197,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         dev=str(train_manifest), out=str(run), teacher=teacher,
         teacher_cache=str(out / "teacher-cache" / planned.key) if teacher else None,
         max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method),
-        scope=config.scope, trim=True, cache_encoder=config.scope == "decoder",
+        scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     layout = RunLayout(run)
@@ -346,8 +357,8 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
              f"{config.student}, teacher {_teacher_words(config)}; {config.steps} steps of batch {config.batch_size}, "
              f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), experts (and the "
-             f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers, "
-             "greedy decoding, padding-free encoder.", "",
+             f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers "
+             f"({'bf16 autocast' if config.bf16 else 'fp32'}), greedy fp32 decoding, padding-free encoder.", "",
              table_markdown(table), "",
              "WER/CER in % pooled over the set's languages; BLEU/chrF of the translate task (sacrebleu); trainable = parameters updated by training; loaded = "
              "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "

@@ -58,8 +58,9 @@ class Trainer:
         from transformers import get_linear_schedule_with_warmup
 
         self.config, self.progress, self.layout = config, progress, RunLayout(config.out)
+        # bf16 is autocast around each step's loss (_train_step), not accelerate's mixed_precision: that is fixed
+        # for the life of a process, so one that trained in fp32 could not train a bf16 run after it
         self.accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum,
-                                       mixed_precision="bf16" if config.bf16 else "no",
                                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True),
                                                         InitProcessGroupKwargs(timeout=timedelta(
                                                             minutes=config.timeout_minutes))])
@@ -190,7 +191,9 @@ class Trainer:
         """Forward/backward on one batch; True when it completed an optimizer step (gradient accumulation)."""
         lr = self.scheduler.get_last_lr()[0]  # the learning rate this step applies
         with self.accelerator.accumulate(self.model):
-            terms = self.objective.terms(batch, self.state.step, self.total_steps)
+            with torch.autocast(self.accelerator.device.type, torch.bfloat16, enabled=self.config.bf16):
+                # the encoder and teacher run outside the DDP wrapper: under the same autocast
+                terms = self.objective.terms(batch, self.state.step, self.total_steps)
             self.accelerator.backward(terms["loss"])
             self.optimizer.step()
             self.scheduler.step()
