@@ -79,6 +79,8 @@ class DemoConfig:
     steps: int = field(default=300, metadata={"help": "optimizer steps per method"})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "utterances per batch, training and decoding"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate of experts, gates and LoRA; FT uses a tenth"})
+    expert_dropout: float = field(default=0.3, metadata={
+        "help": "dropout after each expert in training (CLSR methods; the paper's 0.3)"})
     scope: str = field(default="decoder", metadata={
         "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
                 "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
@@ -198,6 +200,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         teacher_cache=str(out / "teacher-cache" / planned.key) if teacher else None,
         max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method),
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
+        expert_dropout=config.expert_dropout,
         eval_every=config.steps if config.quick else max(config.steps // 2, 1),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     layout = RunLayout(run)
@@ -356,13 +359,14 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
              f"Target languages {', '.join(config.languages)} ({'; '.join(speech)}); control languages "
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
              f"{config.student}, teacher {_teacher_words(config)}; {config.steps} steps of batch {config.batch_size}, "
-             f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), experts (and the "
-             f"baselines) train the {'encoder and decoder' if config.scope == 'all' else config.scope} layers "
+             f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), expert dropout {config.expert_dropout:g}, "
+             f"experts (and the baselines) train the "
+             f"{'encoder and decoder' if config.scope == 'all' else config.scope} layers "
              f"({'bf16 autocast' if config.bf16 else 'fp32'}), greedy fp32 decoding, padding-free encoder.", "",
              table_markdown(table), "",
-             "WER/CER in % pooled over the set's languages; BLEU/chrF of the translate task (sacrebleu); trainable = parameters updated by training; loaded = "
-             "parameters in memory to serve every language (the base model plus all experts); s/utt = decoding "
-             "time per utterance in this run.", ""]
+             "WER/CER in % pooled over the set's languages; BLEU/chrF of the translate task (sacrebleu); "
+             "trainable = parameters updated by training; loaded = parameters in memory to serve every language "
+             "(the base model plus all experts); s/utt = decoding time per utterance in this run.", ""]
     lines += [_kept(e, config.steps) for e in table if e.get("kept_step") is not None]
     lines += ["", "## Changes against the base model", "",
              "Paired bootstrap over the same utterances (95 % intervals).", ""]
