@@ -112,3 +112,23 @@ def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_
     (run / "config.json").write_text(json.dumps({"method": "ft", "lr": 0.5, "max_steps": 3}))
     with pytest.raises(ValueError, match="other settings.*lr: 0.5"):
         train_system(planned_runs(config)[0][0], config, tmp_path / "train.jsonl", tmp_path)
+
+
+@pytest.mark.parametrize("flags, bf16", [({"avx2", "avx512_bf16"}, True), ({"avx2", "amx_bf16"}, True),
+                                         ({"avx2", "avx512f"}, False)])
+def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_path):
+    """auto trains in bf16 only where the CPU has bf16 units (emulated bf16 is several times slower); an explicit
+    choice wins; the run's TrainConfig carries the resolved choice."""
+    from distilwhisper import quantize
+    from distilwhisper.studies.demo import DemoConfig, Planned, train_system
+
+    monkeypatch.setattr(quantize, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert DemoConfig().bf16 is bf16
+    assert DemoConfig(train_precision="fp32").bf16 is False and DemoConfig(train_precision="bf16").bf16 is True
+    settings = []
+    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume: settings.append(config))
+    monkeypatch.setattr("distilwhisper.studies.demo.TrainedRun.open", lambda run: None)
+    train_system(Planned("distilwhisper", "distilwhisper", "DistilWhisper", "bundled:base"), DemoConfig(),
+                 tmp_path / "train.jsonl", tmp_path)
+    assert settings[0].bf16 is bf16 and settings[0].expert_dropout == 0.3

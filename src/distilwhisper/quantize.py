@@ -71,8 +71,11 @@ def _cpu_flags() -> set[str]:
 
 
 def has_bf16_units(device: str = "cpu") -> bool:
-    """Whether bf16 arithmetic is native here (GPUs: yes; CPUs: AVX-512 BF16 or AMX), so bf16 autocast speeds
-    work up instead of emulating every matmul (3-5x slower than fp32 on AVX2-only CPUs, docs/results.md)."""
+    """Whether bf16 arithmetic is native here (CUDA GPUs from Ampere on; CPUs with AVX-512 BF16 or AMX), so bf16
+    autocast speeds work up instead of emulating every matmul (3-5x slower than fp32 on AVX2-only CPUs,
+    docs/results.md)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return device != "cpu" or bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
