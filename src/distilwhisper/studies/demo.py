@@ -420,7 +420,7 @@ def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
         if rowed:
             system = System(planned.name, planned.method, out / "eval" / planned.key, train_seconds=run.state.seconds,
                             routed=run.routed_share, kept_step=run.state.best_step,
-                            kept_steps=run.state.best_steps if run.config.uses_experts else {},
+                            kept_steps=run.state.best_steps,  # empty unless experts are kept per language
                             trainable=run.trainable_parameters)
             _evaluate_trained(system, run, f"{planned.method}:{run.layout.root.relative_to(out)}", config, corpus)
             evaluated[planned] = system

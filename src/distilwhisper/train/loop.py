@@ -285,18 +285,17 @@ class Trainer:
             for lang, (routed, seen) in part.items():
                 routing[lang] = [a + b for a, b in zip(routing.get(lang, [0, 0]), (routed, seen))]
         seen = sum(s for _, s in routing.values())
+        share = sum(r for r, _ in routing.values()) / seen if seen else None
         if seen:
             state.dev_routing[str(state.step)] = routing
-            state.dev_expert_fraction[str(state.step)] = sum(r for r, _ in routing.values()) / seen
         if main:
             wer = rate(rows, "wer")
             self.writer.add_scalar("dev/wer", wer, state.step)
-            if seen:
-                self.writer.add_scalar("dev/expert_fraction", state.dev_expert_fraction[str(state.step)], state.step)
+            if share is not None:
+                self.writer.add_scalar("dev/expert_fraction", share, state.step)
             tqdm.write(f"step {state.step}: dev WER {wer:.2f} (" + ", ".join(
                 f"{lang} {100 * e / w:.1f}" for lang, (e, w) in counts.items() if w) + ")"
-                + (f", {100 * state.dev_expert_fraction[str(state.step)]:.0f} % of tokens routed to experts"
-                   if seen else ""))
+                + (f", {100 * share:.0f} % of tokens routed to experts" if share is not None else ""))
         return counts
 
 

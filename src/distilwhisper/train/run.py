@@ -56,7 +56,9 @@ class State:
     #                               language, the last step that changed best/
     best_steps: dict[str, int] = field(default_factory=dict)  # language -> step its experts in best/ come from
     evaluated_step: int | None = None
-    dev_expert_fraction: dict[str, float] = field(default_factory=dict)  # step -> share of dev tokens to experts
+    dev_expert_fraction: dict[str, float] = field(default_factory=dict)  # runs of earlier versions only: step ->
+    #                                                                      share of dev tokens to experts (now
+    #                                                                      derived from dev_routing)
     dev_counts: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # step -> language -> [word errors,
     #                                                                             reference words] on dev
     dev_routing: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # step -> language -> [tokens
