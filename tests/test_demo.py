@@ -32,11 +32,14 @@ def test_quick_demo_runs_every_stage(quick_demo):
     # control languages have no experts: they decode on the frozen shared FFNs, i.e. exactly the base model
     hyps = {r["id"]: r["hypothesis"] for r in read_results(out / "eval" / "base-fp32" / "results.jsonl")
             if r["domain"] == "control"}
-    assert hyps and all(hyps[r["id"]] == r["hypothesis"]
-                        for r in read_results(out / "eval" / "distilwhisper" / "results.jsonl") if r["id"] in hyps)
+    experts = read_results(out / "eval" / "distilwhisper-specialist" / "results.jsonl")
+    assert hyps and all(hyps[r["id"]] == r["hypothesis"] for r in experts if r["id"] in hyps)
     assert distil["control_delta"] == 0
     assert 0 < distil["trainable_m"] < distil["loaded_m"]
-    assert sorted(p.name for p in (out / "train" / "distilwhisper" / "best").glob("*.safetensors")) == \
+    # the default teacher is the specialist: the FT baseline, trained first on the same data
+    assert json.loads((out / "train" / "distilwhisper-specialist" / "config.json").read_text())["teacher"] == \
+        str(out / "train" / "ft")
+    assert sorted(p.name for p in (out / "train" / "distilwhisper-specialist" / "best").glob("*.safetensors")) == \
         ["ca.safetensors", "cs.safetensors"]
     report = (out / "report.md").read_text()
     assert "| DistilWhisper |" in report and "## Changes against the base model" in report
@@ -46,23 +49,22 @@ def test_quick_demo_runs_every_stage(quick_demo):
 @pytest.mark.slow
 def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsys):
     out = quick_demo
-    before = (out / "eval" / "distilwhisper" / "results.jsonl").read_text()
+    before = (out / "eval" / "distilwhisper-specialist" / "results.jsonl").read_text()
     assert main(["demo", "--quick", "--compare", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT", "FT", "LoRA"):
+    for name in ("DistilWhisper", "DistilWhisper (self-teacher)", "CLSR-FT", "FT", "LoRA"):
         assert f"| {name} |" in printed
-    assert (out / "eval" / "distilwhisper" / "results.jsonl").read_text() == before  # reused, not redone
+    assert (out / "eval" / "distilwhisper-specialist" / "results.jsonl").read_text() == before  # reused
     table = {row["system"]: row for row in json.loads((out / "results.json").read_text())["table"]}
     # every method trains the decoder only (--scope decoder): FT updates the decoder (with the tied embedding)
     assert 0 < table["LoRA"]["trainable_m"] < table["FT"]["trainable_m"] < table["bundled:base fp32"]["loaded_m"]
     assert table["LoRA"]["loaded_m"] == pytest.approx(table["FT"]["loaded_m"])  # adapters merged for inference
     assert table["CLSR-FT"]["control_delta"] == 0
     versus = json.loads((out / "results.json").read_text())["versus_distilwhisper"]
-    assert [row["system"] for row in versus] == ["DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT",
+    assert [row["system"] for row in versus] == ["DistilWhisper", "DistilWhisper (self-teacher)", "CLSR-FT",
                                                  "FT", "LoRA"]
-    # the specialist is the FT run: the second DistilWhisper distilled from it, with its own teacher cache
-    specialist = json.loads((out / "train" / "distilwhisper-specialist" / "config.json").read_text())
-    assert specialist["teacher"] == str(out / "train" / "ft")
+    # the self-taught DistilWhisper distils from the student itself, with its own teacher cache
+    assert json.loads((out / "train" / "distilwhisper" / "config.json").read_text())["teacher"] == "bundled:base"
     caches = [json.loads((out / "teacher-cache" / key / "teacher.json").read_text())["fingerprint"]
               for key in ("distilwhisper", "distilwhisper-specialist")]
     # each cache is keyed by its teacher's weights: the student's, and what the FT run kept (which is the student
@@ -99,12 +101,16 @@ def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
 def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_path):
     from distilwhisper.studies.demo import DemoConfig, planned_runs, train_system
 
-    config = DemoConfig.make(quick=True, teacher="specialist", out=str(tmp_path))
+    config = DemoConfig.make(quick=True, out=str(tmp_path))  # the default teacher: the specialist
     trained, shown = planned_runs(config)
     assert [(p.key, p.teacher) for p in trained] == [("ft", None), ("distilwhisper-specialist", "specialist")]
     assert [p.name for p in shown] == ["DistilWhisper"]  # the specialist itself is a row under --compare only
     trained, shown = planned_runs(DemoConfig.make(quick=True, compare=True))
-    assert [p.key for p in trained] == ["ft", "distilwhisper", "distilwhisper-specialist", "clsr-ft", "lora"]
+    assert [p.key for p in trained] == ["ft", "distilwhisper-specialist", "distilwhisper", "clsr-ft", "lora"]
+    assert [p.name for p in shown] == ["DistilWhisper", "DistilWhisper (self-teacher)", "CLSR-FT", "FT", "LoRA"]
+    trained, shown = planned_runs(DemoConfig.make(quick=True, teacher="bundled:base"))
+    assert [(p.key, p.teacher) for p in trained] == [("distilwhisper", "bundled:base")]  # no FT stage
+    trained, shown = planned_runs(DemoConfig.make(quick=True, compare=True, teacher="bundled:base"))
     assert [p.name for p in shown] == ["DistilWhisper", "DistilWhisper (specialist teacher)", "CLSR-FT", "FT",
                                        "LoRA"]
     run = tmp_path / "train" / "ft"
@@ -127,7 +133,7 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
     assert DemoConfig().bf16 is bf16
     assert DemoConfig(train_precision="fp32").bf16 is False and DemoConfig(train_precision="bf16").bf16 is True
     settings = []
-    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume: settings.append(config))
+    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume, encodings: settings.append(config))
     monkeypatch.setattr("distilwhisper.studies.demo.TrainedRun.open", lambda run: None)
     train_system(Planned("distilwhisper", "distilwhisper", "DistilWhisper", "bundled:base"), DemoConfig(),
                  tmp_path / "train.jsonl", tmp_path)

@@ -45,9 +45,9 @@ TRAIN_KILLS = [("swap-between", 1), ("tensors:trainable.safetensors", 1), ("rows
 METHOD_KILLS = [("rows", "metrics.jsonl", 3), ("swap-between", 2), ("append", 2)]
 TRAIN_METHODS = {"clsr-ft": TRAIN_KILLS, "distilwhisper": METHOD_KILLS, "ft": METHOD_KILLS, "lora": METHOD_KILLS}
 SYNTH_KILLS = [("files", "audio/cs", 2), ("atomic:*.wav", 2), ("atomic:manifest.jsonl", 1)]
-DEMO_KILLS = [("atomic:*.wav", 3), ("rows", "eval/base-fp32/results.jsonl", 2),
-              ("rows", "train/distilwhisper/metrics.jsonl", 1), ("swap-between", 1),
-              ("rows", "eval/distilwhisper/results.jsonl", 2), ("atomic:report.md", 1)]
+DEMO_KILLS = [("atomic:*.wav", 3), ("rows", "eval/base-fp32/results.jsonl", 2), ("rows", "train/ft/metrics.jsonl", 1),
+              ("rows", "train/distilwhisper-specialist/metrics.jsonl", 1), ("swap-between", 1),
+              ("rows", "eval/distilwhisper-specialist/results.jsonl", 2), ("atomic:report.md", 1)]
 KILL_POINTS = (len(EVAL_KILLS) + len(BIAS_KILLS) + sum(map(len, TRAIN_METHODS.values())) + len(SYNTH_KILLS)
                + len(DEMO_KILLS))
 
@@ -185,13 +185,14 @@ def test_synth_killed_at_every_kind_of_point_builds_the_uninterrupted_corpus(tmp
 
 @pytest.mark.slow
 def test_demo_killed_in_every_stage_gives_the_uninterrupted_results(quick_demo, tmp_path):
-    """Killed while synthesising the corpus, evaluating the base model, training, swapping a checkpoint in,
-    evaluating DistilWhisper and writing the report: the finished demo has the uninterrupted demo's transcripts and
-    table (same threads as the uninterrupted run, so the same arithmetic)."""
+    """Killed while synthesising the corpus, evaluating the base model, training the specialist teacher and the
+    experts (a resumed run encodes its clips again: the uninterrupted one reused the specialist's encodings),
+    swapping a checkpoint in, evaluating DistilWhisper and writing the report: the finished demo has the
+    uninterrupted demo's transcripts and table (same threads as the uninterrupted run, so the same arithmetic)."""
     cut = tmp_path / "cut"
     _chain(["demo", "--quick", "--threads", "2", "--out", str(cut)], cut, DEMO_KILLS,
            env=dict(os.environ, OMP_NUM_THREADS="2"))
-    for system in ("base-fp32", "base-int8", "distilwhisper"):
+    for system in ("base-fp32", "base-int8", "distilwhisper-specialist"):
         for task in ("", "translate"):
             results = Path("eval") / system / task / "results.jsonl"
             assert sorted(_rows(cut / results)) == sorted(_rows(quick_demo / results)), results

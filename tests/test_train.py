@@ -152,6 +152,35 @@ def test_bf16_autocast_covers_the_cached_encoder_and_teacher(tiny_dirs, manifest
         assert got == pytest.approx(expected, rel=0.05, abs=1e-3)
 
 
+def test_runs_of_one_process_share_the_frozen_encoders_outputs(tiny_dirs, manifest, tmp_path, monkeypatch):
+    """The demo's specialist (FT) and the experts it teaches train on the same clips with the same frozen encoder:
+    with a shared cache the second run encodes nothing (student nor teacher) and trains exactly as with its own;
+    another precision empties the cache instead of serving encodings made under other arithmetic."""
+    from distilwhisper.train import caches
+
+    calls = []
+    encode = caches.encode
+    monkeypatch.setattr(caches, "encode", lambda *args: calls.append(1) or encode(*args))
+    shared = caches.EncoderCache()
+    settings = dict(scope="decoder", cache_encoder=True, trim=True, max_steps=4)
+    train(_config("ft", tiny_dirs, manifest, tmp_path / "ft", **settings), progress=False, encodings=shared)
+    filled = len(calls)
+    assert filled > 0 and shared.store
+    curves = {}
+    for name, cache in (("shared", shared), ("own", None)):
+        train(_config("distilwhisper", tiny_dirs, manifest, tmp_path / name, teacher=str(tmp_path / "ft"),
+                      **settings), progress=False, encodings=cache)
+        curves[name] = _ce_curve(tmp_path / name)[2]
+        if name == "shared":
+            assert len(calls) == filled  # every batch was encoded by the FT run already
+    assert len(calls) > filled
+    assert curves["shared"] == curves["own"]
+    kept = dict(shared.store)
+    train(_config("ft", tiny_dirs, manifest, tmp_path / "bf16", bf16=True, **settings), progress=False,
+          encodings=shared)
+    assert shared.key[1] is True and all(shared.store[k] is not v for k, v in kept.items() if k in shared.store)
+
+
 @pytest.mark.parametrize("method", ["ft", "lora"])
 def test_baselines_train_only_the_scope_layers(method, tiny_dirs, manifest, tmp_path):
     """--scope decoder: FT updates and LoRA adapts decoder layers only; the encoder stays bit-identical."""

@@ -78,6 +78,15 @@ class EncoderCache:
 
     def __init__(self) -> None:
         self.store: dict[tuple[str, int], torch.Tensor] = {}
+        self.key: tuple | None = None
+
+    def bind(self, key: tuple) -> None:
+        """Serve a run whose encodings are identified by `key` (encoder weights, precision, training manifest).
+        Runs of one process may share the cache -- the demo's FT specialist and the students it teaches keep the
+        same frozen encoder, so the later runs skip the encoder entirely; a run with another key empties it."""
+        if key != self.key:
+            self.store.clear()
+            self.key = key
 
     def encode(self, whisper, batch: dict, frames: int) -> torch.Tensor:
         keys = [(uid, frames) for uid in batch["ids"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from datetime import timedelta
 
 import torch
@@ -29,7 +30,7 @@ from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
 from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, select_split
-from distilwhisper.train.model import build_student, load_teacher, same_encoder, weights_fingerprint
+from distilwhisper.train.model import build_student, load_teacher, same_encoder, weights_fingerprint, whisper_of
 from distilwhisper.train.objective import Objective
 from distilwhisper.train.run import RunLayout, State
 
@@ -42,10 +43,12 @@ class TrainResult:
     model: torch.nn.Module
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, progress: bool = True,
+          encodings: EncoderCache | None = None) -> TrainResult:
     """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model.  One run
-    at a time per folder (the main process holds it)."""
-    trainer = Trainer(config.check(), progress)
+    at a time per folder (the main process holds it).  `encodings`: an encoder cache shared with earlier runs of
+    this process (used with `cache_encoder`; it keeps only what matches this run's encoder, precision and data)."""
+    trainer = Trainer(config.check(), progress, encodings)
     with exclusive_on_main(config.out, trainer.accelerator.state):
         return trainer.run(resume)
 
@@ -53,7 +56,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
 class Trainer:
     """The run's models, data, optimizer and counters, so that each part of the loop is a short method."""
 
-    def __init__(self, config: TrainConfig, progress: bool) -> None:
+    def __init__(self, config: TrainConfig, progress: bool, encodings: EncoderCache | None = None) -> None:
         from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
         from transformers import get_linear_schedule_with_warmup
 
@@ -91,9 +94,18 @@ class Trainer:
             config, self.model, self.unwrapped, teacher,
             TeacherCache(config.teacher_cache, weights_fingerprint(teacher), config.top_k, config.trim,
                          config.teacher) if config.teacher_cache else None,
-            EncoderCache() if config.cache_encoder else None,
+            self._encoder_cache(encodings) if config.cache_encoder else None,
             teacher is not None and config.cache_encoder and same_encoder(teacher, self.decodable))
         self.state = State(config.method)
+
+    def _encoder_cache(self, shared: EncoderCache | None) -> EncoderCache:
+        """`shared` (or a new cache), bound to what determines an encoding: the frozen encoder's weights, the
+        arithmetic (bf16 autocast) and the clips (the training manifest, by path and modification time)."""
+        cache = shared if shared is not None else EncoderCache()
+        train = Path(self.config.train).resolve()
+        cache.bind((weights_fingerprint(whisper_of(self.decodable).model.encoder), self.config.bf16, str(train),
+                    train.stat().st_mtime_ns))
+        return cache
 
     def _check_inputs(self) -> None:
         config = self.config
