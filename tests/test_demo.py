@@ -98,6 +98,12 @@ def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
     assert "no asterisk prompts for de" in capsys.readouterr().err
 
 
+def test_demo_refuses_a_dropout_outside_0_1_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--quick", "--expert-dropout", "1.5", "--out", str(tmp_path / "d")]) == 2
+    assert "--expert-dropout is a dropout probability in [0, 1), not 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_path):
     from distilwhisper.studies.demo import DemoConfig, planned_runs, train_system
 

@@ -341,6 +341,10 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
         load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", save_every=-5))
     with pytest.raises(ValueError, match="needs --teacher"):
         load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
+    for flag, value in (("expert_dropout", -0.1), ("lora_dropout", 1.0)):
+        with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} is a dropout probability in .0, 1., "
+                                             f"not {value}"):
+            load_config(None, dict(method="lora", student="x", languages=["ca"], train="t", out="o", **{flag: value}))
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("lr: 0.001\nbogus: 1\n")
     with pytest.raises(ValueError, match="unknown setting"):

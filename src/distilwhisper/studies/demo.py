@@ -34,6 +34,7 @@ from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
 from distilwhisper.train import TrainConfig, TrainedRun, train
 from distilwhisper.train.caches import EncoderCache
+from distilwhisper.train.config import check_dropout
 from distilwhisper.train.run import RunLayout
 
 TRANSLATE = "translate"  # the translate task on real speech: BLEU/chrF against the English lines
@@ -95,6 +96,9 @@ class DemoConfig:
                 "CPUs with AVX-512 BF16 or AMX; benchmarks/clsr_speed.py measures it), fp32 elsewhere (emulated "
                 "bf16 is 3-5x slower); evaluation is fp32 always", "choices": ("auto", "bf16", "fp32")})
     seed: int = field(default=0, metadata={"help": "random seed of the corpus and of training"})
+
+    def __post_init__(self) -> None:
+        check_dropout("--expert-dropout", self.expert_dropout)  # before minutes of corpus and evaluation
 
     @classmethod
     def make(cls, quick: bool = False, **overrides) -> "DemoConfig":

@@ -96,11 +96,19 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or a number of steps, not {value}")
         if self.cache_encoder and self.scope != "decoder":
             raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
+        for name in ("expert_dropout", "lora_dropout"):
+            check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
         return self
 
     @property
     def uses_experts(self) -> bool:
         return self.method in CLSR_METHODS
+
+
+def check_dropout(flag: str, value: float) -> None:
+    """A dropout probability in [0, 1): torch only fails on it at the first training step, minutes into a run."""
+    if not 0 <= value < 1:
+        raise ValueError(f"{flag} is a dropout probability in [0, 1), not {value}")
 
 
 def read_yaml(path: str | Path) -> dict:
