@@ -1,15 +1,19 @@
-"""DistilWhisper against its baselines (CLSR-FT, FT, LoRA) and the base model, every method on the same data, steps,
-batch and layers.
+"""DistilWhisper against its baselines, each method at its own best learning rate chosen on dev (issue #14).
 
-The same pipeline as `distilwhisper demo --compare` (corpus builder, training loop, evaluation, paired statistics),
-plus a markdown table with the machine and the wall time, written to `OUT/method_quality.md` and printed.  The
-defaults are the demo's sizes, so `--out demo-out` adds the baselines to a finished `make demo` run (its corpus, base
-evaluations and DistilWhisper are reused); a larger budget is a matter of flags, e.g.
+Every method -- DistilWhisper distilled from the specialist (the headline), DistilWhisper with the student as its
+own teacher, CLSR-FT, FT and LoRA -- trains on the demo's data (its corpus builder and training settings) at each
+point of a learning-rate grid (`--lr-factors` times the method's demo rate: 1e-3, FT 1e-4), until dev WER has not
+improved for `--patience` evaluations or the step cap (`--steps`).  Dev is decoded as the tests are (`--trim`), the
+kept checkpoint of a run is its dev-best (per language for experts), and the learning rate kept per method is the
+one with the lowest kept dev WER.  The specialist teacher is FT at its chosen rate, so FT's grid trains first.
+Only the chosen run of each method is decoded on the test sets, once; the table compares every method with the base
+model and with the headline DistilWhisper (paired bootstrap), and records per method the grid's dev WERs, the chosen
+rate, the steps trained and kept, and the train minutes.
 
-    .venv/bin/python benchmarks/method_quality.py --per-language 720 --test-per-language 40 --steps 600 --out bench-out/mq
+Run by hand, not in CI (hours on 2 CPU cores); it resumes like the demo (rerun the same command after an
+interruption; finished runs are reused).  Every run of one process shares the frozen encoder's outputs.
 
-Run by hand, not in CI; it resumes like the demo (rerun the same command after an interruption).  Measured times
-are in docs/results.md.
+    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq
 """
 
 from __future__ import annotations
@@ -23,29 +27,150 @@ from pathlib import Path
 import torch
 
 from distilwhisper.cli import add_config_flags
-from distilwhisper.io import atomic_write_text
-from distilwhisper.studies.demo import DemoConfig, run_demo, table_markdown
+from distilwhisper.io import atomic_write_json, atomic_write_text
+from distilwhisper.report import markdown_table, num, p_phrase, signed
+from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, evaluate_base,
+                                        evaluate_trained, results_table, table_markdown, train_system)
+from distilwhisper.studies.demo_corpus import SETS, build_corpus
+from distilwhisper.train import TrainedRun
+from distilwhisper.train.caches import EncoderCache
+
+# (key, method, row name, teacher): FT first, it is the specialist teacher
+METHODS = (("ft", "ft", NAMES["ft"], None),
+           ("distilwhisper-specialist", "distilwhisper", "DistilWhisper", SPECIALIST),
+           ("distilwhisper", "distilwhisper", "DistilWhisper (self-teacher)", "student"),
+           ("clsr-ft", "clsr-ft", NAMES["clsr-ft"], None),
+           ("lora", "lora", NAMES["lora"], None))
+DEFAULTS = dict(steps=1200, eval_every=100, patience=3)  # a cap, not a budget: runs stop on dev
+
+
+@dataclasses.dataclass
+class Choice:
+    """One method's grid: the dev WER each learning rate reached, and the run kept."""
+
+    key: str
+    name: str
+    runs: dict[float, TrainedRun]  # learning rate -> its finished run
+
+    @property
+    def lr(self) -> float:
+        """The rate of the lowest kept dev WER (the smaller rate on ties)."""
+        return min(self.runs, key=lambda lr: (self.runs[lr].state.best_dev_wer, lr))
+
+    @property
+    def run(self) -> TrainedRun:
+        return self.runs[self.lr]
+
+
+def train_grid(config: DemoConfig, factors: list[float], keys: list[str], out: Path, train_manifest: Path
+               ) -> list[Choice]:
+    """Every method at every grid point (FT first: its chosen run is the specialist teacher)."""
+    encodings, choices, specialist = EncoderCache(), [], None
+    for key, method, name, teacher in METHODS:
+        if key not in keys:
+            continue
+        if teacher == SPECIALIST:
+            if specialist is None:
+                raise ValueError("the specialist-taught DistilWhisper needs FT's grid: add ft to --methods")
+            teacher = str(specialist.run.layout.root)
+        elif teacher == "student":
+            teacher = config.student
+        runs = {}
+        for factor in factors:
+            lr = config.method_lr(method) * factor
+            planned = Planned(f"{key}/lr-{lr:g}", method, name, teacher, factor, teacher_cache=key)
+            print(f"\n{name}, lr {lr:g}: up to {config.steps} steps, dev every {config.eval_every}, patience "
+                  f"{config.patience}", flush=True)
+            runs[lr] = train_system(planned, config, train_manifest, out, encodings)
+        choices.append(Choice(key, name, runs))
+        if key == "ft":
+            specialist = choices[-1]
+    return choices
+
+
+def grid_markdown(choices: list[Choice]) -> list[str]:
+    """Per method: kept dev WER at each rate, the chosen rate, steps trained and kept, train minutes."""
+    def row(choice: Choice) -> list[str]:
+        state = choice.run.state
+        kept = state.best_steps or {"all": state.best_step}
+        return [choice.name, ", ".join(f"{lr:g}: {num(run.state.best_dev_wer)}" for lr, run in choice.runs.items()),
+                f"{choice.lr:g}", str(state.step), ", ".join(f"{k} {v}" for k, v in sorted(kept.items())),
+                num(state.seconds / 60)]
+
+    return markdown_table(["method", "kept dev WER per lr", "chosen lr", "steps trained", "kept step",
+                           "train (min)"], map(row, choices))
+
+
+def versus_markdown(versus: list[dict]) -> list[str]:
+    """Every method against the headline DistilWhisper per set: change [95 % CI], p (positive: more errors)."""
+    names = [s for s in (*SETS, TRANSLATE) if versus[0][f"{s}_n"]]
+    return markdown_table(["system", *names], (
+        [e["system"], *(f"{signed(e[f'{s}_delta'])} [{signed(e[f'{s}_delta_low'])}, "
+                        f"{signed(e[f'{s}_delta_high'])}], {p_phrase(e[f'{s}_p'])}" for s in names)]
+        for e in versus[1:]))
+
+
+def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
+    out = Path(config.out)
+    corpus = build_corpus(config, out)
+    choices = train_grid(config, factors, keys, out, corpus.train)
+    systems = [System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")]
+    evaluate_base(systems[0], config, corpus, "fp32")
+    headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
+    for choice in headline_first:  # the test sets, once per method: its chosen run only
+        trained = choice.run
+        system = System(choice.name, trained.config.method, out / "eval" / choice.key,
+                        train_seconds=trained.state.seconds, routed=trained.routed_share,
+                        kept_step=trained.state.best_step, kept_steps=trained.state.best_steps,
+                        trainable=trained.trainable_parameters)
+        evaluate_trained(system, trained, f"{trained.config.method}:{trained.layout.root.relative_to(out)}",
+                         config, corpus)
+        systems.append(system)
+    table = results_table(systems)
+    versus = results_table(systems[1:])
+    atomic_write_json(out / "method_quality.json", {
+        "table": table, "versus_distilwhisper": versus,
+        "grid": {c.key: {"lrs": {f"{lr:g}": run.state.best_dev_wer for lr, run in c.runs.items()},
+                         "chosen_lr": c.lr, "steps": c.run.state.step, "kept_step": c.run.state.best_step,
+                         "kept_steps": c.run.state.best_steps, "dev_counts": c.run.state.dev_counts}
+                 for c in choices}})
+    return "\n".join([table_markdown(table), "", f"Against {versus[0]['system']}:", "", *versus_markdown(versus),
+                      "", "Learning rates (kept dev WER of each; the lowest is chosen):", "",
+                      *grid_markdown(choices), ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser, DemoConfig)  # the demo's settings and defaults, not a copy of them
+    parser.add_argument("--lr-factors", default="0.3,1,3",
+                        help="learning-rate grid, as factors of each method's demo rate (default: 0.3,1,3)")
+    parser.add_argument("--methods", default=",".join(key for key, *_ in METHODS),
+                        help="methods to train (default: all; the specialist-taught DistilWhisper needs ft)")
     args = parser.parse_args()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
-    config = DemoConfig.make(**{**given, "compare": True, "quick": bool(given["quick"]),
-                                "out": given["out"] or "bench-out/method-quality"})
+    factors = [float(f) for f in args.lr_factors.split(",")]
+    keys = args.methods.split(",")
+    unknown = sorted(set(keys) - {key for key, *_ in METHODS})
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)
+             if getattr(args, f.name) is not None}
+    quick = bool(given.get("quick"))
+    config = DemoConfig.make(**{**({} if quick else DEFAULTS), **given, "quick": quick,
+                                "out": given.get("out") or "bench-out/method-quality"})
+    if not (config.eval_every and config.patience):
+        parser.error("runs that stop on dev need --eval-every and --patience (0 is never)")
     start = time.perf_counter()
-    table = run_demo(config)
-    header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}; "
-              f"{config.test_per_language} per test set), control {','.join(config.control)}, {config.steps} steps "
-              f"of batch {config.batch_size}, lr {config.lr:g} (FT {config.method_lr('ft'):g}), scope "
-              f"{config.scope}, student {config.student}, teacher {config.teacher}; "
+    text = run(config, factors, keys)
+    header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
+              f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
+              f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the demo "
+              f"rate ({config.lr:g}, FT {config.method_lr('ft'):g}); scope {config.scope}, "
+              f"{'bf16' if config.bf16 else 'fp32'} training, student {config.student}; "
               f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads; "
-              f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished stages of an earlier run are "
+              f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished runs of an earlier one are "
               "reused).")
-    text = f"{header}\n\n{table_markdown(table)}\n"
-    atomic_write_text(Path(config.out, "method_quality.md"), text)
-    print(text)
+    atomic_write_text(Path(config.out, "method_quality.md"), f"{header}\n\n{text}")
+    print(f"{header}\n\n{text}")
 
 
 if __name__ == "__main__":

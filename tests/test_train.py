@@ -181,6 +181,21 @@ def test_runs_of_one_process_share_the_frozen_encoders_outputs(tiny_dirs, manife
     assert shared.key[1] is True and all(shared.store[k] is not v for k, v in kept.items() if k in shared.store)
 
 
+def test_patience_stops_a_run_whose_kept_model_stopped_improving(tiny_dirs, manifest, tmp_path, capsys):
+    """lr 0: no evaluation beats the untrained start, so --patience 2 stops after the second one (step 2 of 8);
+    the stopped run counts as finished, and resuming it trains nothing more."""
+    config = _config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, lr=0.0, eval_every=1, max_steps=8,
+                     patience=2)
+    result = train(config, progress=False)
+    assert (result.state.step, result.state.best_step, result.state.evaluations_since_best()) == (2, 0, 2)
+    assert "(--patience): stopped; kept step 0" in capsys.readouterr().out
+    assert TrainedRun.open(tmp_path).finished
+    assert train(config, resume=True, progress=False).state.step == 2
+    assert [r["step"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+    with pytest.raises(ValueError, match="--patience must be 0 or a number of dev evaluations, not -1"):
+        _config("clsr-ft", tiny_dirs, manifest, tmp_path, patience=-1)
+
+
 @pytest.mark.parametrize("method", ["ft", "lora"])
 def test_baselines_train_only_the_scope_layers(method, tiny_dirs, manifest, tmp_path):
     """--scope decoder: FT updates and LoRA adapts decoder layers only; the encoder stays bit-identical."""

@@ -80,6 +80,9 @@ class DemoConfig:
     dev_per_language: int = field(default=48, metadata={"help": "real-speech dev lines per language with real "
                                                                 "speech (checkpoint choice)"})
     steps: int = field(default=300, metadata={"help": "optimizer steps per method"})
+    patience: int = field(default=0, metadata={
+        "min": 0, "help": "stop a run once this many dev evaluations in a row have not improved it (0: train every "
+                          "step; benchmarks/method_quality.py stops on it)"})
     eval_every: int | None = field(default=None, metadata={
         "min": 1, "help": "dev evaluations (checkpoint candidates) every N steps (default: half-way and at the end; "
                           "--quick: at the end)"})
@@ -169,10 +172,12 @@ def _tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
 class Planned:
     """One training run of the demo: its folder name (under train/ and eval/), method, row name and teacher."""
 
-    key: str
+    key: str  # its folder under train/ and eval/
     method: str
     name: str
-    teacher: str | None = None  # a model reference, or SPECIALIST
+    teacher: str | None = None  # a model reference, a run folder, or SPECIALIST (this demo's train/ft)
+    lr_factor: float = 1.0  # times the method's learning rate (DemoConfig.method_lr): a point of an lr grid
+    teacher_cache: str | None = None  # its folder under teacher-cache/ (default: `key`); runs of one teacher share it
 
 
 def planned_runs(config: DemoConfig) -> tuple[list[Planned], list[Planned]]:
@@ -208,8 +213,9 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
     settings = TrainConfig(
         method=method, student=config.student, languages=config.languages, train=str(train_manifest),
         dev=str(train_manifest), out=str(run), teacher=teacher,
-        teacher_cache=str(out / "teacher-cache" / planned.key) if teacher else None,
-        max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method),
+        teacher_cache=str(out / "teacher-cache" / (planned.teacher_cache or planned.key)) if teacher else None,
+        max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method) * planned.lr_factor,
+        patience=config.patience,
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
         expert_dropout=config.expert_dropout,
         eval_every=config.eval_every or (config.steps if config.quick else max(config.steps // 2, 1)),

@@ -69,6 +69,9 @@ class TrainConfig:
     save_every: int = field(default=0, **_help("steps between resumable checkpoints besides those at dev "
                                                "evaluations (0: only at evaluations)"))
     eval_limit: int | None = field(default=None, **_help("dev utterances used per evaluation", min=1))
+    patience: int = field(default=0, **_help("stop once this many dev evaluations in a row have not improved the "
+                                             "kept model (0: train to the last step, the cap --max-steps/--epochs "
+                                             "sets either way)", min=0))
     bf16: bool = field(default=False, **_help("bf16 autocast (fast only on CPUs/GPUs with bf16 units)"))
     trim: bool = field(default=False, **_help("padding-free encoding: encode only the frames holding audio (at "
                                               "least 15 s); one process only"))
@@ -90,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
         if self.scope not in SCOPES:
             raise ValueError(f"--scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+        if self.patience < 0:
+            raise ValueError(f"--patience must be 0 or a number of dev evaluations, not {self.patience}")
         for name in ("eval_every", "save_every"):
             value = getattr(self, name)
             if value < 0:

@@ -145,10 +145,13 @@ class Trainer:
         if not resume and self.config.dev:
             self._evaluate_and_keep()  # the untrained start is a candidate: a run that never beats it keeps it
         self.model.train()  # load_model hands out eval-mode models; the dev evaluations switch back and forth
-        while self.state.step < self.total_steps:
+        while self.state.step < self.total_steps and not self._out_of_patience():
             self._epoch(rng)
             rng = None
         self.bar.close()
+        if self._out_of_patience() and self.accelerator.is_main_process:
+            tqdm.write(f"step {self.state.step}: {self.config.patience} dev evaluations without a better kept model "
+                       f"(--patience): stopped; kept step {self.state.best_step}")
         if self.state.evaluated_step != self.state.step:
             self._evaluate_and_keep()
         if self.saved_step != self.state.step:  # a run reused as it is (e.g. by the demo) is not written again
@@ -192,12 +195,16 @@ class Trainer:
                 self._evaluate_and_keep()
             if evaluate_now or (self.config.save_every and state.step % self.config.save_every == 0):
                 self._checkpoint()
-            if state.step >= self.total_steps:
+            if state.step >= self.total_steps or (evaluate_now and self._out_of_patience()):
                 return
         state.epoch, state.epoch_batches = state.epoch + 1, 0
         if not self.config.eval_every:
             self._evaluate_and_keep()
             self._checkpoint()
+
+    def _out_of_patience(self) -> bool:
+        """--patience dev evaluations in a row without a better kept model: training stops."""
+        return bool(self.config.patience) and self.state.evaluations_since_best() >= self.config.patience
 
     def _train_step(self, batch: dict) -> bool:
         """Forward/backward on one batch; True when it completed an optimizer step (gradient accumulation)."""

@@ -84,6 +84,10 @@ class State:
         return _wer([self.dev_counts[str(self.best_steps.get(lang, step))][lang]
                      for lang in self.dev_counts[str(step)]])
 
+    def evaluations_since_best(self) -> int:
+        """Dev evaluations after the one that last improved the kept model (`--patience` counts them)."""
+        return sum(int(step) > (self.best_step or 0) for step in self.dev_counts)
+
     def routed_share(self, step: int | None) -> float | None:
         """Share of dev tokens the hard gates sent to experts in the kept system (experts kept per language), or
         at `step` (runs of earlier versions, which kept one step)."""
@@ -139,8 +143,9 @@ class TrainedRun:
 
     @property
     def finished(self) -> bool:
-        """Trained to its last step (a rerun would only reuse it)."""
-        return self.state is not None and self.state.step >= (self.config.max_steps or 0) > 0
+        """Trained to its last step, or stopped by --patience (a rerun would only reuse it)."""
+        return self.state is not None and (self.state.step >= (self.config.max_steps or 0) > 0 or (
+            0 < self.config.patience <= self.state.evaluations_since_best()))
 
     @property
     def trainable_parameters(self) -> int:

@@ -1,0 +1,161 @@
+"""Synthetic-to-real transfer (issue #13): do experts trained on synthetic speech help or hurt real speech?
+
+For a target language with both real transcribed speech and offline TTS voices (Czech: Fish Fillets NG's acted
+dialogue, and the Festival/espeak-ng voices), the demo's pipeline -- the FT specialist, then DistilWhisper's experts
+distilled from it (or from `--teacher`) -- is trained under each condition (`--conditions`):
+
+- `synthetic`: synthetic speech only; checkpoints (each language's kept step) chosen on synthetic dev lines;
+- `synthetic-real-dev`: the same training speech, checkpoints chosen on real dev lines (does choosing *how long*
+  to train on real speech make synthetic training transfer?);
+- `real`: the real training scenes (the demo's Czech data);
+- `both`: real and synthetic training speech, checkpoints chosen on both dev sets.
+
+Every system is tested once, at the end, on the same sets: real speech from held-out scenes (`in-domain`), real
+characters never heard in training (`held-out-characters`), the synthetic voices training used
+(`synthetic-in-domain`) and other synthetic voices (`out-of-domain`), the control languages (their transcripts must
+not change), and Whisper's translate task on the real lines (BLEU/chrF); each against the base model, paired
+bootstrap over the same utterances.  The table goes to `OUT/synthetic_to_real.md` and is printed.
+
+Run by hand, not in CI (about an hour on 2 CPU cores at the defaults); it resumes like the demo: rerun the same
+command after an interruption.  The demo's flags set the sizes, e.g.
+
+    .venv/bin/python benchmarks/synthetic_to_real.py --out bench-out/s2r
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from distilwhisper.cli import add_config_flags
+from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
+from distilwhisper.io import atomic_write_json, atomic_write_text
+from distilwhisper.report import p_phrase, signed
+from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, evaluate_base, evaluate_trained,
+                                        planned_runs, results_table, table_markdown, train_system)
+from distilwhisper.studies.demo_corpus import CONTROL, HELD_OUT, IN_DOMAIN, OUT_OF_DOMAIN, REAL_SPEECH, Corpus, \
+    build_corpus
+from distilwhisper.train.caches import EncoderCache
+
+SYNTHETIC_IN = "synthetic-in-domain"  # the synthetic voices of the training speech, their test lines
+SETS = (IN_DOMAIN, HELD_OUT, SYNTHETIC_IN, OUT_OF_DOMAIN, CONTROL)
+CONDITIONS = {  # name: (training speech, dev speech)
+    "synthetic": ("synthetic", "synthetic"),
+    "synthetic-real-dev": ("synthetic", "real"),
+    "real": ("real", "real"),
+    "both": ("both", "both"),
+}
+
+
+def condition_manifests(corpus: Corpus, synth_manifest: Path, languages: list[str], folder: Path
+                        ) -> tuple[dict[str, Path], Path]:
+    """(training manifest per condition, evaluation manifest): the demo's corpus split by where the speech comes
+    from.  Real and synthetic lines of a language never share a sentence source, so the test sets stay unseen."""
+    trained = read_manifest(corpus.train)[0]
+    synth = [u for u in read_manifest(synth_manifest)[0] if u.language in languages]
+    speech = {"real": {split: [u for u in trained if u.language in languages and u.source != "synth"
+                               and u.split == split] for split in ("train", "dev")},
+              "synthetic": {split: [u for u in synth if u.split == split] for split in ("train", "dev")}}
+    speech["both"] = {split: speech["real"][split] + speech["synthetic"][split] for split in ("train", "dev")}
+    for source in ("real", "synthetic"):
+        if not speech[source]["train"] or not speech[source]["dev"]:
+            raise ValueError(f"{corpus.train}: no {source} training or dev speech in {','.join(languages)}")
+    manifests = {name: write_manifest(folder / f"train-{name}.jsonl",
+                                      speech[train]["train"] + speech[dev]["dev"], relative=False)
+                 for name, (train, dev) in CONDITIONS.items()}
+    evaluation = read_manifest(corpus.evaluation)[0]  # the demo's sets, which hold no synthetic training voices
+    heard_voices: list[Utterance] = [u for u in synth if u.split == "test" and u.domain == IN_DOMAIN]
+    for utt in heard_voices:
+        utt.domain = SYNTHETIC_IN
+    return manifests, write_manifest(folder / "eval-transfer.jsonl", evaluation + heard_voices, relative=False)
+
+
+def run(config: DemoConfig, conditions: list[str]) -> list[dict]:
+    out = Path(config.out)
+    corpus = build_corpus(config, out)
+    manifests, evaluation = condition_manifests(corpus, out / "corpus" / "synth" / "manifest.jsonl",
+                                                config.languages, out / "corpus")
+    tests = Corpus(corpus.train, evaluation, corpus.translation)
+    base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
+    evaluate_base(base, config, tests, "fp32")
+    headline = planned_runs(dataclasses.replace(config, compare=False))[1][0]
+    plan = [Planned("ft", "ft", NAMES["ft"]), headline]  # the specialist (FT) first: it may be the teacher
+    systems = [base]
+    for condition in conditions:
+        folder, encodings = out / condition, EncoderCache()
+        for planned in plan:
+            print(f"\n[{condition}] {planned.name}: train {config.steps} steps, then evaluate", flush=True)
+            trained = train_system(planned, config, manifests[condition], folder, encodings)
+            system = System(f"{planned.name} ({condition})", planned.method, folder / "eval" / planned.key,
+                            train_seconds=trained.state.seconds, routed=trained.routed_share,
+                            kept_step=trained.state.best_step, kept_steps=trained.state.best_steps,
+                            trainable=trained.trainable_parameters)
+            evaluate_trained(system, trained, f"{planned.method}:{trained.layout.root.relative_to(out)}", config,
+                             tests)
+            systems.append(system)
+    return results_table(systems, SETS)
+
+
+def kept_markdown(table: list[dict]) -> list[str]:
+    """Which dev step each trained system kept (per language for experts) and the share of dev tokens routed."""
+    lines = []
+    for entry in table[1:]:
+        steps = entry["kept_steps"] or {"all": entry["kept_step"]}
+        routed = entry["routed_to_experts"]
+        lines.append(f"- {entry['system']}: kept step " + ", ".join(f"{k} {v}" for k, v in sorted(steps.items()))
+                     + (f"; {100 * routed:.0f} % of dev tokens routed to experts" if routed is not None else ""))
+    return lines
+
+
+def changes_markdown(table: list[dict]) -> list[str]:
+    """Every system's change against the base model, per set: WER points (BLEU for translate) [95 % CI], p."""
+    header = "| system | " + " | ".join(f"{s}" for s in (*SETS, "translate BLEU")) + " |"
+    lines = [header, "|" + "---|" * (len(SETS) + 2)]
+    for entry in table[1:]:
+        cells = [f"{signed(entry[f'{s}_delta'])} [{signed(entry[f'{s}_delta_low'])}, "
+                 f"{signed(entry[f'{s}_delta_high'])}], {p_phrase(entry[f'{s}_p'])}" if entry[f"{s}_n"] else "-"
+                 for s in (*SETS, "translate")]
+        lines.append(f"| {entry['system']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, DemoConfig)  # the demo's settings and defaults, not a copy of them
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help=f"training conditions, comma-separated (default: all: {', '.join(CONDITIONS)})")
+    args = parser.parse_args()
+    conditions = args.conditions.split(",")
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        parser.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
+    languages = [lang for lang in given["languages"] or list(REAL_SPEECH) if lang in REAL_SPEECH]
+    if not languages:
+        parser.error(f"--languages: none has real speech installed offline (those that do: {', '.join(REAL_SPEECH)})")
+    config = DemoConfig.make(**{**given, "languages": languages, "quick": bool(given["quick"]),
+                                "eval_every": given["eval_every"] or (None if given["quick"] else 50),
+                                "out": given["out"] or "bench-out/synthetic-to-real"})
+    start = time.perf_counter()
+    table = run(config, conditions)
+    header = (f"Synthetic-to-real transfer, {','.join(config.languages)}: {config.steps} steps of batch "
+              f"{config.batch_size} per run, lr {config.lr:g} (FT {config.method_lr('ft'):g}), dev every "
+              f"{config.eval_every or config.steps} steps, scope {config.scope}, "
+              f"{'bf16' if config.bf16 else 'fp32'} training, student {config.student}, DistilWhisper's teacher "
+              f"{config.teacher}; {platform.processor() or 'cpu'}, {torch.get_num_threads()} threads; "
+              f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished stages of an earlier run are "
+              "reused).")
+    text = "\n".join([header, "", table_markdown(table, SETS), "", "Change against the base model:", "",
+                      *changes_markdown(table), "", *kept_markdown(table), ""])
+    atomic_write_json(Path(config.out, "synthetic_to_real.json"), {"table": table})
+    atomic_write_text(Path(config.out, "synthetic_to_real.md"), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""benchmarks/synthetic_to_real.py and benchmarks/method_quality.py at --quick sizes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "synthetic_to_real.py"
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
+    out = tmp_path / "s2r"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--conditions",
+                           "synthetic-real-dev", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    corpus = out / "corpus"
+    synthetic, real = _rows(corpus / "train-synthetic.jsonl"), _rows(corpus / "train-real.jsonl")
+    assert {(r["language"], r["source"]) for r in synthetic} == {("cs", "synth")}
+    assert {(r["language"], r["source"]) for r in real} == {("cs", "fillets")}
+    assert {r["split"] for r in synthetic} == {r["split"] for r in real} == {"train", "dev"}
+    both = _rows(corpus / "train-both.jsonl")
+    assert sorted(r["id"] for r in both) == sorted(r["id"] for r in synthetic + real)
+    real_dev = _rows(corpus / "train-synthetic-real-dev.jsonl")
+    assert {(r["source"], r["split"]) for r in real_dev} == {("synth", "train"), ("fillets", "dev")}
+    # the synthetic test lines of the training voices are tested, and never trained on
+    tests = _rows(corpus / "eval-transfer.jsonl")
+    heard = {r["text"] for r in tests if r["domain"] == "synthetic-in-domain"}
+    assert heard and heard.isdisjoint(r["text"] for r in synthetic)
+    table = json.loads((out / "synthetic_to_real.json").read_text())["table"]
+    assert [r["system"] for r in table] == ["bundled:base fp32", "FT (synthetic-real-dev)",
+                                            "DistilWhisper (synthetic-real-dev)"]
+    for row in table:
+        assert row["in-domain_n"] > 0 and row["synthetic-in-domain_n"] > 0 and row["translate_n"] > 0
+    assert all(row["control_delta"] == 0 for row in table if row["system"].startswith("DistilWhisper"))
+    # DistilWhisper distils from its condition's FT run (the specialist), on that condition's speech
+    folder = out / "synthetic-real-dev" / "train"
+    config = json.loads((folder / "distilwhisper-specialist" / "config.json").read_text())
+    assert config["teacher"] == str(folder / "ft") and config["train"].endswith("train-synthetic-real-dev.jsonl")
+    assert "| DistilWhisper (synthetic-real-dev) |" in proc.stdout and (out / "synthetic_to_real.md").is_file()
+
+
+@pytest.mark.slow
+def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_path):
+    out = tmp_path / "mq"
+    script = SCRIPT.parent / "method_quality.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--threads", "2", "--methods",
+                           "ft,distilwhisper-specialist", "--lr-factors", "1,3", "--eval-every", "1", "--patience",
+                           "1", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "method_quality.json").read_text())
+    for key, lrs in (("ft", ["0.0001", "0.0003"]), ("distilwhisper-specialist", ["0.001", "0.003"])):
+        grid = result["grid"][key]
+        assert sorted(grid["lrs"]) == lrs
+        best = min(grid["lrs"].values())
+        assert grid["lrs"][f"{grid['chosen_lr']:g}"] == best  # the lowest kept dev WER is chosen
+        for lr in lrs:  # every run stopped on dev or at the cap
+            state = json.loads((out / "train" / key / f"lr-{lr}" / "checkpoint" / "state.json").read_text())
+            stale = sum(int(s) > state["best_step"] for s in state["dev_counts"])
+            assert state["step"] == 3 or stale >= 1
+    # the specialist-taught experts distil from FT at its chosen rate
+    teacher = json.loads((out / "train" / "distilwhisper-specialist" / "lr-0.001" / "config.json").read_text())
+    assert teacher["teacher"] == str(out / "train" / "ft" / f"lr-{result['grid']['ft']['chosen_lr']:g}")
+    # the test sets are decoded once per method: only its chosen run, not the other grid points
+    assert sorted(p.name for p in (out / "eval").iterdir()) == ["base-fp32", "distilwhisper-specialist", "ft"]
+    assert [r["system"] for r in result["table"]] == ["bundled:base fp32", "DistilWhisper", "FT"]
+    assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
