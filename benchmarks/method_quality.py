@@ -28,7 +28,7 @@ import torch
 
 from distilwhisper.cli import add_config_flags
 from distilwhisper.io import atomic_write_json, atomic_write_text
-from distilwhisper.report import markdown_table, num, p_phrase, signed
+from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure, signed
 from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, evaluate_base,
                                         evaluate_trained, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import SETS, build_corpus
@@ -110,6 +110,26 @@ def versus_markdown(versus: list[dict]) -> list[str]:
         for e in versus[1:]))
 
 
+def tradeoff_figure(table: list[dict], path: Path) -> None:
+    """The paper's question in one picture: target-language gain (in-domain WER change, down is better) against
+    the change on the control languages nobody trained on; point area = trainable parameters."""
+    fig, ax = pyplot().subplots(figsize=(6, 4.5))
+    for entry in table[1:]:
+        ax.scatter(entry["control_delta"], entry["in-domain_delta"], s=20 + 8 * entry["trainable_m"], alpha=0.6,
+                   label=f"{entry['system']} ({num(entry['trainable_m'])} M trainable)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    save_figure(fig, ax, path, "Target-language gain against control-language change",
+                "control WER change (points vs base)", "in-domain WER change (points vs base)")
+
+
+def expert_sizes(choices: list[Choice]) -> list[str]:
+    """What shipping one language costs: the size of each language's expert file (CLSR methods)."""
+    rows = [[c.name, p.stem, f"{p.stat().st_size / 2**20:.1f}"] for c in choices
+            for p in sorted(c.run.layout.best.glob("*.safetensors")) if c.run.config.uses_experts]
+    return markdown_table(["method", "language", "expert file (MiB)"], rows) if rows else []
+
+
 def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
     out = Path(config.out)
     corpus = build_corpus(config, out)
@@ -134,9 +154,11 @@ def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
                          "chosen_lr": c.lr, "steps": c.run.state.step, "kept_step": c.run.state.best_step,
                          "kept_steps": c.run.state.best_steps, "dev_counts": c.run.state.dev_counts}
                  for c in choices}})
+    tradeoff_figure(table, out / "gain_vs_control.png")
     return "\n".join([table_markdown(table), "", f"Against {versus[0]['system']}:", "", *versus_markdown(versus),
                       "", "Learning rates (kept dev WER of each; the lowest is chosen):", "",
-                      *grid_markdown(choices), ""])
+                      *grid_markdown(choices), "", *expert_sizes(choices), "",
+                      "![gain against control change](gain_vs_control.png)", ""])
 
 
 def main() -> None:

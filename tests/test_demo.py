@@ -43,6 +43,7 @@ def test_quick_demo_runs_every_stage(quick_demo):
         ["ca.safetensors", "cs.safetensors"]
     report = (out / "report.md").read_text()
     assert "| DistilWhisper |" in report and "## Changes against the base model" in report
+    assert "| FT (specialist teacher: train) |" in report and "| total (this run" in report  # the teacher stage
     assert (out / "demo.png").stat().st_size > 0
 
 

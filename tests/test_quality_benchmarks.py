@@ -73,3 +73,5 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert sorted(p.name for p in (out / "eval").iterdir()) == ["base-fp32", "distilwhisper-specialist", "ft"]
     assert [r["system"] for r in result["table"]] == ["bundled:base fp32", "DistilWhisper", "FT"]
     assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
+    assert "| DistilWhisper | cs |" in proc.stdout  # the size of each language's expert file
+    assert (out / "gain_vs_control.png").stat().st_size > 0

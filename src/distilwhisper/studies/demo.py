@@ -397,7 +397,9 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
         ["system", "set", "language", "utts", "WER", "CER"],
         ([r["system"], r["set"], r["language"], r["utterances"], num(r["wer"]), num(r["cer"])] for r in languages))]
     lines += ["", "## Time per stage", "", *markdown_table(
-        ["stage", "minutes"], ([stage, f"{seconds / 60:.1f}"] for stage, seconds in timings.items()))]
+        ["stage", "minutes"], ([stage, f"{seconds / 60:.1f}"] for stage, seconds in
+                               [*timings.items(), ("total (this run; stages reused from an earlier run count 0)",
+                                                   sum(timings.values()))]))]
     lines += ["", "![WER per evaluation set](demo.png)", ""]
     return "\n".join(lines)
 
