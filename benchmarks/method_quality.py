@@ -30,7 +30,7 @@ from distilwhisper.cli import add_config_flags
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure, signed
 from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, evaluate_base,
-                                        evaluate_trained, results_table, table_markdown, train_system)
+                                        evaluate_run, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import SETS, build_corpus
 from distilwhisper.train import TrainedRun
 from distilwhisper.train.caches import EncoderCache
@@ -138,14 +138,7 @@ def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
     evaluate_base(systems[0], config, corpus, "fp32")
     headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
     for choice in headline_first:  # the test sets, once per method: its chosen run only
-        trained = choice.run
-        system = System(choice.name, trained.config.method, out / "eval" / choice.key,
-                        train_seconds=trained.state.seconds, routed=trained.routed_share,
-                        kept_step=trained.state.best_step, kept_steps=trained.state.best_steps,
-                        trainable=trained.trainable_parameters)
-        evaluate_trained(system, trained, f"{trained.config.method}:{trained.layout.root.relative_to(out)}",
-                         config, corpus)
-        systems.append(system)
+        systems.append(evaluate_run(choice.name, choice.run, out / "eval" / choice.key, out, config, corpus))
     table = results_table(systems)
     versus = results_table(systems[1:])
     atomic_write_json(out / "method_quality.json", {

@@ -36,7 +36,7 @@ from distilwhisper.cli import add_config_flags
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import p_phrase, signed
-from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, evaluate_base, evaluate_trained,
+from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, evaluate_base, evaluate_run,
                                         planned_runs, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import CONTROL, HELD_OUT, IN_DOMAIN, OUT_OF_DOMAIN, REAL_SPEECH, Corpus, \
     build_corpus
@@ -91,13 +91,8 @@ def run(config: DemoConfig, conditions: list[str]) -> list[dict]:
         for planned in plan:
             print(f"\n[{condition}] {planned.name}: train {config.steps} steps, then evaluate", flush=True)
             trained = train_system(planned, config, manifests[condition], folder, encodings)
-            system = System(f"{planned.name} ({condition})", planned.method, folder / "eval" / planned.key,
-                            train_seconds=trained.state.seconds, routed=trained.routed_share,
-                            kept_step=trained.state.best_step, kept_steps=trained.state.best_steps,
-                            trainable=trained.trainable_parameters)
-            evaluate_trained(system, trained, f"{planned.method}:{trained.layout.root.relative_to(out)}", config,
-                             tests)
-            systems.append(system)
+            systems.append(evaluate_run(f"{planned.name} ({condition})", trained, folder / "eval" / planned.key,
+                                        out, config, tests))
     return results_table(systems, SETS)
 
 

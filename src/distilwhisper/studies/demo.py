@@ -159,6 +159,18 @@ def evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoCon
                  batch_size=config.batch_size, task=task)
 
 
+def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
+                 ) -> System:
+    """A finished run as a row: its counters, then its evaluations under `directory` (named by the run's folder
+    relative to `out`, so a moved folder still resumes)."""
+    system = System(name, run.config.method, directory, train_seconds=run.state.seconds, routed=run.routed_share,
+                    kept_step=run.state.best_step,
+                    kept_steps=run.state.best_steps,  # empty unless experts are kept per language
+                    trainable=run.trainable_parameters)
+    evaluate_trained(system, run, f"{run.config.method}:{run.layout.root.relative_to(out)}", config, corpus)
+    return system
+
+
 def _tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
     """(task, manifest, output folder) of a system's evaluations: transcription of every set, and translation of
     the real speech into English."""
@@ -437,12 +449,7 @@ def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
                                      f"{config.steps} steps{', then evaluate' if rowed else ''}")
         run = train_system(planned, config, corpus.train, out, encodings)
         if rowed:
-            system = System(planned.name, planned.method, out / "eval" / planned.key, train_seconds=run.state.seconds,
-                            routed=run.routed_share, kept_step=run.state.best_step,
-                            kept_steps=run.state.best_steps,  # empty unless experts are kept per language
-                            trainable=run.trainable_parameters)
-            evaluate_trained(system, run, f"{planned.method}:{run.layout.root.relative_to(out)}", config, corpus)
-            evaluated[planned] = system
+            evaluated[planned] = evaluate_run(planned.name, run, out / "eval" / planned.key, out, config, corpus)
         timings[f"{planned.name}{' (train + evaluate)' if rowed else ' (specialist teacher: train)'}"] = \
             time.perf_counter() - start
     systems += [evaluated[planned] for planned in shown]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -204,7 +204,7 @@ class Trainer:
 
     def _out_of_patience(self) -> bool:
         """--patience dev evaluations in a row without a better kept model: training stops."""
-        return bool(self.config.patience) and self.state.evaluations_since_best() >= self.config.patience
+        return self.state.out_of_patience(self.config.patience)
 
     def _train_step(self, batch: dict) -> bool:
         """Forward/backward on one batch; True when it completed an optimizer step (gradient accumulation)."""

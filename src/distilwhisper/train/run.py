@@ -88,6 +88,10 @@ class State:
         """Dev evaluations after the one that last improved the kept model (`--patience` counts them)."""
         return sum(int(step) > (self.best_step or 0) for step in self.dev_counts)
 
+    def out_of_patience(self, patience: int) -> bool:
+        """`patience` (> 0) dev evaluations in a row without a better kept model: the run stops, and is finished."""
+        return 0 < patience <= self.evaluations_since_best()
+
     def routed_share(self, step: int | None) -> float | None:
         """Share of dev tokens the hard gates sent to experts in the kept system (experts kept per language), or
         at `step` (runs of earlier versions, which kept one step)."""
@@ -144,8 +148,8 @@ class TrainedRun:
     @property
     def finished(self) -> bool:
         """Trained to its last step, or stopped by --patience (a rerun would only reuse it)."""
-        return self.state is not None and (self.state.step >= (self.config.max_steps or 0) > 0 or (
-            0 < self.config.patience <= self.state.evaluations_since_best()))
+        return self.state is not None and (self.state.step >= (self.config.max_steps or 0) > 0
+                                           or self.state.out_of_patience(self.config.patience))
 
     @property
     def trainable_parameters(self) -> int:
