@@ -74,6 +74,8 @@ def test_gate_budget_and_weighting():
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     expected = abs((0.9 * 10 + 0.2 * 3) / 13 - 0.5)
     assert losses.gate_budget([g_enc, g_dec], [None, mask]).item() == pytest.approx(expected)
+    assert losses.gate_budget([g_enc, g_dec], [None, mask], target=0.75).item() == pytest.approx(
+        abs((0.9 * 10 + 0.2 * 3) / 13 - 0.75), abs=1e-6)
     ce, gate, kd = torch.tensor(2.0), torch.tensor(0.1), torch.tensor(0.4)
     assert losses.total_loss(ce, gate, kd).item() == pytest.approx(0.25 * 2.1 + 0.5 * 0.4)
     assert losses.total_loss(ce, gate, None).item() == pytest.approx(2.1)

@@ -1,4 +1,4 @@
-"""benchmarks/synthetic_to_real.py and benchmarks/method_quality.py at --quick sizes."""
+"""benchmarks/synthetic_to_real.py, method_quality.py and gate_budget.py at --quick sizes."""
 
 from __future__ import annotations
 
@@ -75,3 +75,24 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
     assert "| DistilWhisper | cs |" in proc.stdout  # the size of each language's expert file
     assert (out / "gain_vs_control.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_gate_budget_trains_each_budget_with_its_term_and_compares_on_dev(tmp_path):
+    out = tmp_path / "gates"
+    script = SCRIPT.parent / "gate_budget.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--threads", "2", "--budgets", "0.5:1,0.9:0",
+                           "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "gate_budget.json").read_text())
+    assert list(result["results"]) == ["target 0.5, weight 1 (paper)", "no budget term"]
+    assert result["chosen"] == min(result["results"], key=lambda k: result["results"][k]["dev_wer"])
+    for key, weight in (("distilwhisper-specialist", 1.0), ("distilwhisper-specialist-gate-0.9-w0", 0.0)):
+        config = json.loads((out / "train" / key / "config.json").read_text())
+        assert config["gate_weight"] == weight and config["teacher"] == str(out / "train" / "ft")
+        logged = [json.loads(line) for line in (out / "train" / key / "metrics.jsonl").read_text().splitlines()]
+        assert all((r["gate"] == 0.0) == (weight == 0.0) for r in logged[1:])  # step 1: gates start at 0.5
+    assert sorted(p.name for p in (out / "train").iterdir()) == [
+        "distilwhisper-specialist", "distilwhisper-specialist-gate-0.9-w0", "ft"]
+    assert not (out / "eval").exists()  # dev only: no test set decoded
+    assert "| no budget term" in proc.stdout and "dev tokens to experts" in proc.stdout

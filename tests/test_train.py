@@ -336,6 +336,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(save_every, tiny_dirs, m
     assert steps == list(range(1, 9))  # the steps lost with the interruption are logged once, by the resumed run
 
 
+def test_gate_budget_settings_steer_the_gates(tiny_dirs, manifest, tmp_path):
+    """The budget term pulls the mean gate towards --gate-target; --gate-weight 0 takes it out of the loss."""
+    means = {}
+    for target in (0.0, 1.0):
+        train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / str(target), gate_target=target, gate_weight=20.0),
+              progress=False)
+        means[target] = np.mean([r["g_mean"] for r in _ce_curve(tmp_path / str(target))[2][-4:]])
+    assert means[1.0] > 0.5 > means[0.0], means
+    train(_config("clsr-ft", tiny_dirs, manifest, tmp_path / "free", gate_weight=0.0, max_steps=2), progress=False)
+    rows = _ce_curve(tmp_path / "free")[2]
+    assert all(r["gate"] == 0.0 and r["loss"] == pytest.approx(r["ce"], rel=1e-5) for r in rows), rows
+
+
 def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
     with pytest.raises(ValueError, match="outside --languages"):
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, languages=["ca"]), progress=False)
@@ -354,6 +367,10 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
         check_teacher(tiny[0], mel128)
     with pytest.raises(ValueError, match="--save-every must be 0 or a number of steps, not -5"):
         load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", save_every=-5))
+    with pytest.raises(ValueError, match=r"--gate-target is a share of tokens in \[0, 1\], not 1.5"):
+        load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", gate_target=1.5))
+    with pytest.raises(ValueError, match="--gate-weight must be 0 .no budget term. or positive, not -1"):
+        load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", gate_weight=-1))
     with pytest.raises(ValueError, match="needs --teacher"):
         load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
     for flag, value in (("expert_dropout", -0.1), ("lora_dropout", 1.0)):

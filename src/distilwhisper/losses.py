@@ -27,8 +27,10 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float =
                            label_smoothing=smoothing)
 
 
-def gate_budget(gates: list[torch.Tensor], masks: list[torch.Tensor | None] | None = None) -> torch.Tensor:
-    """|mean gate value - 0.5| over every routed token of every layer (padding excluded where masked)."""
+def gate_budget(gates: list[torch.Tensor], masks: list[torch.Tensor | None] | None = None,
+                target: float = 0.5) -> torch.Tensor:
+    """|mean gate value - target| over every routed token of every layer (padding excluded where masked); the paper's
+    target is 0.5: half of the tokens' FFN computation may go through the experts."""
     if not gates:
         return torch.zeros(())
     total, count = 0.0, 0.0
@@ -40,7 +42,7 @@ def gate_budget(gates: list[torch.Tensor], masks: list[torch.Tensor | None] | No
         else:
             total = total + g.sum()
             count = count + g.numel()
-    return (total / count - 0.5).abs()
+    return (total / count - target).abs()
 
 
 def _masked_mean(per_position: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,10 @@ reused by a rerun with the same `--out`.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -190,6 +192,8 @@ class Planned:
     teacher: str | None = None  # a model reference, a run folder, or SPECIALIST (this demo's train/ft)
     lr_factor: float = 1.0  # times the method's learning rate (DemoConfig.method_lr): a point of an lr grid
     teacher_cache: str | None = None  # its folder under teacher-cache/ (default: `key`); runs of one teacher share it
+    gate_target: float = 0.5  # the gate budget of a CLSR run (TrainConfig.gate_target, gate_weight): a benchmark's
+    gate_weight: float = 1.0  # point; the demo keeps the paper's
 
 
 def planned_runs(config: DemoConfig) -> tuple[list[Planned], list[Planned]]:
@@ -227,7 +231,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         dev=str(train_manifest), out=str(run), teacher=teacher,
         teacher_cache=str(out / "teacher-cache" / (planned.teacher_cache or planned.key)) if teacher else None,
         max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method) * planned.lr_factor,
-        patience=config.patience,
+        patience=config.patience, gate_target=planned.gate_target, gate_weight=planned.gate_weight,
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
         expert_dropout=config.expert_dropout,
         eval_every=config.eval_every or (config.steps if config.quick else max(config.steps // 2, 1)),
@@ -416,12 +420,20 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
     return "\n".join(lines)
 
 
-def run_demo(config: DemoConfig) -> list[dict]:
-    """Run every stage (resuming finished ones); prints the table and writes `out/report.md`; returns the table."""
+@contextmanager
+def claimed(config: DemoConfig) -> Iterator[Path]:
+    """The demo's output folder, held by this process (a second run on it stops at once instead of mixing files
+    into the first's), with the configured torch threads: for the demo and the benchmarks built on its stages."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    with exclusive(config.out):
-        return _run_stages(config, Path(config.out))
+    with exclusive(config.out) as out:
+        yield Path(out)
+
+
+def run_demo(config: DemoConfig) -> list[dict]:
+    """Run every stage (resuming finished ones); prints the table and writes `out/report.md`; returns the table."""
+    with claimed(config) as out:
+        return _run_stages(config, out)
 
 
 def _run_stages(config: DemoConfig, out: Path) -> list[dict]:

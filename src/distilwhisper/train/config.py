@@ -53,6 +53,11 @@ class TrainConfig:
     label_smoothing: float = field(default=0.1, **_help("label smoothing of the cross-entropy"))
     w_ce: float = field(default=0.25, **_help("weight of CE + gate budget"))
     w_kd: float = field(default=0.5, **_help("weight of the distillation term"))
+    gate_target: float = field(default=0.5, **_help("CLSR methods: the mean gate value the budget term pulls towards "
+                                                    "(paper: 0.5, half the tokens through the experts)"))
+    gate_weight: float = field(default=1.0, **_help("CLSR methods: weight of the gate-budget term beside CE (paper: "
+                                                    "1); 0 drops it, the gates then learn from CE and distillation "
+                                                    "alone"))
     kd: str = field(default="js", **_help("distillation divergence (paper: js)", choices=("js", "kl")))
     temperature: float = field(default=1.0, **_help("distillation temperature"))
     scope: str = field(default="all", **_help("layers that train: where experts or LoRA adapters go, which layers "
@@ -101,6 +106,10 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or a number of steps, not {value}")
         if self.cache_encoder and self.scope != "decoder":
             raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
+        if not 0.0 <= self.gate_target <= 1.0:
+            raise ValueError(f"--gate-target is a share of tokens in [0, 1], not {self.gate_target}")
+        if self.gate_weight < 0:
+            raise ValueError(f"--gate-weight must be 0 (no budget term) or positive, not {self.gate_weight}")
         for name in ("expert_dropout", "lora_dropout"):
             check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
         return self

@@ -41,7 +41,8 @@ class Objective:
         modules = clsr.clsr_modules(self.unwrapped)
         routed = [m for m in modules if m.last_gate is not None]
         gate_masks = [batch["decoder_mask"] if m.side == "decoder" else None for m in routed]
-        gate = losses.gate_budget([m.last_gate for m in routed], gate_masks) if modules else torch.zeros(())
+        gate = (config.gate_weight * losses.gate_budget([m.last_gate for m in routed], gate_masks, config.gate_target)
+                if modules else torch.zeros(()))
         kd = self._kd(batch, logits, mask) if self.teacher is not None else None
         terms = {"loss": losses.total_loss(ce, gate, kd, config.w_ce, config.w_kd), "ce": ce.detach()}
         if modules:
