@@ -4,8 +4,9 @@ same bundled whisper-base weights, on real recordings of several minutes; and la
 Recordings: distinct asterisk telephone prompts (real speech, en and es) joined with pauses of 0.3-1.0 s (seeded)
 until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
 language given and without temperature fallback, same threads:
-  - distilwhisper fp32 (torch) and ct2-float32: windows cut at pauses, decoded in batches (`Transcriber`), and
-    with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
+  - distilwhisper fp32 (torch), ct2-float32 and, on CPUs with bf16 units (AVX-512 BF16, AMX), bf16 (torch):
+    windows cut at pauses, decoded in batches (`Transcriber`), and with `sequential=True`: Whisper's algorithm with
+    timestamp tokens, conditioned on the previous text;
   - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
     timestamp tokens, conditioned on the previous text (its default), no VAD; and its `BatchedInferencePipeline`
     (Silero VAD chunks decoded in batches);
@@ -37,6 +38,7 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import load_fillets
 from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
+from distilwhisper.quantize import has_bf16_units
 from distilwhisper.transcribe import Transcriber
 
 
@@ -88,6 +90,9 @@ def main() -> None:
     languages = args.languages.split(",")
     ours = {"distilwhisper fp32 (torch)": Transcriber("bundled:base", threads=args.threads),
             "distilwhisper ct2-float32": Transcriber("bundled:base", precision="ct2-float32", threads=args.threads)}
+    if has_bf16_units():  # chosen by the CPU's flags: emulated bf16 is 3-5x slower than fp32 (CTranslate2 has no
+        # bf16 on CPU, so faster-whisper's rows stay float32)
+        ours["distilwhisper bf16 (torch)"] = Transcriber("bundled:base", precision="bf16", threads=args.threads)
     faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
                           cpu_threads=args.threads)
     pipeline = BatchedInferencePipeline(model=faster)  # its Silero VAD ships inside the package
