@@ -29,8 +29,8 @@ import torch
 from distilwhisper.cli import add_config_flags
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure, signed
-from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, evaluate_base,
-                                        evaluate_run, results_table, table_markdown, train_system)
+from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, claimed,
+                                        evaluate_base, evaluate_run, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import SETS, build_corpus
 from distilwhisper.train import TrainedRun
 from distilwhisper.train.caches import EncoderCache
@@ -175,7 +175,8 @@ def main() -> None:
     if not (config.eval_every and config.patience):
         parser.error("runs that stop on dev need --eval-every and --patience (0 is never)")
     start = time.perf_counter()
-    text = run(config, factors, keys)
+    with claimed(config):
+        text = run(config, factors, keys)
     header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
               f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
               f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the demo "

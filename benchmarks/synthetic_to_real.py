@@ -36,7 +36,7 @@ from distilwhisper.cli import add_config_flags
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import p_phrase, signed
-from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, evaluate_base, evaluate_run,
+from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, claimed, evaluate_base, evaluate_run,
                                         planned_runs, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import CONTROL, HELD_OUT, IN_DOMAIN, OUT_OF_DOMAIN, REAL_SPEECH, Corpus, \
     build_corpus
@@ -137,7 +137,8 @@ def main() -> None:
                                 "eval_every": given["eval_every"] or (None if given["quick"] else 50),
                                 "out": given["out"] or "bench-out/synthetic-to-real"})
     start = time.perf_counter()
-    table = run(config, conditions)
+    with claimed(config):
+        table = run(config, conditions)
     header = (f"Synthetic-to-real transfer, {','.join(config.languages)}: {config.steps} steps of batch "
               f"{config.batch_size} per run, lr {config.lr:g} (FT {config.method_lr('ft'):g}), dev every "
               f"{config.eval_every or config.steps} steps, scope {config.scope}, "
