@@ -89,6 +89,28 @@ def test_a_moved_demo_folder_resumes_without_redoing_anything(quick_demo, tmp_pa
     assert len(results) == 7 and all(p.read_text() == text for p, text in results.items())
 
 
+@pytest.mark.slow
+def test_evaluations_of_weights_retrained_in_the_same_folder_are_redone(quick_demo, tmp_path, monkeypatch, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_demo, copy)
+    system = copy / "eval" / "distilwhisper-specialist"
+    record = json.loads((system / "weights.json").read_text())
+    model = TrainedRun.open(copy / "train" / "distilwhisper-specialist").load()[0]
+    assert record == {"fingerprint": weights_fingerprint(model)}
+    rows = (system / "results.jsonl").read_text().splitlines()
+    stale = [json.dumps({**json.loads(row), "hypothesis": "STALE"}) for row in rows]
+    (system / "results.jsonl").write_text("\n".join(stale) + "\n")
+    (system / "weights.json").write_text(json.dumps({"fingerprint": "0" * 16}))  # as if best/ were retrained
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quick", "--out", "copy"]) == 0
+    assert "the trained weights changed since these evaluations; evaluating them again" in capsys.readouterr().out
+    redone = read_results(system / "results.jsonl")
+    assert len(redone) == len(rows) and all(r["hypothesis"] != "STALE" for r in redone)
+    assert json.loads((system / "weights.json").read_text()) == record
+    base = copy / "eval" / "base-fp32" / "results.jsonl"
+    assert base.read_text() == (quick_demo / "eval" / "base-fp32" / "results.jsonl").read_text()  # kept
+
+
 def test_demo_names_a_target_language_without_voices(tmp_path, capsys):
     assert main(["demo", "--quick", "--languages", "zz", "--out", str(tmp_path / "d")]) == 2
     assert "zz" in capsys.readouterr().err

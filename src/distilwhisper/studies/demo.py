@@ -17,6 +17,7 @@ reused by a rerun with the same `--out`.
 
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_c
 from distilwhisper.train import TrainConfig, TrainedRun, train
 from distilwhisper.train.caches import EncoderCache
 from distilwhisper.train.config import check_dropout
+from distilwhisper.train.model import weights_fingerprint
 from distilwhisper.train.run import RunLayout
 
 TRANSLATE = "translate"  # the translate task on real speech: BLEU/chrF against the English lines
@@ -154,11 +156,24 @@ def evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoCon
     resumes (evaluations refuse another name)."""
     model, processor = run.load()
     system.loaded = sum(p.numel() for p in model.parameters())
+    drop_if_stale(system.directory, weights_fingerprint(model))
     decoder = WhisperDecoder(model, processor, trim=True)
     for task, data, out in _tasks(system, corpus):
         evaluate(decoder, read_manifest(data)[0], out,
                  EvalConfig(model=name, data=str(data), out=str(out), trim=True, task=task).identity(),
                  batch_size=config.batch_size, task=task)
+
+
+def drop_if_stale(directory: Path, fingerprint: str) -> None:
+    """Evaluations resume by the system's name; a run retrained in the same folder has other weights, so the
+    transcripts of the old ones are removed (and said so) instead of being reused.  Folders of earlier versions,
+    which have no record of the weights, are taken as they are."""
+    record = directory / "weights.json"
+    if record.exists() and read_json(record).get("fingerprint") != fingerprint:
+        print(f"{directory}: the trained weights changed since these evaluations; evaluating them again", flush=True)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, {"fingerprint": fingerprint})
 
 
 def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
