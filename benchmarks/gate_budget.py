@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from distilwhisper.cli import add_config_flags
-from distilwhisper.io import atomic_write_json, atomic_write_text
+from distilwhisper.io import atomic_write_json, atomic_write_text, read_jsonl
 from distilwhisper.report import markdown_table, num
 from distilwhisper.studies.demo import NAMES, SPECIALIST, DemoConfig, Planned, claimed, train_system
 from distilwhisper.studies.demo_corpus import build_corpus
@@ -64,11 +63,9 @@ def describe(budget: tuple[float, float]) -> str:
 def summary(run: TrainedRun) -> dict:
     """Kept dev WER (pooled, per language), kept steps, routed share, and the last steps' mean soft gate."""
     state = run.state
-    final = str(state.evaluated_step)
-    per_language = {lang: 100.0 * errors / words for lang, (errors, words) in
-                    ((lang, state.dev_counts[str(state.best_steps.get(lang, int(final)))][lang])
-                     for lang in state.dev_counts[final]) if words}
-    rows = [json.loads(line) for line in run.layout.metrics.read_text().splitlines()]
+    per_language = {lang: 100.0 * errors / words
+                    for lang, (errors, words) in state.kept_dev_counts(state.evaluated_step).items() if words}
+    rows, _ = read_jsonl(run.layout.metrics)
     gates = [r["g_mean"] for r in rows[-LAST_STEPS:] if "g_mean" in r]
     return {"dev_wer": state.best_dev_wer, "dev_wer_per_language": per_language, "kept_steps": state.best_steps,
             "steps": state.step, "routed": run.routed_share,

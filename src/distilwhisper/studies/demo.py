@@ -151,19 +151,6 @@ def evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision:
     system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
 
 
-def evaluate_trained(system: System, run: TrainedRun, name: str, config: DemoConfig, corpus: Corpus) -> None:
-    """A trained system on the evaluation sets; named relative to the demo folder, so a moved folder still
-    resumes (evaluations refuse another name)."""
-    model, processor = run.load()
-    system.loaded = sum(p.numel() for p in model.parameters())
-    drop_if_stale(system.directory, weights_fingerprint(model))
-    decoder = WhisperDecoder(model, processor, trim=True)
-    for task, data, out in _tasks(system, corpus):
-        evaluate(decoder, read_manifest(data)[0], out,
-                 EvalConfig(model=name, data=str(data), out=str(out), trim=True, task=task).identity(),
-                 batch_size=config.batch_size, task=task)
-
-
 def drop_if_stale(directory: Path, fingerprint: str) -> None:
     """Evaluations resume by the system's name; a run retrained in the same folder has other weights, so the
     transcripts of the old ones are removed (and said so) instead of being reused.  Folders of earlier versions,
@@ -178,13 +165,20 @@ def drop_if_stale(directory: Path, fingerprint: str) -> None:
 
 def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
                  ) -> System:
-    """A finished run as a row: its counters, then its evaluations under `directory` (named by the run's folder
-    relative to `out`, so a moved folder still resumes)."""
+    """A finished run as a row: its counters, then its evaluations under `directory`, named by the run's folder
+    relative to `out` (so a moved folder still resumes; evaluations refuse another name)."""
+    model, processor = run.load()
     system = System(name, run.config.method, directory, train_seconds=run.state.seconds, routed=run.routed_share,
                     kept_step=run.state.best_step,
                     kept_steps=run.state.best_steps,  # empty unless experts are kept per language
-                    trainable=run.trainable_parameters)
-    evaluate_trained(system, run, f"{run.config.method}:{run.layout.root.relative_to(out)}", config, corpus)
+                    trainable=run.trainable_parameters, loaded=sum(p.numel() for p in model.parameters()))
+    drop_if_stale(directory, weights_fingerprint(model))
+    decoder = WhisperDecoder(model, processor, trim=True)
+    evaluated_as = f"{run.config.method}:{run.layout.root.relative_to(out)}"
+    for task, data, folder in _tasks(system, corpus):
+        evaluate(decoder, read_manifest(data)[0], folder,
+                 EvalConfig(model=evaluated_as, data=str(data), out=str(folder), trim=True, task=task).identity(),
+                 batch_size=config.batch_size, task=task)
     return system
 
 

@@ -78,11 +78,16 @@ class State:
                              if scored else by_pool)
         return kept
 
+    def kept_dev_counts(self, step: int) -> dict[str, list[int]]:
+        """Per language, [word errors, reference words] on dev of the system best/ holds after the evaluation at
+        `step`: each language with kept experts counted at its kept step, the others (no experts: the shared
+        model's fixed output) at `step`."""
+        return {lang: self.dev_counts[str(self.best_steps.get(lang, step))][lang]
+                for lang in self.dev_counts[str(step)]}
+
     def kept_dev_wer(self, step: int) -> float:
-        """Dev WER of the system best/ holds after the evaluation at `step`: each language with kept experts
-        counted at its kept step, the others (no experts: the shared model's fixed output) at `step`."""
-        return _wer([self.dev_counts[str(self.best_steps.get(lang, step))][lang]
-                     for lang in self.dev_counts[str(step)]])
+        """Pooled dev WER of the system best/ holds after the evaluation at `step` (`kept_dev_counts`)."""
+        return _wer(list(self.kept_dev_counts(step).values()))
 
     def evaluations_since_best(self) -> int:
         """Dev evaluations after the one that last improved the kept model (`--patience` counts them)."""
