@@ -103,7 +103,7 @@ def test_evaluations_of_weights_retrained_in_the_same_folder_are_redone(quick_de
     (system / "weights.json").write_text(json.dumps({"fingerprint": "0" * 16}))  # as if best/ were retrained
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--quick", "--out", "copy"]) == 0
-    assert "the trained weights changed since these evaluations; evaluating them again" in capsys.readouterr().out
+    assert "the model's weights changed since these results were decoded" in capsys.readouterr().out
     redone = read_results(system / "results.jsonl")
     assert len(redone) == len(rows) and all(r["hypothesis"] != "STALE" for r in redone)
     assert json.loads((system / "weights.json").read_text()) == record

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+import torch
 
 from distilwhisper.cli import main
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.data.manifest import read_manifest, write_manifest
 from distilwhisper.evaluate import evaluate
 from distilwhisper.io import read_json
-from conftest import write_wav
+from conftest import tiny_on_disk, write_wav
 
 
 class CountingDecoder(WhisperDecoder):
@@ -165,3 +167,51 @@ def test_translate_task_scores_bleu_and_chrf_against_the_english_line(tiny, tmp_
         from transformers import GenerationConfig
 
         prompt_tokens(GenerationConfig(decoder_start_token_id=1), "en", "translate")
+
+
+def test_eval_decodes_again_when_the_model_at_its_path_was_replaced(tiny, tmp_path, capsys):
+    """Results resume by the model's path; a model retrained or replaced at that path has other weights, so its
+    results are decoded again (and said so) instead of being reused, while an unchanged model reuses them."""
+    from distilwhisper.evaluate import EvalConfig, run_eval
+    from distilwhisper.results import read_results
+
+    model, processor = tiny
+    manifest = tiny_on_disk(tiny, tmp_path, per_language=2)
+    config = EvalConfig(model=str(tmp_path / "tiny"), data=str(manifest), out=str(tmp_path / "out"))
+    results = tmp_path / "out" / "results.jsonl"
+
+    def poison_and_rerun() -> list[dict]:
+        rows = read_results(results)
+        results.write_text("".join(json.dumps({**r, "hypothesis": "STALE"}) + "\n" for r in rows))
+        run_eval(config, progress=False)
+        return read_results(results)
+
+    run_eval(config, progress=False)
+    record = read_json(tmp_path / "out" / "weights.json")
+    assert all(r["hypothesis"] == "STALE" for r in poison_and_rerun())  # same weights: reused, not decoded
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.proj_out.weight.mul_(0.5)
+    changed.save_pretrained(tmp_path / "tiny")  # as if retrained in place
+    capsys.readouterr()
+    redone = poison_and_rerun()
+    assert len(redone) == 4 and all(r["hypothesis"] != "STALE" for r in redone)
+    assert "the model's weights changed since these results were decoded" in capsys.readouterr().out
+    assert read_json(tmp_path / "out" / "weights.json") != record
+
+
+def test_local_weights_fingerprint_covers_what_a_run_folder_kept(tmp_path):
+    from distilwhisper.train.run import local_weights_fingerprint
+
+    assert local_weights_fingerprint("bundled:base", None) is None  # fixed by its name
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "distilwhisper", "student": "bundled:base"}))
+    (run / "best" / "experts.safetensors").write_bytes(b"a")
+    (run / "metrics.jsonl").write_text("{}\n")
+    first = local_weights_fingerprint(str(run))
+    (run / "metrics.jsonl").write_text("{}\n{}\n")  # training logs are not weights
+    assert local_weights_fingerprint(str(run)) == first
+    (run / "best" / "experts.safetensors").write_bytes(b"b")
+    assert local_weights_fingerprint(str(run)) != first
+    assert local_weights_fingerprint("bundled:base", str(run / "best")) not in (None, first)

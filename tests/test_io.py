@@ -120,7 +120,7 @@ def test_a_real_full_disk_during_eval_names_the_file_and_a_rerun_finishes(tiny, 
 
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(small)],
                       capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:

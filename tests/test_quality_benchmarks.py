@@ -96,3 +96,11 @@ def test_gate_budget_trains_each_budget_with_its_term_and_compares_on_dev(tmp_pa
         "distilwhisper-specialist", "distilwhisper-specialist-gate-0.9-w0", "ft"]
     assert not (out / "eval").exists()  # dev only: no test set decoded
     assert "| no budget term" in proc.stdout and "dev tokens to experts" in proc.stdout
+
+
+@pytest.mark.parametrize("budgets, named", [("0.5:1,x", "'x'"), ("0.5", "'0.5'"), ("0.5:1:2", "'0.5:1:2'")])
+def test_gate_budget_names_a_budget_it_cannot_read(budgets, named, tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "gate_budget.py"), "--budgets", budgets, "--out",
+                           str(tmp_path / "g")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"--budgets: {named} is not target:weight" in proc.stderr
+    assert not (tmp_path / "g").exists()  # refused before any work

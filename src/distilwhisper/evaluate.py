@@ -30,6 +30,7 @@ from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
 from distilwhisper.results import error_counts, read_results, summarize, summary_markdown, translation_stats
+from distilwhisper.train.run import local_weights_fingerprint
 
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
 SHARDS = "shards"  # per-process results of a launch with several processes, merged by the main process
@@ -112,7 +113,8 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
         return variant.decoder
 
     evaluate(build, utterances, out, config.identity(), config.batch_size, config.beam_size,
-             problems=[(config.data, line, msg) for line, msg in problems], progress=progress, task=config.task)
+             problems=[(config.data, line, msg) for line, msg in problems], progress=progress, task=config.task,
+             weights=local_weights_fingerprint(config.model, config.experts))
     return read_json(out / "summary.json")
 
 
@@ -127,10 +129,12 @@ def split_translated(utterances: list[Utterance]) -> tuple[list[Utterance], list
 def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: str | Path,
              identity: dict, batch_size: int = 8, beam_size: int = 1,
              problems: Iterable[tuple[str, int | str, str]] = (), progress: bool = True, fresh: bool = False,
-             task: str = "transcribe") -> list[dict]:
+             task: str = "transcribe", weights: str | None = None) -> list[dict]:
     """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
     manifest lines (file, line or utterance, message) to report in `out/skipped.txt`.  One run at a time per folder.
+    `weights` fingerprints the model's weights where a name does not fix them (a run folder retrained in place):
+    results of other weights are decoded again, said so (`out/weights.json`; folders without one are kept).
 
     Under `accelerate launch` / `torchrun` with N processes, the main process plans the batches a single process
     would decode and shares them out by audio length; each process appends its rows to `out/shards/rank<R>.jsonl`
@@ -138,8 +142,8 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
     rows of one.  A rerun, with any N, decodes only what no shard and no `results.jsonl` holds yet."""
     state, out, problems = process_state(), Path(out), list(problems)
     with exclusive_on_main(out, state):
-        plan = on_main(lambda: _plan(utterances, out, identity, batch_size, problems, fresh, state.num_processes),
-                       state)
+        plan = on_main(lambda: _plan(utterances, out, identity, batch_size, problems, fresh, weights,
+                                     state.num_processes), state)
         share = share_out([sum(seconds for _, seconds in batch) for batch in plan], state.num_processes)
         by_id = {u.id: u for u in utterances}
         mine = [[by_id[uid] for uid, _ in plan[i]] for i in share[state.process_index]]
@@ -152,11 +156,12 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
 
 
 def _plan(utterances: list[Utterance], out: Path, identity: dict, batch_size: int,
-          problems: list[tuple[str, int | str, str]], fresh: bool, processes: int) -> list[list[tuple[str, float]]]:
+          problems: list[tuple[str, int | str, str]], fresh: bool, weights: str | None, processes: int
+          ) -> list[list[tuple[str, float]]]:
     """Main process: check/record the setting (of the folder and of its shards) and the bad lines; the batches
     (id, seconds) left to decode, in the order one process decodes them."""
     results_path = out / "results.jsonl"
-    if fresh:
+    if _stale(out, weights) or fresh:
         results_path.unlink(missing_ok=True)
         shutil.rmtree(out / SHARDS, ignore_errors=True)
     _check_resume(out, identity)
@@ -225,6 +230,18 @@ def _merge_and_summarize(out: Path, planned: list[str], skipped_lines: int) -> l
     summary["skipped_lines"] = skipped_lines
     atomic_write_json(out / "summary.json", summary, ensure_ascii=False)
     return rows
+
+
+def _stale(out: Path, weights: str | None) -> bool:
+    """Whether `out` holds results of other weights than `weights` (then recorded as the folder's)."""
+    if weights is None:
+        return False
+    record = out / "weights.json"
+    stale = record.exists() and read_json(record).get("fingerprint") != weights
+    if stale:
+        tqdm.write(f"{out}: the model's weights changed since these results were decoded; decoding them again")
+    atomic_write_json(record, {"fingerprint": weights})
+    return stale
 
 
 def _check_resume(out: Path, identity: dict) -> None:

@@ -12,7 +12,6 @@ same way afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -32,7 +31,7 @@ from transformers import (
 )
 
 from distilwhisper import ct2
-from distilwhisper.io import build_dir_once
+from distilwhisper.io import build_dir_once, file_sha256
 
 
 @dataclass(frozen=True)
@@ -105,14 +104,6 @@ def _package_data(package: str, subdir: str = "data") -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / subdir
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bundled_ct2_dir(size: str) -> Path:
     """Reassemble and verify a bundled CTranslate2 model; returns its directory in the cache."""
     if size not in BUNDLED:
@@ -131,7 +122,7 @@ def bundled_ct2_dir(size: str) -> Path:
                 for data, (_, part) in zip(datas, source.parts):
                     with (data / part).open("rb") as f:
                         shutil.copyfileobj(f, out, 1 << 22)
-            actual = _sha256(tmp / "model.bin")
+            actual = file_sha256(tmp / "model.bin")
             if actual != source.sha256:
                 raise ModelNotFoundError(f"bundled:{size} from {source.name}: reassembled model.bin has sha256 "
                                          f"{actual}, expected {source.sha256} (corrupt or mismatched packages)")
@@ -256,7 +247,7 @@ def resolve_hf_dir(ref: str) -> str:
         if _is_hf_dir(path):
             return str(path)
         if _is_ct2_dir(path):
-            key = _sha256(path / "model.bin")[:16]
+            key = file_sha256(path / "model.bin")[:16]
             return str(build_dir_once(cache_dir() / f"ct2-{key}" / "hf", lambda tmp: convert_ct2_dir(path, tmp)))
         raise ModelNotFoundError(f"{path}: neither a Hugging Face model directory (config.json + model.safetensors) "
                                  "nor a CTranslate2 directory (model.bin)")

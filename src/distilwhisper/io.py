@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -49,6 +50,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj, indent: int | None = 1, ensure_ascii: bool = True) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii))
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks (model files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | Path):
@@ -153,10 +163,14 @@ def exclusive(folder: str | Path) -> Iterator[Path]:
 
 def append_jsonl(f: IO[str], rows: Iterable[dict]) -> None:
     """Write rows (one JSON object a line, UTF-8 kept readable) and flush them to the OS.  A failed write (e.g. a
-    full disk) names the file; the rows before stay readable (a torn last row is dropped by the readers)."""
+    full disk) names the file; the rows before stay readable (a torn last row is dropped by the readers).  The
+    bytes go straight to the file descriptor, so a failed write leaves nothing in `f`'s buffer for its close to
+    fail on again (which would replace this error with one that names no file)."""
+    data = memoryview("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
     try:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        f.flush()
+        f.flush()  # what was written through `f` before goes first
+        while data:
+            data = data[os.write(f.fileno(), data):]
     except OSError as err:
         raise OSError(err.errno, f"{f.name}: rows not written ({err.strerror or err}); the rows before them are "
                                  "kept, and a rerun continues from them") from err

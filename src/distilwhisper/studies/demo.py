@@ -17,7 +17,6 @@ reused by a rerun with the same `--out`.
 
 from __future__ import annotations
 
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -151,18 +150,6 @@ def evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision:
     system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
 
 
-def drop_if_stale(directory: Path, fingerprint: str) -> None:
-    """Evaluations resume by the system's name; a run retrained in the same folder has other weights, so the
-    transcripts of the old ones are removed (and said so) instead of being reused.  Folders of earlier versions,
-    which have no record of the weights, are taken as they are."""
-    record = directory / "weights.json"
-    if record.exists() and read_json(record).get("fingerprint") != fingerprint:
-        print(f"{directory}: the trained weights changed since these evaluations; evaluating them again", flush=True)
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(record, {"fingerprint": fingerprint})
-
-
 def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
                  ) -> System:
     """A finished run as a row: its counters, then its evaluations under `directory`, named by the run's folder
@@ -172,13 +159,12 @@ def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config:
                     kept_step=run.state.best_step,
                     kept_steps=run.state.best_steps,  # empty unless experts are kept per language
                     trainable=run.trainable_parameters, loaded=sum(p.numel() for p in model.parameters()))
-    drop_if_stale(directory, weights_fingerprint(model))
-    decoder = WhisperDecoder(model, processor, trim=True)
+    decoder, weights = WhisperDecoder(model, processor, trim=True), weights_fingerprint(model)
     evaluated_as = f"{run.config.method}:{run.layout.root.relative_to(out)}"
     for task, data, folder in _tasks(system, corpus):
         evaluate(decoder, read_manifest(data)[0], folder,
                  EvalConfig(model=evaluated_as, data=str(data), out=str(folder), trim=True, task=task).identity(),
-                 batch_size=config.batch_size, task=task)
+                 batch_size=config.batch_size, task=task, weights=weights)  # a run retrained in place: decoded again
     return system
 
 

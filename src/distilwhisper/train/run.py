@@ -13,6 +13,7 @@ run keeps what:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors import safe_open
 
 from distilwhisper import clsr
 from distilwhisper.hub import load_model
-from distilwhisper.io import atomic_write_json, read_json, recover_dir
+from distilwhisper.io import atomic_write_json, file_sha256, read_json, recover_dir
 from distilwhisper.train.config import TrainConfig
 
 
@@ -186,6 +187,26 @@ def is_run_folder(path: str | Path) -> bool:
 def model_or_run(ref: str):
     """(model, processor) of a model reference or of what a `train` run folder kept (any method)."""
     return TrainedRun.open(ref).load() if is_run_folder(ref) else load_model(ref)
+
+
+def local_weights_fingerprint(*refs: str | None) -> str | None:
+    """The identity by content of the local files that model references load (a `train` run folder: its config
+    and what best/ kept; a model directory or file: all of it), so that results decoded with them are not reused
+    after they were retrained or replaced in place.  None when no reference is a local path (a bundled or hub
+    model is fixed by its name)."""
+    digest, local = hashlib.sha256(), False
+    for ref in refs:
+        if ref is None or not Path(ref).expanduser().exists():
+            continue
+        path, local = Path(ref).expanduser(), True
+        if is_run_folder(path):
+            layout = RunLayout(path)
+            files = [layout.config] + sorted(p for p in layout.best.rglob("*") if p.is_file())
+        else:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{file_sha256(file)}\n".encode())
+    return digest.hexdigest()[:16] if local else None
 
 
 def experts_folder(path: str | Path) -> Path:
