@@ -8,7 +8,14 @@ distilled from it (or from `--teacher`) -- is trained under each condition (`--c
 - `synthetic-real-dev`: the same training speech, checkpoints chosen on real dev lines (does choosing *how long*
   to train on real speech make synthetic training transfer?);
 - `real`: the real training scenes (the demo's Czech data);
-- `both`: real and synthetic training speech, checkpoints chosen on both dev sets.
+- `both`: real and synthetic training speech, checkpoints chosen on both dev sets;
+- `synthetic-sox`: the synthetic training sentences and voices under acoustic conditions (`SOX_CONDITIONS`, round
+  robin: noise, speed, pitch, reverb; one in seven stays clean), checkpoints chosen on the clean synthetic dev lines
+  as in `synthetic` (do varied acoustics make synthetic training transfer?);
+- `synthetic-base-teacher`: `synthetic`, but DistilWhisper distils from the student itself, the robust base model,
+  instead of a specialist trained on the same synthetic speech (FT is that condition's, not trained again).
+
+`--baselines clsr-ft,lora` trains those methods too under every condition (FT always trains: it is the specialist).
 
 Every system is tested once, at the end, on the same sets: real speech from held-out scenes (`in-domain`), real
 characters never heard in training (`held-out-characters`), the synthetic voices training used
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 import platform
 import time
 from pathlib import Path
@@ -34,6 +42,7 @@ import torch
 
 from distilwhisper.cli import add_config_flags
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
+from distilwhisper.data.synth import synth_corpus
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import p_phrase, signed
 from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, claimed, evaluate_base, evaluate_run,
@@ -44,30 +53,56 @@ from distilwhisper.train.caches import EncoderCache
 
 SYNTHETIC_IN = "synthetic-in-domain"  # the synthetic voices of the training speech, their test lines
 SETS = (IN_DOMAIN, HELD_OUT, SYNTHETIC_IN, OUT_OF_DOMAIN, CONTROL)
-CONDITIONS = {  # name: (training speech, dev speech)
-    "synthetic": ("synthetic", "synthetic"),
-    "synthetic-real-dev": ("synthetic", "real"),
-    "real": ("real", "real"),
-    "both": ("both", "both"),
+SOX_CONDITIONS = ("clean", "noise:15", "speed:0.9", "speed:1.1", "pitch:-300", "pitch:300", "reverb:50")
+BASELINES = ("clsr-ft", "lora")  # trained under every condition with --baselines
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Where a condition's training and dev speech come from, and DistilWhisper's teacher in it."""
+
+    train: str  # real, synthetic, both or synthetic-sox
+    dev: str  # real, synthetic or both
+    self_taught: bool = False  # DistilWhisper distils from the student itself, not from the configured teacher
+
+
+CONDITIONS = {
+    "synthetic": Condition("synthetic", "synthetic"),
+    "synthetic-real-dev": Condition("synthetic", "real"),
+    "real": Condition("real", "real"),
+    "both": Condition("both", "both"),
+    "synthetic-sox": Condition("synthetic-sox", "synthetic"),
+    "synthetic-base-teacher": Condition("synthetic", "synthetic", self_taught=True),
 }
 
 
-def condition_manifests(corpus: Corpus, synth_manifest: Path, languages: list[str], folder: Path
-                        ) -> tuple[dict[str, Path], Path]:
+def sox_speech(config: DemoConfig, folder: Path) -> list[Utterance]:
+    """The synthetic corpus again under SOX_CONDITIONS (same sentences, voices and seeds: only the acoustics
+    differ), its training lines renamed `<id>-sox` so that no id names two recordings."""
+    manifest = synth_corpus(config.languages, config.per_language, folder, config.seed, conditions=SOX_CONDITIONS,
+                            test=config.test_per_language)
+    return [dataclasses.replace(u, id=f"{u.id}-sox") for u in read_manifest(manifest)[0] if u.split == "train"]
+
+
+def condition_manifests(corpus: Corpus, synth_manifest: Path, languages: list[str], folder: Path,
+                        sox: list[Utterance] | None = None) -> tuple[dict[str, Path], Path]:
     """(training manifest per condition, evaluation manifest): the demo's corpus split by where the speech comes
-    from.  Real and synthetic lines of a language never share a sentence source, so the test sets stay unseen."""
+    from.  Real and synthetic lines of a language never share a sentence source, so the test sets stay unseen.
+    Every condition whose speech is there gets its manifest; `sox`: the training lines of `synthetic-sox`."""
     trained = read_manifest(corpus.train)[0]
     synth = [u for u in read_manifest(synth_manifest)[0] if u.language in languages]
     speech = {"real": {split: [u for u in trained if u.language in languages and u.source != "synth"
                                and u.split == split] for split in ("train", "dev")},
               "synthetic": {split: [u for u in synth if u.split == split] for split in ("train", "dev")}}
     speech["both"] = {split: speech["real"][split] + speech["synthetic"][split] for split in ("train", "dev")}
+    speech["synthetic-sox"] = {"train": [u for u in sox or [] if u.language in languages]}
     for source in ("real", "synthetic"):
         if not speech[source]["train"] or not speech[source]["dev"]:
             raise ValueError(f"{corpus.train}: no {source} training or dev speech in {','.join(languages)}")
     manifests = {name: write_manifest(folder / f"train-{name}.jsonl",
-                                      speech[train]["train"] + speech[dev]["dev"], relative=False)
-                 for name, (train, dev) in CONDITIONS.items()}
+                                      speech[CONDITIONS[name].train]["train"] + speech[CONDITIONS[name].dev]["dev"],
+                                      relative=False)
+                 for name in CONDITIONS if speech[CONDITIONS[name].train]["train"]}
     evaluation = read_manifest(corpus.evaluation)[0]  # the demo's sets, which hold no synthetic training voices
     heard_voices: list[Utterance] = [u for u in synth if u.split == "test" and u.domain == IN_DOMAIN]
     for utt in heard_voices:
@@ -75,20 +110,28 @@ def condition_manifests(corpus: Corpus, synth_manifest: Path, languages: list[st
     return manifests, write_manifest(folder / "eval-transfer.jsonl", evaluation + heard_voices, relative=False)
 
 
-def run(config: DemoConfig, conditions: list[str]) -> list[dict]:
+def condition_plan(config: DemoConfig, condition: Condition, baselines: list[str]) -> list[Planned]:
+    """The runs of a condition, a teacher before its students: FT (the specialist), DistilWhisper, baselines; a
+    self-taught condition trains DistilWhisper only (its FT and baselines are those of the same speech)."""
+    if condition.self_taught:
+        return [Planned("distilwhisper", "distilwhisper", NAMES["distilwhisper"], config.student)]
+    headline = planned_runs(dataclasses.replace(config, compare=False))[1][0]
+    return [Planned("ft", "ft", NAMES["ft"]), headline, *(Planned(m, m, NAMES[m]) for m in baselines)]
+
+
+def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> list[dict]:
     out = Path(config.out)
     corpus = build_corpus(config, out)
+    sox = sox_speech(config, out / "corpus" / "synth-sox") if "synthetic-sox" in conditions else None
     manifests, evaluation = condition_manifests(corpus, out / "corpus" / "synth" / "manifest.jsonl",
-                                                config.languages, out / "corpus")
+                                                config.languages, out / "corpus", sox)
     tests = Corpus(corpus.train, evaluation, corpus.translation)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, tests, "fp32")
-    headline = planned_runs(dataclasses.replace(config, compare=False))[1][0]
-    plan = [Planned("ft", "ft", NAMES["ft"]), headline]  # the specialist (FT) first: it may be the teacher
     systems = [base]
     for condition in conditions:
         folder, encodings = out / condition, EncoderCache()
-        for planned in plan:
+        for planned in condition_plan(config, CONDITIONS[condition], baselines):
             print(f"\n[{condition}] {planned.name}: train {config.steps} steps, then evaluate", flush=True)
             trained = train_system(planned, config, manifests[condition], folder, encodings)
             systems.append(evaluate_run(f"{planned.name} ({condition})", trained, folder / "eval" / planned.key,
@@ -124,11 +167,15 @@ def main() -> None:
     add_config_flags(parser, DemoConfig)  # the demo's settings and defaults, not a copy of them
     parser.add_argument("--conditions", default=",".join(CONDITIONS),
                         help=f"training conditions, comma-separated (default: all: {', '.join(CONDITIONS)})")
+    parser.add_argument("--baselines", default="",
+                        help=f"methods trained beside FT and DistilWhisper under every condition (of: "
+                             f"{', '.join(BASELINES)}; default none)")
     args = parser.parse_args()
-    conditions = args.conditions.split(",")
-    unknown = sorted(set(conditions) - set(CONDITIONS))
-    if unknown:
-        parser.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    conditions, baselines = args.conditions.split(","), [b for b in args.baselines.split(",") if b]
+    for flag, given_names, known in (("--conditions", conditions, CONDITIONS), ("--baselines", baselines, BASELINES)):
+        unknown = sorted(set(given_names) - set(known))
+        if unknown:
+            parser.error(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
     languages = [lang for lang in given["languages"] or list(REAL_SPEECH) if lang in REAL_SPEECH]
     if not languages:
@@ -138,7 +185,7 @@ def main() -> None:
                                 "out": given["out"] or "bench-out/synthetic-to-real"})
     start = time.perf_counter()
     with claimed(config):
-        table = run(config, conditions)
+        table = run(config, conditions, baselines)
     header = (f"Synthetic-to-real transfer, {','.join(config.languages)}: {config.steps} steps of batch "
               f"{config.batch_size} per run, lr {config.lr:g} (FT {config.method_lr('ft'):g}), dev every "
               f"{config.eval_every or config.steps} steps, scope {config.scope}, "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "synthetic_to_real.py"
 
@@ -20,7 +21,8 @@ def _rows(path: Path) -> list[dict]:
 def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     out = tmp_path / "s2r"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--conditions",
-                           "synthetic-real-dev", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+                           "synthetic-real-dev,synthetic-sox,synthetic-base-teacher", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     corpus = out / "corpus"
     synthetic, real = _rows(corpus / "train-synthetic.jsonl"), _rows(corpus / "train-real.jsonl")
@@ -35,9 +37,24 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     tests = _rows(corpus / "eval-transfer.jsonl")
     heard = {r["text"] for r in tests if r["domain"] == "synthetic-in-domain"}
     assert heard and heard.isdisjoint(r["text"] for r in synthetic)
+    # sox: the same sentences and voices under other acoustics, own ids; dev stays the clean synthetic lines
+    sox = _rows(corpus / "train-synthetic-sox.jsonl")
+    sox_train = [r for r in sox if r["split"] == "train"]
+    clean_train = {r["id"]: r for r in synthetic if r["split"] == "train"}
+    assert sorted(r["id"] for r in sox_train) == sorted(f"{i}-sox" for i in clean_train)
+    assert all(r["text"] == clean_train[r["id"][:-4]]["text"] and "synth-sox" in r["audio"] for r in sox_train)
+    assert len({r["condition"] for r in sox_train}) > 1
+    stretched = next(r for r in sox_train if r["condition"] == "speed:1.1")
+    assert sf.info(stretched["audio"]).duration < sf.info(clean_train[stretched["id"][:-4]]["audio"]).duration
+    assert [r for r in sox if r["split"] == "dev"] == [r for r in synthetic if r["split"] == "dev"]
+    # the base model as the teacher: DistilWhisper only, distilled from the student itself
+    taught = out / "synthetic-base-teacher" / "train"
+    assert [p.name for p in taught.iterdir()] == ["distilwhisper"]
+    assert json.loads((taught / "distilwhisper" / "config.json").read_text())["teacher"] == "bundled:base"
     table = json.loads((out / "synthetic_to_real.json").read_text())["table"]
     assert [r["system"] for r in table] == ["bundled:base fp32", "FT (synthetic-real-dev)",
-                                            "DistilWhisper (synthetic-real-dev)"]
+                                            "DistilWhisper (synthetic-real-dev)", "FT (synthetic-sox)",
+                                            "DistilWhisper (synthetic-sox)", "DistilWhisper (synthetic-base-teacher)"]
     for row in table:
         assert row["in-domain_n"] > 0 and row["synthetic-in-domain_n"] > 0 and row["translate_n"] > 0
     assert all(row["control_delta"] == 0 for row in table if row["system"].startswith("DistilWhisper"))
