@@ -110,6 +110,27 @@ def versus_markdown(versus: list[dict]) -> list[str]:
         for e in versus[1:]))
 
 
+def dev_curves_markdown(choices: list[Choice]) -> list[str]:
+    """Every run's pooled dev WER at each evaluated step: how far from converged each method and rate stopped."""
+    return [f"- {c.name}, lr {lr:g}{' (chosen)' if lr == c.lr else ''}: " + ", ".join(
+        f"{step} {num(run.state.dev_wer(step))}" for step in sorted(run.state.dev_counts, key=int))
+        for c in choices for lr, run in c.runs.items()]
+
+
+def dev_curves_figure(choices: list[Choice], path: Path) -> None:
+    """Dev WER against training step, one colour per method: its chosen rate solid, the other rates dashed."""
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    for k, choice in enumerate(choices):
+        for lr, run in choice.runs.items():
+            steps = sorted(run.state.dev_counts, key=int)
+            chosen = lr == choice.lr
+            ax.plot([int(s) for s in steps], [run.state.dev_wer(s) for s in steps], color=f"C{k}",
+                    ls="-" if chosen else "--", alpha=1.0 if chosen else 0.4, marker="o" if chosen else None,
+                    ms=3, label=f"{choice.name}, lr {lr:g}" if chosen else None)
+    save_figure(fig, ax, path, "Dev WER during training (solid: the chosen learning rate)", "optimizer step",
+                "dev WER % (pooled)")
+
+
 def tradeoff_figure(table: list[dict], path: Path) -> None:
     """The paper's question in one picture: target-language gain (in-domain WER change, down is better) against
     the change on the control languages nobody trained on; point area = trainable parameters."""
@@ -148,10 +169,13 @@ def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
                          "kept_steps": c.run.state.best_steps, "dev_counts": c.run.state.dev_counts}
                  for c in choices}})
     tradeoff_figure(table, out / "gain_vs_control.png")
+    dev_curves_figure(choices, out / "dev_curves.png")
     return "\n".join([table_markdown(table), "", f"Against {versus[0]['system']}:", "", *versus_markdown(versus),
                       "", "Learning rates (kept dev WER of each; the lowest is chosen):", "",
-                      *grid_markdown(choices), "", *expert_sizes(choices), "",
-                      "![gain against control change](gain_vs_control.png)", ""])
+                      *grid_markdown(choices), "", "Dev WER at each evaluated step (pooled over languages):", "",
+                      *dev_curves_markdown(choices), "", *expert_sizes(choices), "",
+                      "![gain against control change](gain_vs_control.png)", "",
+                      "![dev curves](dev_curves.png)", ""])
 
 
 def main() -> None:

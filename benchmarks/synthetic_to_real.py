@@ -12,6 +12,8 @@ distilled from it (or from `--teacher`) -- is trained under each condition (`--c
 - `synthetic-sox`: the synthetic training sentences and voices under acoustic conditions (`SOX_CONDITIONS`, round
   robin: noise, speed, pitch, reverb; one in seven stays clean), checkpoints chosen on the clean synthetic dev lines
   as in `synthetic` (do varied acoustics make synthetic training transfer?);
+- `synthetic-voices`: the synthetic training sentences read by more voices (`MORE_VOICES`, espeak-ng variants,
+  beside the in-domain voices; the out-of-domain voices stay unheard), clean synthetic dev as in `synthetic`;
 - `synthetic-base-teacher`: `synthetic`, but DistilWhisper distils from the student itself, the robust base model,
   instead of a specialist trained on the same synthetic speech (FT is that condition's, not trained again).
 
@@ -54,6 +56,7 @@ from distilwhisper.train.caches import EncoderCache
 SYNTHETIC_IN = "synthetic-in-domain"  # the synthetic voices of the training speech, their test lines
 SETS = (IN_DOMAIN, HELD_OUT, SYNTHETIC_IN, OUT_OF_DOMAIN, CONTROL)
 SOX_CONDITIONS = ("clean", "noise:15", "speed:0.9", "speed:1.1", "pitch:-300", "pitch:300", "reverb:50")
+MORE_VOICES = ("f2", "f3", "f5", "m2", "m3", "m5", "m6", "m7")  # espeak-ng variants (in-domain: f1, m1; out: f4, m4)
 BASELINES = ("clsr-ft", "lora")  # trained under every condition with --baselines
 
 
@@ -61,7 +64,7 @@ BASELINES = ("clsr-ft", "lora")  # trained under every condition with --baseline
 class Condition:
     """Where a condition's training and dev speech come from, and DistilWhisper's teacher in it."""
 
-    train: str  # real, synthetic, both or synthetic-sox
+    train: str  # real, synthetic, both, or a RESYNTHESIZED speech
     dev: str  # real, synthetic or both
     self_taught: bool = False  # DistilWhisper distils from the student itself, not from the configured teacher
 
@@ -72,30 +75,39 @@ CONDITIONS = {
     "real": Condition("real", "real"),
     "both": Condition("both", "both"),
     "synthetic-sox": Condition("synthetic-sox", "synthetic"),
+    "synthetic-voices": Condition("synthetic-voices", "synthetic"),
     "synthetic-base-teacher": Condition("synthetic", "synthetic", self_taught=True),
 }
 
 
-def sox_speech(config: DemoConfig, folder: Path) -> list[Utterance]:
-    """The synthetic corpus again under SOX_CONDITIONS (same sentences, voices and seeds: only the acoustics
-    differ), its training lines renamed `<id>-sox` so that no id names two recordings."""
-    manifest = synth_corpus(config.languages, config.per_language, folder, config.seed, conditions=SOX_CONDITIONS,
-                            test=config.test_per_language)
-    return [dataclasses.replace(u, id=f"{u.id}-sox") for u in read_manifest(manifest)[0] if u.split == "train"]
+RESYNTHESIZED = {  # speech: how the synthetic training sentences are synthesised again (same sentences and seeds)
+    "synthetic-sox": {"conditions": SOX_CONDITIONS},  # only the acoustics differ
+    "synthetic-voices": {"more_voices": MORE_VOICES},  # more speakers read them
+}
+
+
+def resynthesized(config: DemoConfig, speech: str, folder: Path) -> list[Utterance]:
+    """The training lines of the synthetic corpus synthesised again as RESYNTHESIZED[speech] says, renamed
+    `<id>-<speech>` so that no id names two recordings."""
+    manifest = synth_corpus(config.languages, config.per_language, folder, config.seed,
+                            test=config.test_per_language, **RESYNTHESIZED[speech])
+    return [dataclasses.replace(u, id=f"{u.id}-{speech.split('-')[-1]}") for u in read_manifest(manifest)[0]
+            if u.split == "train"]
 
 
 def condition_manifests(corpus: Corpus, synth_manifest: Path, languages: list[str], folder: Path,
-                        sox: list[Utterance] | None = None) -> tuple[dict[str, Path], Path]:
+                        extra: dict[str, list[Utterance]] | None = None) -> tuple[dict[str, Path], Path]:
     """(training manifest per condition, evaluation manifest): the demo's corpus split by where the speech comes
     from.  Real and synthetic lines of a language never share a sentence source, so the test sets stay unseen.
-    Every condition whose speech is there gets its manifest; `sox`: the training lines of `synthetic-sox`."""
+    Every condition whose speech is there gets its manifest; `extra`: RESYNTHESIZED speech -> its training lines."""
     trained = read_manifest(corpus.train)[0]
     synth = [u for u in read_manifest(synth_manifest)[0] if u.language in languages]
     speech = {"real": {split: [u for u in trained if u.language in languages and u.source != "synth"
                                and u.split == split] for split in ("train", "dev")},
               "synthetic": {split: [u for u in synth if u.split == split] for split in ("train", "dev")}}
     speech["both"] = {split: speech["real"][split] + speech["synthetic"][split] for split in ("train", "dev")}
-    speech["synthetic-sox"] = {"train": [u for u in sox or [] if u.language in languages]}
+    for name in RESYNTHESIZED:
+        speech[name] = {"train": [u for u in (extra or {}).get(name, []) if u.language in languages]}
     for source in ("real", "synthetic"):
         if not speech[source]["train"] or not speech[source]["dev"]:
             raise ValueError(f"{corpus.train}: no {source} training or dev speech in {','.join(languages)}")
@@ -122,9 +134,11 @@ def condition_plan(config: DemoConfig, condition: Condition, baselines: list[str
 def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> list[dict]:
     out = Path(config.out)
     corpus = build_corpus(config, out)
-    sox = sox_speech(config, out / "corpus" / "synth-sox") if "synthetic-sox" in conditions else None
+    wanted = {CONDITIONS[c].train for c in conditions} & set(RESYNTHESIZED)
+    extra = {speech: resynthesized(config, speech, out / "corpus" / speech.replace("synthetic", "synth"))
+             for speech in sorted(wanted)}
     manifests, evaluation = condition_manifests(corpus, out / "corpus" / "synth" / "manifest.jsonl",
-                                                config.languages, out / "corpus", sox)
+                                                config.languages, out / "corpus", extra)
     tests = Corpus(corpus.train, evaluation, corpus.translation)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, tests, "fp32")

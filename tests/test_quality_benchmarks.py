@@ -21,7 +21,7 @@ def _rows(path: Path) -> list[dict]:
 def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     out = tmp_path / "s2r"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--conditions",
-                           "synthetic-real-dev,synthetic-sox,synthetic-base-teacher", "--out", str(out)],
+                           "synthetic-real-dev,synthetic-sox,synthetic-voices,synthetic-base-teacher", "--out", str(out)],
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     corpus = out / "corpus"
@@ -47,6 +47,13 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     stretched = next(r for r in sox_train if r["condition"] == "speed:1.1")
     assert sf.info(stretched["audio"]).duration < sf.info(clean_train[stretched["id"][:-4]]["audio"]).duration
     assert [r for r in sox if r["split"] == "dev"] == [r for r in synthetic if r["split"] == "dev"]
+    # more voices: the same training sentences, more speakers, none of them an out-of-domain test voice
+    voiced = [r for r in _rows(corpus / "train-synthetic-voices.jsonl") if r["split"] == "train"]
+    assert sorted((r["id"], r["text"]) for r in voiced) == sorted((f"{i}-voices", r["text"])
+                                                                  for i, r in clean_train.items())
+    unheard = {r["speaker"] for r in tests if r["domain"] == "out-of-domain" and r["language"] == "cs"}
+    assert len({r["speaker"] for r in voiced}) > len({r["speaker"] for r in clean_train.values()})
+    assert unheard and unheard.isdisjoint(r["speaker"] for r in voiced)
     # the base model as the teacher: DistilWhisper only, distilled from the student itself
     taught = out / "synthetic-base-teacher" / "train"
     assert [p.name for p in taught.iterdir()] == ["distilwhisper"]
@@ -54,7 +61,8 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     table = json.loads((out / "synthetic_to_real.json").read_text())["table"]
     assert [r["system"] for r in table] == ["bundled:base fp32", "FT (synthetic-real-dev)",
                                             "DistilWhisper (synthetic-real-dev)", "FT (synthetic-sox)",
-                                            "DistilWhisper (synthetic-sox)", "DistilWhisper (synthetic-base-teacher)"]
+                                            "DistilWhisper (synthetic-sox)", "FT (synthetic-voices)",
+                                            "DistilWhisper (synthetic-voices)", "DistilWhisper (synthetic-base-teacher)"]
     for row in table:
         assert row["in-domain_n"] > 0 and row["synthetic-in-domain_n"] > 0 and row["translate_n"] > 0
     assert all(row["control_delta"] == 0 for row in table if row["system"].startswith("DistilWhisper"))
@@ -91,7 +99,12 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert [r["system"] for r in result["table"]] == ["bundled:base fp32", "DistilWhisper", "FT"]
     assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
     assert "| DistilWhisper | cs |" in proc.stdout  # the size of each language's expert file
-    assert (out / "gain_vs_control.png").stat().st_size > 0
+    assert (out / "gain_vs_control.png").stat().st_size > 0 and (out / "dev_curves.png").stat().st_size > 0
+    state = json.loads((out / "train" / "ft" / "lr-0.0001" / "checkpoint" / "state.json").read_text())
+    counts = state["dev_counts"]["0"]  # the untrained start: the curve's first point, pooled over languages
+    pooled = 100 * sum(c[0] for c in counts.values()) / sum(c[1] for c in counts.values())
+    assert f"- FT, lr 0.0001{' (chosen)' if result['grid']['ft']['chosen_lr'] == 1e-4 else ''}: 0 {pooled:.1f}" \
+        in proc.stdout
 
 
 @pytest.mark.slow

@@ -51,6 +51,22 @@ def test_plan_is_deterministic_with_disjoint_splits(tmp_path):
     assert any(j.utterance.age == "child" for j in jobs)  # the Czech child voice (krb)
 
 
+def test_more_voices_read_the_same_training_sentences_and_stay_out_of_the_out_of_domain_set(tmp_path):
+    plain = synth.plan("cs", 60, seed=3, out_dir=tmp_path)
+    more = synth.plan("cs", 60, seed=3, out_dir=tmp_path, more_voices=("f2", "m3"))
+    assert [j.utterance.text for j in more] == [j.utterance.text for j in plain]
+    train = {j.voice.speaker for j in more if j.utterance.split == "train"}
+    assert {"espeak-ng:cs+f2", "espeak-ng:cs+m3"} < train
+    assert train - {"espeak-ng:cs+f2", "espeak-ng:cs+m3"} == {j.voice.speaker for j in plain
+                                                             if j.utterance.split == "train"}
+    assert [j.voice for j in more if j.utterance.domain == OUT_OF_DOMAIN] == [
+        j.voice for j in plain if j.utterance.domain == OUT_OF_DOMAIN]
+    added = next(j for j in more if j.voice.speaker == "espeak-ng:cs+m3")
+    assert added.utterance.gender == "male" and added.utterance.domain == IN_DOMAIN
+    audio = tts.synthesize(added.voice, added.utterance.text)  # the variant exists in espeak-ng
+    assert len(audio) > 16000 * 0.5
+
+
 def test_festival_needs_8bit_text(tmp_path):
     """Czech diacritics reach Festival in ISO-8859-2; an unrepresentable character is a clear error."""
     dita = next(v for v in tts.voices_for("cs") if v.name == "czech_dita")

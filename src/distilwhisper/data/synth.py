@@ -52,9 +52,13 @@ def split_counts(per_language: int, test: int | None = None) -> list[int]:
 
 
 def plan(language: str, per_language: int, seed: int, conditions: tuple[str, ...] = ("clean",),
-         out_dir: Path = Path("."), test: int | None = None) -> list[Job]:
-    """Which sentence each voice reads, deterministically for a seed."""
-    voices = voices_for(language)
+         out_dir: Path = Path("."), test: int | None = None, more_voices: tuple[str, ...] = ()) -> list[Job]:
+    """Which sentence each voice reads, deterministically for a seed.  `more_voices`: espeak-ng variants (e.g. f2,
+    m3) that join the in-domain voices, so the training lines are read by more speakers; the sentences do not
+    change, and the out-of-domain voices stay unheard in training."""
+    voices = voices_for(language) + [
+        Voice("espeak-ng", f"{language}+{variant}", language, "female" if variant.startswith("f") else "male",
+              "adult", IN_DOMAIN) for variant in more_voices]
     if not voices:
         raise TTSError(f"no TTS voice installed for {language!r}; languages with voices: "
                        f"{', '.join(installed_languages()) or 'none (apt-get install espeak-ng festival)'}")
@@ -97,12 +101,13 @@ def _run(job: Job) -> str | None:
 
 def synth_corpus(languages: list[str], per_language: int, out_dir: str | Path, seed: int = 0,
                  conditions: tuple[str, ...] = ("clean",), workers: int = 2, progress: bool = True,
-                 test: int | None = None) -> Path:
+                 test: int | None = None, more_voices: tuple[str, ...] = ()) -> Path:
     """Synthesise (or finish synthesising) the corpus and write `out_dir/manifest.jsonl`; one process at a time per
     folder."""
     out_dir = Path(out_dir)
     with exclusive(out_dir):  # one build at a time per folder
-        jobs = [job for lang in languages for job in plan(lang, per_language, seed, conditions, out_dir, test)]
+        jobs = [job for lang in languages
+                for job in plan(lang, per_language, seed, conditions, out_dir, test, more_voices)]
         for lang in languages:
             (out_dir / "audio" / lang).mkdir(parents=True, exist_ok=True)
         todo = [j for j in jobs if not Path(j.utterance.audio).exists()]

@@ -70,7 +70,7 @@ class State:
         language's experts and gate are its own parameters, trained only on its own batches, so each can be kept
         where it was best, as if trained alone.  A language without dev utterances follows the pooled dev WER."""
         steps = sorted(self.dev_counts, key=int)
-        pooled = {s: _wer([c for c in self.dev_counts[s].values()]) for s in steps}
+        pooled = {s: self.dev_wer(s) for s in steps}
         by_pool = min(steps, key=lambda s: (pooled[s], int(s)))
         kept = {}
         for lang in languages:
@@ -78,6 +78,10 @@ class State:
             kept[lang] = int(min(scored, key=lambda s: (_wer([self.dev_counts[s][lang]]), int(s)))
                              if scored else by_pool)
         return kept
+
+    def dev_wer(self, step: int | str) -> float:
+        """Pooled dev WER of the model as it was at the evaluated `step` (every language at that step)."""
+        return _wer(list(self.dev_counts[str(step)].values()))
 
     def kept_dev_counts(self, step: int) -> dict[str, list[int]]:
         """Per language, [word errors, reference words] on dev of the system best/ holds after the evaluation at
