@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
 import platform
 import time
 from pathlib import Path
@@ -60,7 +59,7 @@ MORE_VOICES = ("f2", "f3", "f5", "m2", "m3", "m5", "m6", "m7")  # espeak-ng vari
 BASELINES = ("clsr-ft", "lora")  # trained under every condition with --baselines
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Condition:
     """Where a condition's training and dev speech come from, and DistilWhisper's teacher in it."""
 

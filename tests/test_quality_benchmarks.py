@@ -134,3 +134,12 @@ def test_gate_budget_names_a_budget_it_cannot_read(budgets, named, tmp_path):
                            str(tmp_path / "g")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"--budgets: {named} is not target:weight" in proc.stderr
     assert not (tmp_path / "g").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("flag, value", [("--conditions", "synthetic,loud"), ("--baselines", "lora,prompting")])
+def test_synthetic_to_real_names_an_unknown_condition_or_baseline(flag, value, tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), flag, value, "--out", str(tmp_path / "s")],
+                          capture_output=True, text=True, timeout=120)
+    unknown = value.split(",")[1]
+    assert proc.returncode == 2 and f"{flag}: unknown {unknown} (known: " in proc.stderr
+    assert not (tmp_path / "s").exists()  # refused before any work
