@@ -114,7 +114,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
 
     evaluate(build, utterances, out, config.identity(), config.batch_size, config.beam_size,
              problems=[(config.data, line, msg) for line, msg in problems], progress=progress, task=config.task,
-             weights=local_weights_fingerprint(config.model, config.experts))
+             weights=local_weights_fingerprint(config.model, config.experts) if state.is_main_process else None)
     return read_json(out / "summary.json")
 
 
