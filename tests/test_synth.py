@@ -67,6 +67,14 @@ def test_more_voices_read_the_same_training_sentences_and_stay_out_of_the_out_of
     assert len(audio) > 16000 * 0.5
 
 
+def test_an_unknown_voice_variant_is_refused_not_read_in_the_default_voice(tmp_path):
+    """espeak-ng reads `cs+nosuch` in its default voice without complaint: the plan refuses the name, and says
+    which variants are installed; the gender of a known one is espeak-ng's own (f5 female, m7 male)."""
+    with pytest.raises(TTSError, match=r"no voice variant nosuch \(installed: .*f2.*m7"):
+        synth.plan("cs", 60, seed=3, out_dir=tmp_path, more_voices=("f2", "nosuch"))
+    assert tts.espeak_variants()["f5"] == "female" and tts.espeak_variants()["m7"] == "male"
+
+
 def test_festival_needs_8bit_text(tmp_path):
     """Czech diacritics reach Festival in ISO-8859-2; an unrepresentable character is a clear error."""
     dita = next(v for v in tts.voices_for("cs") if v.name == "czech_dita")

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from distilwhisper.audio import MAX_SECONDS, SAMPLE_RATE
 from distilwhisper.data.manifest import Utterance, write_manifest
 from distilwhisper.data.sentences import load_sentences
-from distilwhisper.data.tts import (IN_DOMAIN, OUT_OF_DOMAIN, TTSError, Voice, apply_condition, installed_languages,
-                                    synthesize, voices_for, write_atomic)
+from distilwhisper.data.tts import (IN_DOMAIN, OUT_OF_DOMAIN, TTSError, Voice, apply_condition, espeak_variants,
+                                    installed_languages, synthesize, voices_for, write_atomic)
 from distilwhisper.io import exclusive
 
 # Shares of a language's sentences: in-domain train / dev / test, out-of-domain test
@@ -56,9 +56,13 @@ def plan(language: str, per_language: int, seed: int, conditions: tuple[str, ...
     """Which sentence each voice reads, deterministically for a seed.  `more_voices`: espeak-ng variants (e.g. f2,
     m3) that join the in-domain voices, so the training lines are read by more speakers; the sentences do not
     change, and the out-of-domain voices stay unheard in training."""
-    voices = voices_for(language) + [
-        Voice("espeak-ng", f"{language}+{variant}", language, "female" if variant.startswith("f") else "male",
-              "adult", IN_DOMAIN) for variant in more_voices]
+    installed = espeak_variants() if more_voices else {}
+    unknown = [variant for variant in more_voices if variant not in installed]
+    if unknown:
+        raise TTSError(f"espeak-ng has no voice variant {', '.join(unknown)} (installed: "
+                       f"{', '.join(sorted(installed)) or 'none; apt-get install espeak-ng'})")
+    voices = voices_for(language) + [Voice("espeak-ng", f"{language}+{variant}", language, installed[variant],
+                                           "adult", IN_DOMAIN) for variant in more_voices]
     if not voices:
         raise TTSError(f"no TTS voice installed for {language!r}; languages with voices: "
                        f"{', '.join(installed_languages()) or 'none (apt-get install espeak-ng festival)'}")

@@ -68,6 +68,21 @@ def espeak_installed(language: str) -> bool:
     return any(line.split()[1] == language for line in out.splitlines()[1:] if len(line.split()) > 1)
 
 
+def espeak_variants() -> dict[str, str]:
+    """espeak-ng's installed voice variants (the name after '+', e.g. f2) and their gender, as espeak-ng lists them.
+    espeak-ng reads an unknown variant in its default voice without a word, so callers check names against this."""
+    if shutil.which("espeak-ng") is None:
+        return {}
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout
+    variants = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split(maxsplit=4)  # priority, "variant", age/gender, name, file (which may hold spaces)
+        if len(fields) == 5 and fields[4].startswith("!v/"):
+            name = fields[4][3:].split("  ")[0].strip()
+            variants[name] = "female" if fields[2].endswith("F") else "male"
+    return variants
+
+
 def voices_for(language: str) -> list[Voice]:
     """Installed voices of a language: Festival's where present, topped up with espeak-ng variants so each domain
     has a female and a male voice."""
