@@ -34,6 +34,7 @@ from distilwhisper.train.run import local_weights_fingerprint
 
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
 SHARDS = "shards"  # per-process results of a launch with several processes, merged by the main process
+WEIGHTS_RECORD = "weights.json"  # fingerprint of the weights the results were decoded with (evaluate(..., weights=))
 TRANSLATION_REFERENCE = "translation_en"  # the manifest column holding the English text of an utterance
 Decoder = Union[WhisperDecoder, CT2Decoder]
 
@@ -161,9 +162,11 @@ def _plan(utterances: list[Utterance], out: Path, identity: dict, batch_size: in
     """Main process: check/record the setting (of the folder and of its shards) and the bad lines; the batches
     (id, seconds) left to decode, in the order one process decodes them."""
     results_path = out / "results.jsonl"
-    if _stale(out, weights) or fresh:
+    if _other_weights(out, weights) or fresh:
         results_path.unlink(missing_ok=True)
         shutil.rmtree(out / SHARDS, ignore_errors=True)
+    if weights is not None:
+        atomic_write_json(out / WEIGHTS_RECORD, {"fingerprint": weights})
     _check_resume(out, identity)
     if (out / SHARDS).exists() or processes > 1:
         _check_resume(out / SHARDS, identity)
@@ -232,16 +235,13 @@ def _merge_and_summarize(out: Path, planned: list[str], skipped_lines: int) -> l
     return rows
 
 
-def _stale(out: Path, weights: str | None) -> bool:
-    """Whether `out` holds results of other weights than `weights` (then recorded as the folder's)."""
-    if weights is None:
+def _other_weights(out: Path, weights: str | None) -> bool:
+    """Whether `out` holds results decoded with other weights than `weights` (said, as they will be decoded again)."""
+    record = out / WEIGHTS_RECORD
+    if weights is None or not record.exists() or read_json(record).get("fingerprint") == weights:
         return False
-    record = out / "weights.json"
-    stale = record.exists() and read_json(record).get("fingerprint") != weights
-    if stale:
-        tqdm.write(f"{out}: the model's weights changed since these results were decoded; decoding them again")
-    atomic_write_json(record, {"fingerprint": weights})
-    return stale
+    tqdm.write(f"{out}: the model's weights changed since these results were decoded; decoding them again")
+    return True
 
 
 def _check_resume(out: Path, identity: dict) -> None:
