@@ -127,6 +127,25 @@ def test_demo_refuses_a_dropout_outside_0_1_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(tmp_path, capsys):
+    """Trained runs and results are reused by path: rebuilding the corpus under them would mix two corpora."""
+    from pathlib import Path
+
+    from distilwhisper.studies.demo import DemoConfig
+    from distilwhisper.studies.demo_corpus import build_corpus
+
+    out = tmp_path / "d"
+    corpus = build_corpus(DemoConfig.make(quick=True, out=str(out)), out)
+    assert build_corpus(DemoConfig.make(quick=True, out=str(out)), out) == corpus  # the same settings: reused
+    def files() -> dict:  # but the folder's lock, which a run claims it with
+        return {p: p.read_bytes() for p in Path(out).rglob("*") if p.is_file() and p.name != ".lock"}
+
+    before = files()
+    assert main(["demo", "--quick", "--per-language", "11", "--out", str(out)]) == 2
+    assert "holds a demo built from another corpus (per-language 10, now 11)" in capsys.readouterr().err
+    assert files() == before
+
+
 def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_path):
     from distilwhisper.studies.demo import DemoConfig, planned_runs, train_system
 

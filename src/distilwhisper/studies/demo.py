@@ -432,14 +432,14 @@ def run_demo(config: DemoConfig) -> list[dict]:
 
 
 def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
-    atomic_write_json(out / "demo.json", asdict(config))
     trained, shown = planned_runs(config)
     total = 3 + len(trained)
     timings: dict[str, float] = {}
     real = [lang for lang in config.languages if lang in REAL_SPEECH]
     start = _stage(1, total, f"corpus: synthetic {','.join(config.languages)}, real {','.join(real) or '-'}, "
                              f"recorded {','.join(config.control)}")
-    corpus = build_corpus(config, out)
+    corpus = build_corpus(config, out)  # refuses a folder of another corpus before anything is written
+    atomic_write_json(out / "demo.json", asdict(config))
     timings["corpus"] = time.perf_counter() - start
 
     start = _stage(2, total, f"base model {config.student}: fp32 and int8 on every set")

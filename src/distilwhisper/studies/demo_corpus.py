@@ -19,10 +19,14 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import MINOR_DOMAIN, load_fillets
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
+from distilwhisper.io import atomic_write_json, read_json
 
 REAL_SPEECH = {"cs": load_fillets}  # target languages with transcribed human speech that installs offline
 IN_DOMAIN, OUT_OF_DOMAIN, HELD_OUT, CONTROL = "in-domain", "out-of-domain", MINOR_DOMAIN, "control"
 SETS = (IN_DOMAIN, OUT_OF_DOMAIN, HELD_OUT, CONTROL)
+# the settings that decide which utterances the manifests hold (recorded in corpus/corpus.json)
+CORPUS_SETTINGS = ("languages", "control", "per_language", "test_per_language", "control_per_language",
+                   "real_test_per_language", "held_out_per_language", "dev_per_language", "seed")
 
 
 @dataclass
@@ -56,7 +60,11 @@ def _real(language: str, config, seed: int) -> tuple[list[Utterance], list[Utter
 
 
 def build_corpus(config, out: Path) -> Corpus:
-    """Write the demo's manifests under `out/corpus` (reusing what a previous run synthesised)."""
+    """Write the demo's manifests under `out/corpus` (reusing what a previous run synthesised).  A folder whose
+    corpus was built under other settings is refused: its trained runs and results belong to that corpus, and the
+    manifests keep their paths, so a rerun would reuse them as if they were trained on this one."""
+    record = out / "corpus" / "corpus.json"
+    _check_settings(config, record)
     # the recordings first: cheap, so a control language without them fails before minutes of synthesis
     control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
     for utt in control:
@@ -73,6 +81,20 @@ def build_corpus(config, out: Path) -> Corpus:
         tests += lang_test + held_out
         translation += lang_test
     folder = out / "corpus"
+    atomic_write_json(record, {name: getattr(config, name) for name in CORPUS_SETTINGS})  # once it was built
     return Corpus(write_manifest(folder / "train.jsonl", train, relative=False),
                   write_manifest(folder / "eval.jsonl", tests + control),
                   write_manifest(folder / "translate.jsonl", translation, relative=False) if translation else None)
+
+
+def _check_settings(config, record: Path) -> None:
+    """Refuse a folder whose corpus was built under other settings (`record`, written once a build finished)."""
+    if not record.exists():
+        return
+    saved = read_json(record)
+    differ = [name for name in CORPUS_SETTINGS if saved.get(name) != getattr(config, name)]
+    if differ:
+        changes = ", ".join(f"{name.replace('_', '-')} {saved.get(name)!r}, now {getattr(config, name)!r}"
+                            for name in differ)
+        raise ValueError(f"{record.parent.parent} holds a demo built from another corpus ({changes}): its trained "
+                         "runs and results belong to that one; use another --out")
