@@ -137,6 +137,7 @@ def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(t
     out = tmp_path / "d"
     corpus = build_corpus(DemoConfig.make(quick=True, out=str(out)), out)
     assert build_corpus(DemoConfig.make(quick=True, out=str(out)), out) == corpus  # the same settings: reused
+
     def files() -> dict:  # but the folder's lock, which a run claims it with
         return {p: p.read_bytes() for p in Path(out).rglob("*") if p.is_file() and p.name != ".lock"}
 

@@ -63,8 +63,9 @@ def build_corpus(config, out: Path) -> Corpus:
     """Write the demo's manifests under `out/corpus` (reusing what a previous run synthesised).  A folder whose
     corpus was built under other settings is refused: its trained runs and results belong to that corpus, and the
     manifests keep their paths, so a rerun would reuse them as if they were trained on this one."""
-    record = out / "corpus" / "corpus.json"
-    _check_settings(config, record)
+    folder, settings = out / "corpus", {name: getattr(config, name) for name in CORPUS_SETTINGS}
+    record = folder / "corpus.json"
+    _check_settings(settings, record)
     # the recordings first: cheap, so a control language without them fails before minutes of synthesis
     control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
     for utt in control:
@@ -80,21 +81,20 @@ def build_corpus(config, out: Path) -> Corpus:
         train += lang_train
         tests += lang_test + held_out
         translation += lang_test
-    folder = out / "corpus"
-    atomic_write_json(record, {name: getattr(config, name) for name in CORPUS_SETTINGS})  # once it was built
+    atomic_write_json(record, settings)  # once it was built
     return Corpus(write_manifest(folder / "train.jsonl", train, relative=False),
                   write_manifest(folder / "eval.jsonl", tests + control),
                   write_manifest(folder / "translate.jsonl", translation, relative=False) if translation else None)
 
 
-def _check_settings(config, record: Path) -> None:
+def _check_settings(settings: dict, record: Path) -> None:
     """Refuse a folder whose corpus was built under other settings (`record`, written once a build finished)."""
     if not record.exists():
         return
     saved = read_json(record)
-    differ = [name for name in CORPUS_SETTINGS if saved.get(name) != getattr(config, name)]
+    differ = [name for name in settings if saved.get(name) != settings[name]]
     if differ:
-        changes = ", ".join(f"{name.replace('_', '-')} {saved.get(name)!r}, now {getattr(config, name)!r}"
+        changes = ", ".join(f"{name.replace('_', '-')} {saved.get(name)!r}, now {settings[name]!r}"
                             for name in differ)
         raise ValueError(f"{record.parent.parent} holds a demo built from another corpus ({changes}): its trained "
                          "runs and results belong to that one; use another --out")
