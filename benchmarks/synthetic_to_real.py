@@ -130,7 +130,9 @@ def condition_plan(config: DemoConfig, condition: Condition, baselines: list[str
     return [Planned("ft", "ft", NAMES["ft"]), headline, *(Planned(m, m, NAMES[m]) for m in baselines)]
 
 
-def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> list[dict]:
+def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> tuple[list[dict], list[dict]]:
+    """(every system against the base model, every system against the same method trained under `synthetic`
+    when that condition is run too: what a condition changes, paired on the same test lines)."""
     out = Path(config.out)
     corpus = build_corpus(config, out)
     wanted = {CONDITIONS[c].train for c in conditions} & set(RESYNTHESIZED)
@@ -141,7 +143,7 @@ def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> list
     tests = Corpus(corpus.train, evaluation, corpus.translation)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, tests, "fp32")
-    systems = [base]
+    systems, by_method = [base], {}
     for condition in conditions:
         folder, encodings = out / condition, EncoderCache()
         for planned in condition_plan(config, CONDITIONS[condition], baselines):
@@ -149,7 +151,11 @@ def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> list
             trained = train_system(planned, config, manifests[condition], folder, encodings)
             systems.append(evaluate_run(f"{planned.name} ({condition})", trained, folder / "eval" / planned.key,
                                         out, config, tests))
-    return results_table(systems, SETS)
+            by_method[condition, planned.method] = systems[-1]
+    versus = [results_table([by_method["synthetic", method], system], SETS)[1]
+              for (condition, method), system in by_method.items()
+              if condition != "synthetic" and ("synthetic", method) in by_method]
+    return results_table(systems, SETS), versus
 
 
 def kept_markdown(table: list[dict]) -> list[str]:
@@ -163,11 +169,11 @@ def kept_markdown(table: list[dict]) -> list[str]:
     return lines
 
 
-def changes_markdown(table: list[dict]) -> list[str]:
-    """Every system's change against the base model, per set: WER points (BLEU for translate) [95 % CI], p."""
+def changes_markdown(entries: list[dict]) -> list[str]:
+    """Each entry's change against its reference, per set: WER points (BLEU for translate) [95 % CI], p."""
     header = "| system | " + " | ".join(f"{s}" for s in (*SETS, "translate BLEU")) + " |"
     lines = [header, "|" + "---|" * (len(SETS) + 2)]
-    for entry in table[1:]:
+    for entry in entries:
         cells = [f"{signed(entry[f'{s}_delta'])} [{signed(entry[f'{s}_delta_low'])}, "
                  f"{signed(entry[f'{s}_delta_high'])}], {p_phrase(entry[f'{s}_p'])}" if entry[f"{s}_n"] else "-"
                  for s in (*SETS, "translate")]
@@ -198,7 +204,7 @@ def main() -> None:
                                 "out": given["out"] or "bench-out/synthetic-to-real"})
     start = time.perf_counter()
     with claimed(config):
-        table = run(config, conditions, baselines)
+        table, versus = run(config, conditions, baselines)
     header = (f"Synthetic-to-real transfer, {','.join(config.languages)}: {config.steps} steps of batch "
               f"{config.batch_size} per run, lr {config.lr:g} (FT {config.method_lr('ft'):g}), dev every "
               f"{config.eval_every or config.steps} steps, scope {config.scope}, "
@@ -207,8 +213,10 @@ def main() -> None:
               f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished stages of an earlier run are "
               "reused).")
     text = "\n".join([header, "", table_markdown(table, SETS), "", "Change against the base model:", "",
-                      *changes_markdown(table), "", *kept_markdown(table), ""])
-    atomic_write_json(Path(config.out, "synthetic_to_real.json"), {"table": table})
+                      *changes_markdown(table[1:]), "", *kept_markdown(table), "", *(
+                          ["Change against the same method trained under `synthetic`:", "",
+                           *changes_markdown(versus), ""] if versus else [])])
+    atomic_write_json(Path(config.out, "synthetic_to_real.json"), {"table": table, "versus_synthetic": versus})
     atomic_write_text(Path(config.out, "synthetic_to_real.md"), text)
     print(text)
 

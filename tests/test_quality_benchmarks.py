@@ -21,7 +21,8 @@ def _rows(path: Path) -> list[dict]:
 def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     out = tmp_path / "s2r"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--conditions",
-                           "synthetic-real-dev,synthetic-sox,synthetic-voices,synthetic-base-teacher", "--out", str(out)],
+                           "synthetic,synthetic-real-dev,synthetic-sox,synthetic-voices,synthetic-base-teacher",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     corpus = out / "corpus"
@@ -58,8 +59,10 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     taught = out / "synthetic-base-teacher" / "train"
     assert [p.name for p in taught.iterdir()] == ["distilwhisper"]
     assert json.loads((taught / "distilwhisper" / "config.json").read_text())["teacher"] == "bundled:base"
-    table = json.loads((out / "synthetic_to_real.json").read_text())["table"]
-    assert [r["system"] for r in table] == ["bundled:base fp32", "FT (synthetic-real-dev)",
+    report = json.loads((out / "synthetic_to_real.json").read_text())
+    table = report["table"]
+    assert [r["system"] for r in table] == ["bundled:base fp32", "FT (synthetic)", "DistilWhisper (synthetic)",
+                                            "FT (synthetic-real-dev)",
                                             "DistilWhisper (synthetic-real-dev)", "FT (synthetic-sox)",
                                             "DistilWhisper (synthetic-sox)", "FT (synthetic-voices)",
                                             "DistilWhisper (synthetic-voices)", "DistilWhisper (synthetic-base-teacher)"]
@@ -71,6 +74,14 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     config = json.loads((folder / "distilwhisper-specialist" / "config.json").read_text())
     assert config["teacher"] == str(folder / "ft") and config["train"].endswith("train-synthetic-real-dev.jsonl")
     assert "| DistilWhisper (synthetic-real-dev) |" in proc.stdout and (out / "synthetic_to_real.md").is_file()
+    # every other condition against the same method under `synthetic`, on the same lines: the difference of WERs
+    wer = {r["system"]: r["in-domain_wer"] for r in table}
+    versus = report["versus_synthetic"]
+    assert [r["system"] for r in versus] == [r["system"] for r in table[3:]]
+    for row in versus:
+        reference = ("FT" if row["system"].startswith("FT") else "DistilWhisper") + " (synthetic)"
+        assert row["in-domain_delta"] == pytest.approx(wer[row["system"]] - wer[reference])
+    assert "Change against the same method trained under `synthetic`:" in proc.stdout
 
 
 @pytest.mark.slow
