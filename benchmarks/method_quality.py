@@ -11,28 +11,34 @@ model and with the headline DistilWhisper (paired bootstrap), and records per me
 rate, the steps trained and kept, and the train minutes.
 
 Run by hand, not in CI (hours on 2 CPU cores); it resumes like the demo (rerun the same command after an
-interruption; finished runs are reused).  Every run of one process shares the frozen encoder's outputs.
+interruption; finished runs are reused).  Every run of one process shares the frozen encoder's outputs.  The whole
+grid is more than one session of a machine whose output folder is lost: what finished is recorded in the repository
+(`--record`, default benchmarks/records/method_quality: each run's settings and dev counters, each method's test
+decodes), so an invocation with a new --out trains only what the record lacks, and `--methods` can split the work:
 
-    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq
+    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq --methods ft
+    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq   # all methods; the table of all
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from distilwhisper.cli import add_config_flags
-from distilwhisper.io import atomic_write_json, atomic_write_text
-from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure, signed
-from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, claimed,
-                                        evaluate_base, evaluate_run, results_table, table_markdown, train_system)
-from distilwhisper.studies.demo_corpus import SETS, build_corpus
+from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from distilwhisper.quantize import cpu_name
+from distilwhisper.report import markdown_table, num, pyplot, save_figure
+from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, changes_markdown,
+                                        claimed, evaluate_base, evaluate_run, results_table, table_markdown,
+                                        train_system)
+from distilwhisper.studies.demo_corpus import Corpus, build_corpus
 from distilwhisper.train import TrainedRun
+from distilwhisper.train.run import RunLayout
 from distilwhisper.train.caches import EncoderCache
 
 # (key, method, row name, teacher): FT first, it is the specialist teacher
@@ -44,13 +50,19 @@ METHODS = (("ft", "ft", NAMES["ft"], None),
 DEFAULTS = dict(steps=1200, eval_every=100, patience=3)  # a cap, not a budget: runs stop on dev
 
 
+RECORD = Path(__file__).resolve().parent / "records" / "method_quality"
+
+
 @dataclasses.dataclass
 class Choice:
-    """One method's grid: the dev WER each learning rate reached, and the run kept."""
+    """One method's grid: the dev WER each learning rate reached, the run kept, and its row on the test sets."""
 
     key: str
     name: str
-    runs: dict[float, TrainedRun]  # learning rate -> its finished run
+    plans: dict[float, Planned]  # learning rate -> its run
+    runs: dict[float, TrainedRun]  # learning rate -> its finished run (from the record: settings and counters only)
+    system: System | None = None  # the chosen run's row, once its test sets are decoded
+    expert_mib: dict[str, float] = dataclasses.field(default_factory=dict)  # language -> expert file size
 
     @property
     def lr(self) -> float:
@@ -62,29 +74,145 @@ class Choice:
         return self.runs[self.lr]
 
 
-def train_grid(config: DemoConfig, factors: list[float], keys: list[str], out: Path, train_manifest: Path
-               ) -> list[Choice]:
-    """Every method at every grid point (FT first: its chosen run is the specialist teacher)."""
+class Record:
+    """What this benchmark measured, kept in the repository: a grid is hours of 2-core training, more than one
+    session of a machine whose output folder does not outlive it.  Per finished run its settings and counters
+    (`KEY/lr-LR/config.json` and `checkpoint/state.json`: a run folder without weights); per method its chosen
+    run's row and test decodes (`KEY/system.json`, `KEY/eval/`).  A later invocation, with any --out, reuses them
+    and retrains (deterministically) only a run whose weights it needs: the specialist teacher, a chosen run whose
+    test sets are not decoded yet."""
+
+    def __init__(self, root: Path, settings: dict) -> None:
+        self.root = root
+        path = root / "settings.json"
+        if path.exists():
+            saved = read_json(path)
+            differ = [k for k in settings if saved.get(k) != settings[k]]
+            if differ:
+                raise ValueError(f"{root} records runs of other settings (" + ", ".join(
+                    f"{k}: {saved.get(k)!r}, now {settings[k]!r}" for k in differ) + "); pass another --record")
+        else:
+            atomic_write_json(path, settings)
+
+    def _run_folder(self, key: str, lr: float) -> Path:
+        return self.root / key / f"lr-{lr:g}"
+
+    def run(self, key: str, lr: float) -> TrainedRun | None:
+        """The finished run recorded for this method and rate, or None."""
+        folder = self._run_folder(key, lr)
+        return TrainedRun.open(folder, kept=False) if (folder / "config.json").is_file() else None
+
+    def keep_run(self, key: str, lr: float, run: TrainedRun, teacher: TrainedRun | None = None) -> None:
+        """Record a finished run, the machine it trained on and its teacher's kept dev WER (a retrained specialist
+        is another teacher: these runs do not reproduce bit for bit, docs/results.md).  A retrained run that differs
+        from its record is said so, and the record, which chose the rate and was tested, is kept."""
+        earlier = self.run(key, lr)
+        if earlier is not None:
+            if earlier.state.dev_counts != run.state.dev_counts:
+                print(f"WARNING: {run.layout.root}, retrained on {cpu_name()}, differs from its record (trained on "
+                      f"{self.about(key, lr).get('machine')}): kept dev WER {num(run.state.best_dev_wer)}, recorded "
+                      f"{num(earlier.state.best_dev_wer)}; the record is kept", flush=True)
+            return
+        folder = self._run_folder(key, lr)
+        layout = RunLayout(folder)
+        atomic_write_bytes(layout.config, run.layout.config.read_bytes())
+        atomic_write_bytes(layout.state, run.layout.state.read_bytes())
+        atomic_write_json(folder / "about.json", {
+            "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "teacher_kept_dev_wer": teacher.state.best_dev_wer if teacher else None})
+
+    def about(self, key: str, lr: float) -> dict:
+        """Where a recorded run trained (`machine`) and its teacher's kept dev WER (`teacher_kept_dev_wer`)."""
+        path = self._run_folder(key, lr) / "about.json"
+        return read_json(path) if path.is_file() else {}
+
+    def system(self, key: str) -> tuple[System, dict[str, float]] | None:
+        """The recorded row of a method's chosen run (its decodes under KEY/eval) and expert file sizes, or None."""
+        path = self.root / key / "system.json"
+        if not path.is_file():
+            return None
+        saved = read_json(path)
+        return System(**saved["system"], directory=self.root / key / "eval"), saved["expert_mib"]
+
+    def keep_system(self, key: str, system: System, expert_mib: dict[str, float]) -> None:
+        """Record a method's row: its test decodes (transcription and translate task), then its counters."""
+        for name in ("results.jsonl", "summary.json", f"{TRANSLATE}/results.jsonl", f"{TRANSLATE}/summary.json"):
+            if (system.directory / name).is_file():
+                atomic_write_bytes(self.root / key / "eval" / name, (system.directory / name).read_bytes())
+        fields = {k: v for k, v in dataclasses.asdict(system).items() if k != "directory"}
+        atomic_write_json(self.root / key / "system.json", {"system": fields, "expert_mib": expert_mib})
+
+
+def record_settings(config: DemoConfig) -> dict:
+    """What decides a run's result: the demo's settings, less where it writes and with how many threads, with the
+    training precision as resolved on this machine (bf16 and fp32 runs differ)."""
+    skip = {"out", "threads", "quick", "compare", "teacher", "train_precision"}
+    return {**{f.name: getattr(config, f.name) for f in dataclasses.fields(DemoConfig) if f.name not in skip},
+            "bf16": config.bf16}
+
+
+def _teacher(teacher: str | None, run_out: str) -> str | None:
+    """A teacher as a run's demo folder names it: a run folder under it relative to it (`train/ft/lr-0.0001`), so
+    runs of two --out folders compare; a model reference as it is."""
+    demo = Path(run_out).parents[2]  # run_out = DEMO/train/KEY/lr-LR
+    return str(Path(teacher).relative_to(demo)) if teacher and Path(teacher).is_relative_to(demo) else teacher
+
+
+def expert_mib(run: TrainedRun) -> dict[str, float]:
+    """What shipping one language costs: each language's expert file (CLSR methods), in MiB."""
+    if not run.config.uses_experts:
+        return {}
+    return {p.stem: round(p.stat().st_size / 2**20, 1) for p in sorted(run.layout.best.glob("*.safetensors"))}
+
+
+def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path, corpus: Corpus,
+            record: Record) -> list[Choice]:
+    """Every method at every grid point (FT first: its chosen run is the specialist teacher), then the test sets
+    of its chosen run; what the record holds is reused."""
     encodings, choices, specialist = EncoderCache(), [], None
+
+    def trained(choice: Choice, lr: float) -> TrainedRun:
+        """A run with its weights: this --out's, or trained again (runs are deterministic) when only recorded."""
+        planned, teacher = choice.plans[lr], None
+        if planned.teacher == SPECIALIST:  # FT at its chosen rate, with its weights
+            teacher = trained(specialist, specialist.lr)
+            planned = dataclasses.replace(planned, teacher=str(teacher.layout.root))
+        run = train_system(planned, config, corpus.train, out, encodings)
+        record.keep_run(choice.key, lr, run, teacher)
+        return run
+
     for key, method, name, teacher in METHODS:
         if key not in keys:
             continue
         if teacher == SPECIALIST:
             if specialist is None:
                 raise ValueError("the specialist-taught DistilWhisper needs FT's grid: add ft to --methods")
-            teacher = str(specialist.run.layout.root)
         elif teacher == "student":
             teacher = config.student
-        runs = {}
-        for factor in factors:
-            lr = config.method_lr(method) * factor
-            planned = Planned(f"{key}/lr-{lr:g}", method, name, teacher, factor, teacher_cache=key)
+        lrs = [config.method_lr(method) * factor for factor in factors]
+        choice = Choice(key, name, {lr: Planned(f"{key}/lr-{lr:g}", method, name, teacher, factor, teacher_cache=key)
+                                    for lr, factor in zip(lrs, factors)}, {})
+        for lr in lrs:
+            recorded = record.run(key, lr)
+            if recorded is not None and recorded.finished:
+                choice.runs[lr] = recorded
+                continue
             print(f"\n{name}, lr {lr:g}: up to {config.steps} steps, dev every {config.eval_every}, patience "
                   f"{config.patience}", flush=True)
-            runs[lr] = train_system(planned, config, train_manifest, out, encodings)
-        choices.append(Choice(key, name, runs))
+            choice.runs[lr] = trained(choice, lr)
+        taught = {_teacher(run.config.teacher, run.config.out) for run in choice.runs.values()}
+        wanted = f"train/ft/lr-{specialist.lr:g}" if teacher == SPECIALIST else teacher
+        if taught != {wanted}:
+            raise ValueError(f"{record.root / key}: runs taught by {', '.join(map(str, sorted(taught, key=str)))}, "
+                             f"now {wanted}: remove that folder to retrain them")
+        if record.system(key) is None:  # the test sets, once per method: its chosen run only
+            run = trained(choice, choice.lr)
+            record.keep_system(key, evaluate_run(name, run, out / "eval" / key, out, config, corpus),
+                               expert_mib(run))
+        choice.system, choice.expert_mib = record.system(key)
+        choices.append(choice)
         if key == "ft":
-            specialist = choices[-1]
+            specialist = choice
     return choices
 
 
@@ -101,18 +229,15 @@ def grid_markdown(choices: list[Choice]) -> list[str]:
                            "train (min)"], map(row, choices))
 
 
-def versus_markdown(versus: list[dict]) -> list[str]:
-    """Every method against the headline DistilWhisper per set: change [95 % CI], p (positive: more errors)."""
-    names = [s for s in (*SETS, TRANSLATE) if versus[0][f"{s}_n"]]
-    return markdown_table(["system", *names], (
-        [e["system"], *(f"{signed(e[f'{s}_delta'])} [{signed(e[f'{s}_delta_low'])}, "
-                        f"{signed(e[f'{s}_delta_high'])}], {p_phrase(e[f'{s}_p'])}" for s in names)]
-        for e in versus[1:]))
+def dev_curves_markdown(choices: list[Choice], record: Record) -> list[str]:
+    """Every run's pooled dev WER at each evaluated step: how far from converged each method and rate stopped;
+    where it trained, and its teacher's kept dev WER."""
+    def about(key: str, lr: float) -> str:
+        about = record.about(key, lr)
+        teacher = about.get("teacher_kept_dev_wer")
+        return f" ({about.get('machine', 'machine not recorded')}{f'; teacher dev {num(teacher)}' if teacher else ''})"
 
-
-def dev_curves_markdown(choices: list[Choice]) -> list[str]:
-    """Every run's pooled dev WER at each evaluated step: how far from converged each method and rate stopped."""
-    return [f"- {c.name}, lr {lr:g}{' (chosen)' if lr == c.lr else ''}: " + ", ".join(
+    return [f"- {c.name}, lr {lr:g}{' (chosen)' if lr == c.lr else ''}{about(c.key, lr)}: " + ", ".join(
         f"{step} {num(run.state.dev_wer(step))}" for step in sorted(run.state.dev_counts, key=int))
         for c in choices for lr, run in c.runs.items()]
 
@@ -146,20 +271,18 @@ def tradeoff_figure(table: list[dict], path: Path) -> None:
 
 def expert_sizes(choices: list[Choice]) -> list[str]:
     """What shipping one language costs: the size of each language's expert file (CLSR methods)."""
-    rows = [[c.name, p.stem, f"{p.stat().st_size / 2**20:.1f}"] for c in choices
-            for p in sorted(c.run.layout.best.glob("*.safetensors")) if c.run.config.uses_experts]
+    rows = [[c.name, lang, f"{mib:.1f}"] for c in choices for lang, mib in c.expert_mib.items()]
     return markdown_table(["method", "language", "expert file (MiB)"], rows) if rows else []
 
 
-def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
+def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record) -> str:
     out = Path(config.out)
     corpus = build_corpus(config, out)
-    choices = train_grid(config, factors, keys, out, corpus.train)
-    systems = [System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")]
-    evaluate_base(systems[0], config, corpus, "fp32")
+    base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
+    evaluate_base(base, config, corpus, "fp32")
+    choices = measure(config, factors, keys, out, corpus, record)
     headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
-    for choice in headline_first:  # the test sets, once per method: its chosen run only
-        systems.append(evaluate_run(choice.name, choice.run, out / "eval" / choice.key, out, config, corpus))
+    systems = [base, *(c.system for c in headline_first)]
     table = results_table(systems)
     versus = results_table(systems[1:])
     atomic_write_json(out / "method_quality.json", {
@@ -170,10 +293,11 @@ def run(config: DemoConfig, factors: list[float], keys: list[str]) -> str:
                  for c in choices}})
     tradeoff_figure(table, out / "gain_vs_control.png")
     dev_curves_figure(choices, out / "dev_curves.png")
-    return "\n".join([table_markdown(table), "", f"Against {versus[0]['system']}:", "", *versus_markdown(versus),
-                      "", "Learning rates (kept dev WER of each; the lowest is chosen):", "",
-                      *grid_markdown(choices), "", "Dev WER at each evaluated step (pooled over languages):", "",
-                      *dev_curves_markdown(choices), "", *expert_sizes(choices), "",
+    against = [f"Against {versus[0]['system']}:", "", *changes_markdown(versus[1:]), ""] if versus[1:] else []
+    return "\n".join([table_markdown(table), "", *against,
+                      "Learning rates (kept dev WER of each; the lowest is chosen):", "", *grid_markdown(choices), "",
+                      "Dev WER at each evaluated step (pooled over languages):", "",
+                      *dev_curves_markdown(choices, record), "", *expert_sizes(choices), "",
                       "![gain against control change](gain_vs_control.png)", "",
                       "![dev curves](dev_curves.png)", ""])
 
@@ -185,6 +309,9 @@ def main() -> None:
                         help="learning-rate grid, as factors of each method's demo rate (default: 0.3,1,3)")
     parser.add_argument("--methods", default=",".join(key for key, *_ in METHODS),
                         help="methods to train (default: all; the specialist-taught DistilWhisper needs ft)")
+    parser.add_argument("--record", type=Path, help="where finished runs and test decodes are kept for later "
+                        f"invocations (default: {RECORD.relative_to(RECORD.parents[2])} in the repository; "
+                        "--quick: OUT/record)")
     args = parser.parse_args()
     factors = [float(f) for f in args.lr_factors.split(",")]
     keys = args.methods.split(",")
@@ -200,13 +327,14 @@ def main() -> None:
         parser.error("runs that stop on dev need --eval-every and --patience (0 is never)")
     start = time.perf_counter()
     with claimed(config):
-        text = run(config, factors, keys)
+        record = Record(args.record or (Path(config.out, "record") if quick else RECORD), record_settings(config))
+        text = run(config, factors, keys, record)
     header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
               f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
               f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the demo "
               f"rate ({config.lr:g}, FT {config.method_lr('ft'):g}); scope {config.scope}, "
               f"{'bf16' if config.bf16 else 'fp32'} training, student {config.student}; "
-              f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads; "
+              f"{cpu_name()}, {torch.get_num_threads()} threads; "
               f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished runs of an earlier one are "
               "reused).")
     atomic_write_text(Path(config.out, "method_quality.md"), f"{header}\n\n{text}")

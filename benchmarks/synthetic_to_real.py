@@ -45,9 +45,8 @@ from distilwhisper.cli import add_config_flags
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
 from distilwhisper.io import atomic_write_json, atomic_write_text
-from distilwhisper.report import p_phrase, signed
-from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, claimed, evaluate_base, evaluate_run,
-                                        planned_runs, results_table, table_markdown, train_system)
+from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, changes_markdown, claimed, evaluate_base,
+                                        evaluate_run, planned_runs, results_table, table_markdown, train_system)
 from distilwhisper.studies.demo_corpus import CONTROL, HELD_OUT, IN_DOMAIN, OUT_OF_DOMAIN, REAL_SPEECH, Corpus, \
     build_corpus
 from distilwhisper.train.caches import EncoderCache
@@ -169,18 +168,6 @@ def kept_markdown(table: list[dict]) -> list[str]:
     return lines
 
 
-def changes_markdown(entries: list[dict]) -> list[str]:
-    """Each entry's change against its reference, per set: WER points (BLEU for translate) [95 % CI], p."""
-    header = "| system | " + " | ".join(f"{s}" for s in (*SETS, "translate BLEU")) + " |"
-    lines = [header, "|" + "---|" * (len(SETS) + 2)]
-    for entry in entries:
-        cells = [f"{signed(entry[f'{s}_delta'])} [{signed(entry[f'{s}_delta_low'])}, "
-                 f"{signed(entry[f'{s}_delta_high'])}], {p_phrase(entry[f'{s}_p'])}" if entry[f"{s}_n"] else "-"
-                 for s in (*SETS, "translate")]
-        lines.append(f"| {entry['system']} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser, DemoConfig)  # the demo's settings and defaults, not a copy of them
@@ -213,9 +200,9 @@ def main() -> None:
               f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished stages of an earlier run are "
               "reused).")
     text = "\n".join([header, "", table_markdown(table, SETS), "", "Change against the base model:", "",
-                      *changes_markdown(table[1:]), "", *kept_markdown(table), "", *(
+                      *changes_markdown(table[1:], SETS), "", *kept_markdown(table), "", *(
                           ["Change against the same method trained under `synthetic`:", "",
-                           *changes_markdown(versus), ""] if versus else [])])
+                           *changes_markdown(versus, SETS), ""] if versus else [])])
     atomic_write_json(Path(config.out, "synthetic_to_real.json"), {"table": table, "versus_synthetic": versus})
     atomic_write_text(Path(config.out, "synthetic_to_real.md"), text)
     print(text)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from distilwhisper.quantize import cpu_name
+
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "synthetic_to_real.py"
 
 
@@ -84,14 +86,26 @@ def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     assert "Change against the same method trained under `synthetic`:" in proc.stdout
 
 
+def _method_quality(out: Path, record: Path, *flags: str) -> subprocess.CompletedProcess:
+    script = SCRIPT.parent / "method_quality.py"
+    return subprocess.run([sys.executable, str(script), "--quick", "--threads", "2", "--lr-factors", "1,3",
+                           "--eval-every", "1", "--patience", "1", "--out", str(out), "--record", str(record),
+                           *flags], capture_output=True, text=True, timeout=1200)
+
+
 @pytest.mark.slow
 def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_path):
-    out = tmp_path / "mq"
-    script = SCRIPT.parent / "method_quality.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--threads", "2", "--methods",
-                           "ft,distilwhisper-specialist", "--lr-factors", "1,3", "--eval-every", "1", "--patience",
-                           "1", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    out, record = tmp_path / "mq", tmp_path / "record"
+    proc = _method_quality(out, record, "--methods", "ft")  # a first session: FT's grid only
     assert proc.returncode == 0, proc.stderr[-3000:]
+    ft_lr = json.loads((out / "method_quality.json").read_text())["grid"]["ft"]["chosen_lr"]
+    assert "Against" not in proc.stdout  # one trained method: nothing to compare it with but the base model
+    # a later session, its output folder new: FT comes from the record, its chosen run retrained as the teacher
+    out = tmp_path / "mq-2"
+    proc = _method_quality(out, record, "--methods", "ft,distilwhisper-specialist")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "differs from its record" not in proc.stdout  # the retrained teacher is the recorded run
+    assert [p.name for p in (out / "train" / "ft").iterdir()] == [f"lr-{ft_lr:g}"]
     result = json.loads((out / "method_quality.json").read_text())
     for key, lrs in (("ft", ["0.0001", "0.0003"]), ("distilwhisper-specialist", ["0.001", "0.003"])):
         grid = result["grid"][key]
@@ -99,23 +113,40 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
         best = min(grid["lrs"].values())
         assert grid["lrs"][f"{grid['chosen_lr']:g}"] == best  # the lowest kept dev WER is chosen
         for lr in lrs:  # every run stopped on dev or at the cap
-            state = json.loads((out / "train" / key / f"lr-{lr}" / "checkpoint" / "state.json").read_text())
+            state = json.loads((record / key / f"lr-{lr}" / "checkpoint" / "state.json").read_text())
             stale = sum(int(s) > state["best_step"] for s in state["dev_counts"])
             assert state["step"] == 3 or stale >= 1
-    # the specialist-taught experts distil from FT at its chosen rate
+    # the specialist-taught experts distil from FT at its chosen rate; the record says where each run trained
     teacher = json.loads((out / "train" / "distilwhisper-specialist" / "lr-0.001" / "config.json").read_text())
-    assert teacher["teacher"] == str(out / "train" / "ft" / f"lr-{result['grid']['ft']['chosen_lr']:g}")
-    # the test sets are decoded once per method: only its chosen run, not the other grid points
-    assert sorted(p.name for p in (out / "eval").iterdir()) == ["base-fp32", "distilwhisper-specialist", "ft"]
+    assert teacher["teacher"] == str(out / "train" / "ft" / f"lr-{ft_lr:g}")
+    about = json.loads((record / "distilwhisper-specialist" / "lr-0.001" / "about.json").read_text())
+    assert about["teacher_kept_dev_wer"] == result["grid"]["ft"]["lrs"][f"{ft_lr:g}"]
+    assert about["machine"].startswith(cpu_name()) and about["machine"] in proc.stdout
+    # the test sets are decoded once per method: only its chosen run, not the other grid points, not FT again
+    assert sorted(p.name for p in (out / "eval").iterdir()) == ["base-fp32", "distilwhisper-specialist"]
+    assert sorted(p.name for p in record.iterdir()) == ["distilwhisper-specialist", "ft", "settings.json"]
     assert [r["system"] for r in result["table"]] == ["bundled:base fp32", "DistilWhisper", "FT"]
     assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
     assert "| DistilWhisper | cs |" in proc.stdout  # the size of each language's expert file
     assert (out / "gain_vs_control.png").stat().st_size > 0 and (out / "dev_curves.png").stat().st_size > 0
-    state = json.loads((out / "train" / "ft" / "lr-0.0001" / "checkpoint" / "state.json").read_text())
+    state = json.loads((record / "ft" / "lr-0.0001" / "checkpoint" / "state.json").read_text())
     counts = state["dev_counts"]["0"]  # the untrained start: the curve's first point, pooled over languages
     pooled = 100 * sum(c[0] for c in counts.values()) / sum(c[1] for c in counts.values())
-    assert f"- FT, lr 0.0001{' (chosen)' if result['grid']['ft']['chosen_lr'] == 1e-4 else ''}: 0 {pooled:.1f}" \
-        in proc.stdout
+    ft_about = json.loads((record / "ft" / "lr-0.0001" / "about.json").read_text())
+    assert (f"- FT, lr 0.0001{' (chosen)' if ft_lr == 1e-4 else ''} ({ft_about['machine']}): 0 {pooled:.1f}"
+            in proc.stdout)
+    # everything recorded: a third output folder trains and decodes nothing but the base model, same table
+    third = _method_quality(tmp_path / "mq-3", record, "--methods", "ft,distilwhisper-specialist")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert not (tmp_path / "mq-3" / "train").exists()
+    def scores(table: list[dict]) -> list[dict]:  # all but the decoding speed of the base model, decoded again
+        return [{k: v for k, v in row.items() if k != "s_per_utt"} for row in table]
+
+    assert scores(json.loads((tmp_path / "mq-3" / "method_quality.json").read_text())["table"]) == scores(
+        result["table"])
+    # a record of other settings is refused, naming what differs
+    other = _method_quality(tmp_path / "mq-4", record, "--methods", "ft", "--steps", "4")
+    assert other.returncode != 0 and "records runs of other settings (steps: 3, now 4)" in other.stderr
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ prints: never a silent fallback to another precision.
 from __future__ import annotations
 
 import io
+import platform
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +61,25 @@ class Variant:
                 "parameters": self.parameters}
 
 
-def _cpu_flags() -> set[str]:
+def _cpuinfo(name: str) -> str:
+    """The first value of a /proc/cpuinfo field ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.split(":", 1)[0].strip() == name:
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def _cpu_flags() -> set[str]:
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name: measured runs name the machine they ran on (training differs between machines that
+    both have bf16 units, docs/results.md)."""
+    return _cpuinfo("model name") or platform.processor() or "unknown cpu"
 
 
 def has_bf16_units(device: str = "cpu") -> bool:

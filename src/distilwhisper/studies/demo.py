@@ -31,7 +31,7 @@ from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
 from distilwhisper.io import atomic_write_json, atomic_write_text, exclusive, read_json
 from distilwhisper.quantize import has_bf16_units
-from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
+from distilwhisper.report import markdown_table, num, p_phrase, pyplot, row_interval, save_figure
 from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
 from distilwhisper.train import TrainConfig, TrainedRun, train
@@ -310,6 +310,15 @@ def table_markdown(table: list[dict], sets: tuple[str, ...] = SETS) -> str:
     return "\n".join(markdown_table(["system", *(f"{s} WER / CER" for s in sets),
                                      *(["translate BLEU / chrF"] if translate else []),
                                      "trainable (M)", "loaded (M)", "train (min)", "s/utt"], map(row, table)))
+
+
+def changes_markdown(entries: list[dict], sets: tuple[str, ...] = SETS) -> list[str]:
+    """Each entry's change against its table's first system, per set with utterances: WER points (positive: more
+    errors; translate: BLEU points, positive: better) [95 % CI], p of the paired bootstrap."""
+    names = [s for s in (*sets, TRANSLATE) if any(e[f"{s}_n"] for e in entries)]
+    return markdown_table(["system", *(f"{s} BLEU" if s == TRANSLATE else s for s in names)], (
+        [e["system"], *(f"{row_interval(e, f'{s}_delta', True)}, {p_phrase(e[f'{s}_p'])}" if e[f"{s}_n"] else "-"
+                        for s in names)] for e in entries))
 
 
 def _sentence(entry: dict, base: str, name: str) -> str:

@@ -129,11 +129,13 @@ class TrainedRun:
     state: State | None
 
     @classmethod
-    def open(cls, folder: str | Path) -> "TrainedRun":
+    def open(cls, folder: str | Path, kept: bool = True) -> "TrainedRun":
+        """The run in `folder`; `kept=False` also opens a copy of its settings and counters without the weights
+        (config.json and checkpoint/state.json, as a benchmark's record keeps a finished run)."""
         layout = RunLayout(folder)
         recover_dir(layout.best)
         recover_dir(layout.checkpoint)
-        if not layout.config.is_file() or not layout.best.is_dir():
+        if not layout.config.is_file() or (kept and not layout.best.is_dir()):
             raise ValueError(f"{folder}: not a finished training run (needs config.json and best/)")
         state = State.load(layout.state) if layout.state.is_file() else None
         saved = read_json(layout.config)  # settings an earlier version wrote and no longer has are left out
