@@ -172,7 +172,8 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
     encodings, choices, specialist = EncoderCache(), [], None
 
     def trained(choice: Choice, lr: float) -> TrainedRun:
-        """A run with its weights: this --out's, or trained again (runs are deterministic) when only recorded."""
+        """A run with its weights: this --out's, or trained again when only recorded (not bit for bit the same:
+        `Record.keep_run` says so)."""
         planned, teacher = choice.plans[lr], None
         if planned.teacher == SPECIALIST:  # FT at its chosen rate, with its weights
             teacher = trained(specialist, specialist.lr)
@@ -192,19 +193,19 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
         lrs = [config.method_lr(method) * factor for factor in factors]
         choice = Choice(key, name, {lr: Planned(f"{key}/lr-{lr:g}", method, name, teacher, factor, teacher_cache=key)
                                     for lr, factor in zip(lrs, factors)}, {})
+        wanted = f"train/ft/lr-{specialist.lr:g}" if teacher == SPECIALIST else teacher
         for lr in lrs:
             recorded = record.run(key, lr)
             if recorded is not None and recorded.finished:
+                taught = _teacher(recorded.config.teacher, recorded.config.out)
+                if taught != wanted:
+                    raise ValueError(f"{record.root / key}: recorded runs taught by {taught}, now {wanted}: remove "
+                                     "that folder to retrain them")
                 choice.runs[lr] = recorded
                 continue
             print(f"\n{name}, lr {lr:g}: up to {config.steps} steps, dev every {config.eval_every}, patience "
                   f"{config.patience}", flush=True)
             choice.runs[lr] = trained(choice, lr)
-        taught = {_teacher(run.config.teacher, run.config.out) for run in choice.runs.values()}
-        wanted = f"train/ft/lr-{specialist.lr:g}" if teacher == SPECIALIST else teacher
-        if taught != {wanted}:
-            raise ValueError(f"{record.root / key}: runs taught by {', '.join(map(str, sorted(taught, key=str)))}, "
-                             f"now {wanted}: remove that folder to retrain them")
         if record.system(key) is None:  # the test sets, once per method: its chosen run only
             run = trained(choice, choice.lr)
             record.keep_system(key, evaluate_run(name, run, out / "eval" / key, out, config, corpus),

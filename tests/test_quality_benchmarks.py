@@ -144,6 +144,14 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
 
     assert scores(json.loads((tmp_path / "mq-3" / "method_quality.json").read_text())["table"]) == scores(
         result["table"])
+    # recorded runs taught by another teacher than FT's chosen run are refused before anything trains
+    config = record / "distilwhisper-specialist" / "lr-0.001" / "config.json"
+    taught = json.loads(config.read_text())
+    other_lr = next(lr for lr in ("0.0001", "0.0003") if float(lr) != ft_lr)
+    config.write_text(json.dumps({**taught, "teacher": str(Path(taught["teacher"]).with_name(f"lr-{other_lr}"))}))
+    refused = _method_quality(tmp_path / "mq-5", record, "--methods", "ft,distilwhisper-specialist")
+    assert refused.returncode != 0 and f"recorded runs taught by train/ft/lr-{other_lr}, now train/ft/lr-{ft_lr:g}" \
+        in refused.stderr and not (tmp_path / "mq-5" / "train").exists()
     # a record of other settings is refused, naming what differs
     other = _method_quality(tmp_path / "mq-4", record, "--methods", "ft", "--steps", "4")
     assert other.returncode != 0 and "records runs of other settings (steps: 3, now 4)" in other.stderr
