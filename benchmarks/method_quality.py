@@ -79,8 +79,8 @@ class Record:
     session of a machine whose output folder does not outlive it.  Per finished run its settings and counters
     (`KEY/lr-LR/config.json` and `checkpoint/state.json`: a run folder without weights); per method its chosen
     run's row and test decodes (`KEY/system.json`, `KEY/eval/`).  A later invocation, with any --out, reuses them
-    and retrains (deterministically) only a run whose weights it needs: the specialist teacher, a chosen run whose
-    test sets are not decoded yet."""
+    and retrains only a run whose weights it needs (the specialist teacher, a chosen run whose test sets are not
+    decoded yet); a retrained run is not bit for bit the recorded one (`keep_run`)."""
 
     def __init__(self, root: Path, settings: dict) -> None:
         self.root = root
