@@ -3,6 +3,7 @@ runs under DDP, and rejects bad input clearly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -334,6 +335,31 @@ def test_an_interrupted_run_resumes_to_the_same_weights(save_every, tiny_dirs, m
         torch.testing.assert_close(trainable_state(resumed.model)[name], weight, rtol=0, atol=1e-6)
     steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # the steps lost with the interruption are logged once, by the resumed run
+
+
+def test_two_runs_of_the_same_settings_give_the_same_weights(tiny_dirs, tmp_path, monkeypatch):
+    """Two threads, a batch of 16 long, distinct transcripts: the backward of Whisper's positional embedding adds a
+    position's gradients in a thread-dependent order unless training runs under torch's deterministic algorithms, so
+    two runs drift apart without them (checked too, so that this test can fail) and give the same weights with
+    them.  (Identical transcripts would hide it: equal addends sum alike in any order.)"""
+    words = "bon dia a tothom gràcies per la paciència fins demà".split()
+    rows = [{"id": f"ca{i}", "audio": str(write_wav(tmp_path / f"ca{i}.wav", 1.0 + i / 10)),
+             "text": " ".join(words[(i * j) % len(words)] for j in range(120)), "language": "ca"} for i in range(16)]
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    torch.set_num_threads(2)
+
+    def weights(name):
+        config = _config("ft", tiny_dirs, str(tmp_path / "long.jsonl"), tmp_path / name, languages=["ca"],
+                         batch_size=16, max_steps=4, bf16=False)
+        return train(config, progress=False).model.state_dict()
+
+    first, second = weights("a"), weights("b")
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is back
+    for name, weight in first.items():
+        assert torch.equal(second[name], weight), name
+    monkeypatch.setattr("distilwhisper.train.loop.deterministic_algorithms", contextlib.nullcontext)
+    first, second = weights("c"), weights("d")
+    assert any(not torch.equal(second[name], weight) for name, weight in first.items())
 
 
 def test_gate_budget_settings_steer_the_gates(tiny_dirs, manifest, tmp_path):

@@ -9,7 +9,9 @@ was never interrupted.
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,9 +50,29 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     """Train, evaluate on dev, keep the best under `out/best`; returns the final counters and the model.  One run
     at a time per folder (the main process holds it).  `encodings`: an encoder cache shared with earlier runs of
     this process (used with `cache_encoder`; it keeps only what matches this run's encoder, precision and data)."""
-    trainer = Trainer(config.check(), progress, encodings)
-    with exclusive_on_main(config.out, trainer.accelerator.state):
-        return trainer.run(resume)
+    with deterministic_algorithms():
+        trainer = Trainer(config.check(), progress, encodings)
+        with exclusive_on_main(config.out, trainer.accelerator.state):
+            return trainer.run(resume)
+
+
+@contextmanager
+def deterministic_algorithms():
+    """Run with torch's deterministic algorithms, restoring the caller's setting after.
+
+    Why: with two or more threads, the backward of Whisper's learned positional embedding (`weight[position_ids]`,
+    an accumulating `index_put_`) adds a batch's position gradients in an order that changes from run to run, so two
+    runs of the same settings on the same machine drifted apart (benchmarks/train_determinism.py, docs/results.md);
+    the deterministic kernel fixes the order at no measured cost.  `warn_only`: an operation without a
+    deterministic kernel (some CUDA ones) warns instead of stopping a run.  CUDA's cuBLAS needs its workspace
+    setting before it starts; one already started keeps its own."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 class Trainer:
