@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from distilwhisper.cli import add_config_flags
-from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, setting_changes
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table, num, pyplot, save_figure
 from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, changes_markdown,
@@ -80,17 +80,15 @@ class Record:
     (`KEY/lr-LR/config.json` and `checkpoint/state.json`: a run folder without weights); per method its chosen
     run's row and test decodes (`KEY/system.json`, `KEY/eval/`).  A later invocation, with any --out, reuses them
     and retrains only a run whose weights it needs (the specialist teacher, a chosen run whose test sets are not
-    decoded yet); a retrained run is not bit for bit the recorded one (`keep_run`)."""
+    decoded yet); training is deterministic on one kind of CPU, not across kinds (`keep_run`)."""
 
     def __init__(self, root: Path, settings: dict) -> None:
         self.root = root
         path = root / "settings.json"
         if path.exists():
-            saved = read_json(path)
-            differ = [k for k in settings if saved.get(k) != settings[k]]
-            if differ:
-                raise ValueError(f"{root} records runs of other settings (" + ", ".join(
-                    f"{k}: {saved.get(k)!r}, now {settings[k]!r}" for k in differ) + "); pass another --record")
+            changes = setting_changes(read_json(path), settings)
+            if changes:
+                raise ValueError(f"{root} records runs of other settings ({changes}); pass another --record")
         else:
             atomic_write_json(path, settings)
 
@@ -104,7 +102,7 @@ class Record:
 
     def keep_run(self, key: str, lr: float, run: TrainedRun, teacher: TrainedRun | None = None) -> None:
         """Record a finished run, the machine it trained on and its teacher's kept dev WER (a retrained specialist
-        is another teacher: these runs do not reproduce bit for bit, docs/results.md).  A retrained run that differs
+        is another teacher where it retrained on another kind of CPU, docs/results.md).  A retrained run that differs
         from its record is said so, and the record, which chose the rate and was tested, is kept."""
         earlier = self.run(key, lr)
         if earlier is not None:
@@ -172,8 +170,8 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
     encodings, choices, specialist = EncoderCache(), [], None
 
     def trained(choice: Choice, lr: float) -> TrainedRun:
-        """A run with its weights: this --out's, or trained again when only recorded (not bit for bit the same:
-        `Record.keep_run` says so)."""
+        """A run with its weights: this --out's, or trained again when only recorded (on another kind of CPU it
+        may differ from its record: `Record.keep_run` says so)."""
         planned, teacher = choice.plans[lr], None
         if planned.teacher == SPECIALIST:  # FT at its chosen rate, with its weights
             teacher = trained(specialist, specialist.lr)
@@ -206,11 +204,13 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
             print(f"\n{name}, lr {lr:g}: up to {config.steps} steps, dev every {config.eval_every}, patience "
                   f"{config.patience}", flush=True)
             choice.runs[lr] = trained(choice, lr)
-        if record.system(key) is None:  # the test sets, once per method: its chosen run only
+        tested = record.system(key)
+        if tested is None:  # the test sets, once per method: its chosen run only
             run = trained(choice, choice.lr)
             record.keep_system(key, evaluate_run(name, run, out / "eval" / key, out, config, corpus),
                                expert_mib(run))
-        choice.system, choice.expert_mib = record.system(key)
+            tested = record.system(key)
+        choice.system, choice.expert_mib = tested
         choices.append(choice)
         if key == "ft":
             specialist = choice

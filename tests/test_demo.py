@@ -143,7 +143,7 @@ def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(t
 
     before = files()
     assert main(["demo", "--quick", "--per-language", "11", "--out", str(out)]) == 2
-    assert "holds a demo built from another corpus (per-language 10, now 11)" in capsys.readouterr().err
+    assert "holds a demo built from another corpus (per-language: 10, now 11)" in capsys.readouterr().err
     assert files() == before
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from distilwhisper.io import (append_jsonl, atomic_dir, atomic_write_json, read_jsonl, recover_dir, repair_jsonl,
-                              replace_dir)
+from distilwhisper.io import (append_jsonl, atomic_dir, atomic_write_json, read_json, read_jsonl, recover_dir,
+                              repair_jsonl, replace_dir, setting_changes)
 
 
 def test_atomic_dir_keeps_the_old_version_when_the_new_one_fails(tmp_path):
@@ -46,6 +46,16 @@ def test_jsonl_torn_rows_are_dropped_and_repaired_atomically(tmp_path):
     assert log.read_text(encoding="utf-8") == '{"id": "a", "text": "č"}\n'
     atomic_write_json(tmp_path / "c.json", {"x": 1})
     assert json.loads((tmp_path / "c.json").read_text()) == {"x": 1}
+
+
+def test_a_broken_json_file_is_named_and_setting_changes_are_spelt_as_flags(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text('{"steps": 3,\n "lr": }')  # edited by hand
+    with pytest.raises(ValueError, match=rf"{path}: not valid JSON \(Expecting value, line 2 column 8\)"):
+        read_json(path)
+    assert setting_changes({"max_steps": 3, "lr": 0.1}, {"max_steps": 4, "lr": 0.1, "seed": 1}) == \
+        "max-steps: 3, now 4, seed: None, now 1"  # a setting the folder lacks differs too
+    assert setting_changes({"lr": 0.1}, {"lr": 0.1}) == ""
 
 
 def test_a_folder_in_use_is_refused_and_a_dead_holders_lock_taken_over(tmp_path, capsys):

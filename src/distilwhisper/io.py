@@ -62,7 +62,20 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_json(path: str | Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON document of `path`; a file that does not parse is an error naming it (records and configs are
+    edited by hand, and a bare JSONDecodeError does not say which of a run's files is broken)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from err
+
+
+def setting_changes(saved: dict, wanted: dict) -> str:
+    """`name: saved, now wanted` for each of `wanted`'s settings that `saved` (what a folder records it was made
+    under) holds with another value or lacks; empty when none differ.  One wording for every job that refuses to
+    mix its work with a folder of other settings; names as the command line spells them."""
+    return ", ".join(f"{name.replace('_', '-')}: {saved.get(name)!r}, now {value!r}"
+                     for name, value in wanted.items() if saved.get(name) != value)
 
 
 def _old(final: Path) -> Path:

@@ -29,7 +29,7 @@ from distilwhisper import stats
 from distilwhisper.data.manifest import read_manifest
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
-from distilwhisper.io import atomic_write_json, atomic_write_text, exclusive, read_json
+from distilwhisper.io import atomic_write_json, atomic_write_text, exclusive, read_json, setting_changes
 from distilwhisper.quantize import has_bf16_units
 from distilwhisper.report import markdown_table, num, p_phrase, pyplot, row_interval, save_figure
 from distilwhisper.results import rate, read_results, translation_score, where
@@ -236,9 +236,9 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         # paths may differ in a moved demo folder; the specialist is this folder's own FT run
         moved = {"train", "dev", "out", "teacher_cache"} | ({"teacher"} if planned.teacher == SPECIALIST else set())
         saved, wanted = read_json(layout.config), asdict(settings)
-        differ = [k for k in wanted if k not in moved and k in saved and saved[k] != wanted[k]]
-        if differ:
-            changes = ", ".join(f"{k}: {saved[k]!r}, now {wanted[k]!r}" for k in differ)
+        # a setting the run's version did not have yet is taken as its default
+        changes = setting_changes(saved, {k: v for k, v in wanted.items() if k not in moved and k in saved})
+        if changes:
             raise ValueError(f"{run} holds a run with other settings ({changes}); use another --out")
     if layout.best.is_dir() and layout.state.is_file():
         earlier = TrainedRun.open(run)

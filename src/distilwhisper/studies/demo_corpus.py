@@ -19,7 +19,7 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import MINOR_DOMAIN, load_fillets
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
-from distilwhisper.io import atomic_write_json, read_json
+from distilwhisper.io import atomic_write_json, read_json, setting_changes
 
 REAL_SPEECH = {"cs": load_fillets}  # target languages with transcribed human speech that installs offline
 IN_DOMAIN, OUT_OF_DOMAIN, HELD_OUT, CONTROL = "in-domain", "out-of-domain", MINOR_DOMAIN, "control"
@@ -65,7 +65,10 @@ def build_corpus(config, out: Path) -> Corpus:
     manifests keep their paths, so a rerun would reuse them as if they were trained on this one."""
     folder, settings = out / "corpus", {name: getattr(config, name) for name in CORPUS_SETTINGS}
     record = folder / "corpus.json"
-    _check_settings(settings, record)
+    changes = setting_changes(read_json(record), settings) if record.exists() else ""
+    if changes:
+        raise ValueError(f"{out} holds a demo built from another corpus ({changes}): its trained runs and results "
+                         "belong to that one; use another --out")
     # the recordings first: cheap, so a control language without them fails before minutes of synthesis
     control, _ = import_asterisk(config.control, out / "corpus" / "control", config.control_per_language)
     for utt in control:
@@ -86,15 +89,3 @@ def build_corpus(config, out: Path) -> Corpus:
                   write_manifest(folder / "eval.jsonl", tests + control),
                   write_manifest(folder / "translate.jsonl", translation, relative=False) if translation else None)
 
-
-def _check_settings(settings: dict, record: Path) -> None:
-    """Refuse a folder whose corpus was built under other settings (`record`, written once a build finished)."""
-    if not record.exists():
-        return
-    saved = read_json(record)
-    differ = [name for name in settings if saved.get(name) != settings[name]]
-    if differ:
-        changes = ", ".join(f"{name.replace('_', '-')} {saved.get(name)!r}, now {settings[name]!r}"
-                            for name in differ)
-        raise ValueError(f"{record.parent.parent} holds a demo built from another corpus ({changes}): its trained "
-                         "runs and results belong to that one; use another --out")
