@@ -180,6 +180,8 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
     monkeypatch.setattr(quantize, "_cpu_flags", lambda: flags)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert DemoConfig().bf16 is bf16
+    named = "AVX512-BF16" if "avx512_bf16" in flags else "AMX" if bf16 else "none"
+    assert quantize.cpu_name().endswith(f", bf16 units: {named})")  # what a measured run names its machine by
     assert DemoConfig(train_precision="fp32").bf16 is False and DemoConfig(train_precision="bf16").bf16 is True
     settings = []
     monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume, encodings: settings.append(config))

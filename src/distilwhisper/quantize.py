@@ -77,9 +77,13 @@ def _cpu_flags() -> set[str]:
 
 
 def cpu_name() -> str:
-    """The CPU's model name: measured runs name the machine they ran on (training differs between machines that
-    both have bf16 units, docs/results.md)."""
-    return _cpuinfo("model name") or platform.processor() or "unknown cpu"
+    """The CPU's model name and the instruction sets torch's kernels choose from (`AVX512, bf16 units: AMX`):
+    measured runs name the machine they ran on, because training gives other weights where other kernels run
+    (docs/results.md), and a virtual machine's model name ("Intel Xeon Processor") alone does not tell them apart."""
+    units = sorted({"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}[f] for f in _cpu_flags() & {"avx512_bf16",
+                                                                                               "amx_bf16"})
+    return (f"{_cpuinfo('model name') or platform.processor() or 'unknown cpu'} "
+            f"({torch.backends.cpu.get_cpu_capability()}, bf16 units: {' + '.join(units) or 'none'})")
 
 
 def has_bf16_units(device: str = "cpu") -> bool:
