@@ -72,6 +72,9 @@ def _cpuinfo(name: str) -> str:
     return ""
 
 
+BF16_UNITS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}  # /proc/cpuinfo flag: the unit it names
+
+
 def _cpu_flags() -> set[str]:
     return set(_cpuinfo("flags").split())
 
@@ -80,8 +83,8 @@ def cpu_name() -> str:
     """The CPU's model name and the instruction sets torch's kernels choose from (`AVX512, bf16 units: AMX`):
     measured runs name the machine they ran on, because training gives other weights where other kernels run
     (docs/results.md), and a virtual machine's model name ("Intel Xeon Processor") alone does not tell them apart."""
-    units = sorted({"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}[f] for f in _cpu_flags() & {"avx512_bf16",
-                                                                                               "amx_bf16"})
+    flags = _cpu_flags()
+    units = sorted(name for flag, name in BF16_UNITS.items() if flag in flags)
     return (f"{_cpuinfo('model name') or platform.processor() or 'unknown cpu'} "
             f"({torch.backends.cpu.get_cpu_capability()}, bf16 units: {' + '.join(units) or 'none'})")
 
@@ -92,7 +95,7 @@ def has_bf16_units(device: str = "cpu") -> bool:
     docs/results.md)."""
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device != "cpu" or bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return device != "cpu" or bool(_cpu_flags() & BF16_UNITS.keys())
 
 
 def check_supported(precision: str, model: str, experts: str | None = None, device: str = "cpu") -> None:
