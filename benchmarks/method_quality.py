@@ -295,7 +295,8 @@ def run(config: DemoConfig, factors: list[float], keys: list[str], record: Recor
     tradeoff_figure(table, out / "gain_vs_control.png")
     dev_curves_figure(choices, out / "dev_curves.png")
     against = [f"Against {versus[0]['system']}:", "", *changes_markdown(versus[1:]), ""] if versus[1:] else []
-    return "\n".join([table_markdown(table), "", *against,
+    return "\n".join([table_markdown(table), "", f"Against {table[0]['system']}:", "", *changes_markdown(table[1:]),
+                      "", *against,
                       "Learning rates (kept dev WER of each; the lowest is chosen):", "", *grid_markdown(choices), "",
                       "Dev WER at each evaluated step (pooled over languages):", "",
                       *dev_curves_markdown(choices, record), "", *expert_sizes(choices), "",

@@ -99,7 +99,8 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     proc = _method_quality(out, record, "--methods", "ft")  # a first session: FT's grid only
     assert proc.returncode == 0, proc.stderr[-3000:]
     ft_lr = json.loads((out / "method_quality.json").read_text())["grid"]["ft"]["chosen_lr"]
-    assert "Against" not in proc.stdout  # one trained method: nothing to compare it with but the base model
+    assert "Against bundled:base fp32" in proc.stdout  # FT against the base model, paired bootstrap
+    assert "Against DistilWhisper" not in proc.stdout  # no headline DistilWhisper to compare it with yet
     # a later session, its output folder new: FT comes from the record, its chosen run retrained as the teacher
     out = tmp_path / "mq-2"
     proc = _method_quality(out, record, "--methods", "ft,distilwhisper-specialist")
