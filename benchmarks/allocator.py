@@ -36,9 +36,10 @@ from pathlib import Path
 
 import torch
 
-from distilwhisper.io import read_jsonl, rewrite_jsonl
+from distilwhisper.data.manifest import validate_manifest, write_manifest
 from distilwhisper.quantize import cpu_name, has_bf16_units
 from distilwhisper.report import markdown_table
+from distilwhisper.train.data import select_split
 
 VARIANTS = {
     "glibc malloc (default)": {},
@@ -82,16 +83,15 @@ def main() -> None:
     args = parser.parse_args()
 
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    rows, _ = read_jsonl(args.manifest)
-    lines = [row for row in rows
-             if row.get("language") == args.language and row.get("split", "train") == "train"][:args.lines]
+    train_split = select_split(validate_manifest(args.manifest, check_audio=False), "train", str(args.manifest))
+    lines = [u for u in train_split if u.language == args.language][:args.lines]
     if len(lines) < args.lines:
         raise SystemExit(f"{args.manifest}: {len(lines)} train lines of language {args.language}, "
                          f"--lines asks for {args.lines}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         manifest = root / "train.jsonl"
-        rewrite_jsonl(manifest, lines)
+        write_manifest(manifest, lines)
         cache = root / "teacher-cache"
         print("filling the teacher cache (untimed run)", file=sys.stderr)
         train(manifest, root / "warm-up", cache, args, {})
