@@ -189,3 +189,17 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
     train_system(Planned("distilwhisper", "distilwhisper", "DistilWhisper", "bundled:base"), DemoConfig(),
                  tmp_path / "train.jsonl", tmp_path)
     assert settings[0].bf16 is bf16 and settings[0].expert_dropout == 0.3
+
+
+def test_each_method_trains_at_its_own_rate_times_the_grid_factor(monkeypatch, tmp_path):
+    """FT (the specialist teacher) has its own rate, not a fixed share of the experts' (their dev-best rates are
+    chosen apart, benchmarks/method_quality.py); a grid point scales the method's rate."""
+    from distilwhisper.studies.demo import DemoConfig, Planned, train_system
+
+    settings = []
+    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume, encodings: settings.append(config))
+    monkeypatch.setattr("distilwhisper.studies.demo.TrainedRun.open", lambda run: None)
+    config = DemoConfig(lr=2e-3, ft_lr=5e-5, out=str(tmp_path))
+    for key, factor in (("ft", 1.0), ("lora", 1.0), ("clsr-ft", 0.5), ("ft", 3.0)):
+        train_system(Planned(f"{key}-{factor}", key, key, None, factor), config, tmp_path / "train.jsonl", tmp_path)
+    assert [s.lr for s in settings] == pytest.approx([5e-5, 2e-3, 1e-3, 1.5e-4])
