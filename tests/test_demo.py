@@ -121,10 +121,14 @@ def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
     assert "no asterisk prompts for de" in capsys.readouterr().err
 
 
-def test_demo_refuses_a_dropout_outside_0_1_before_any_work(tmp_path, capsys):
+def test_demo_refuses_a_dropout_or_a_learning_rate_out_of_range_before_any_work(tmp_path, capsys):
     assert main(["demo", "--quick", "--expert-dropout", "1.5", "--out", str(tmp_path / "d")]) == 2
     assert "--expert-dropout is a dropout probability in [0, 1), not 1.5" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+    for flag, value in (("--ft-lr", "0"), ("--lr", "-0.001")):
+        assert main(["demo", "--quick", flag, value, "--out", str(tmp_path / "d")]) == 2
+        assert f"{flag} is a learning rate, positive, not {float(value)}" in capsys.readouterr().err
+        assert not (tmp_path / "d").exists()
 
 
 def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(tmp_path, capsys):

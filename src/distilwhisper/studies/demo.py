@@ -36,7 +36,7 @@ from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
 from distilwhisper.train import TrainConfig, TrainedRun, train
 from distilwhisper.train.caches import EncoderCache
-from distilwhisper.train.config import check_dropout
+from distilwhisper.train.config import check_dropout, check_lr
 from distilwhisper.train.model import weights_fingerprint
 from distilwhisper.train.run import RunLayout
 
@@ -110,6 +110,8 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         check_dropout("--expert-dropout", self.expert_dropout)  # before minutes of corpus and evaluation
+        check_lr("--lr", self.lr)
+        check_lr("--ft-lr", self.ft_lr)
 
     @classmethod
     def make(cls, quick: bool = False, **overrides) -> "DemoConfig":

@@ -112,6 +112,7 @@ class TrainConfig:
             raise ValueError(f"--gate-weight must be 0 (no budget term) or positive, not {self.gate_weight}")
         for name in ("expert_dropout", "lora_dropout"):
             check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
+        check_lr("--lr", self.lr)
         return self
 
     @property
@@ -123,6 +124,13 @@ def check_dropout(flag: str, value: float) -> None:
     """A dropout probability in [0, 1): torch only fails on it at the first training step, minutes into a run."""
     if not 0 <= value < 1:
         raise ValueError(f"{flag} is a dropout probability in [0, 1), not {value}")
+
+
+def check_lr(flag: str, value: float) -> None:
+    """A learning rate must be positive: 0 trains nothing and a negative one climbs the loss, both silently for the
+    whole run."""
+    if not value > 0:
+        raise ValueError(f"{flag} is a learning rate, positive, not {value}")
 
 
 def read_yaml(path: str | Path) -> dict:
