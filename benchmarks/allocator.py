@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from distilwhisper.data.manifest import validate_manifest, write_manifest
+from distilwhisper.io import file_sha256
 from distilwhisper.quantize import cpu_name, has_bf16_units
 from distilwhisper.report import markdown_table
 from distilwhisper.train.data import select_split
@@ -64,9 +65,7 @@ def train(manifest: Path, out: Path, cache: Path, args: argparse.Namespace, env:
     if done.returncode:
         raise SystemExit(f"training failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    digest = hashlib.sha256()
-    for path in sorted((out / "best").glob("*.safetensors")):
-        digest.update(path.read_bytes())
+    digest = hashlib.sha256("".join(file_sha256(p) for p in sorted((out / "best").glob("*.safetensors"))).encode())
     return {"seconds": state["seconds"], "faults": after.ru_minflt - before.ru_minflt,
             "kernel": after.ru_stime - before.ru_stime, "user": after.ru_utime - before.ru_utime,
             "hash": digest.hexdigest()[:12]}
