@@ -125,9 +125,10 @@ def test_demo_refuses_a_dropout_or_a_learning_rate_out_of_range_before_any_work(
     assert main(["demo", "--quick", "--expert-dropout", "1.5", "--out", str(tmp_path / "d")]) == 2
     assert "--expert-dropout is a dropout probability in [0, 1), not 1.5" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
-    for flag, value in (("--ft-lr", "0"), ("--lr", "-0.001")):
+    for flag, value in (("--ft-lr", "-0.0003"), ("--lr", "-0.001")):
         assert main(["demo", "--quick", flag, value, "--out", str(tmp_path / "d")]) == 2
-        assert f"{flag} is a learning rate, positive, not {float(value)}" in capsys.readouterr().err
+        assert f"{flag} must be 0 (no training) or a positive learning rate, not {float(value)}" \
+            in capsys.readouterr().err
         assert not (tmp_path / "d").exists()
 
 

@@ -403,8 +403,8 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
         with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} is a dropout probability in .0, 1., "
                                              f"not {value}"):
             load_config(None, dict(method="lora", student="x", languages=["ca"], train="t", out="o", **{flag: value}))
-    with pytest.raises(ValueError, match="--lr is a learning rate, positive, not 0.0"):
-        load_config(None, dict(method="ft", student="x", languages=["ca"], train="t", out="o", lr=0.0))
+    with pytest.raises(ValueError, match=r"--lr must be 0 \(no training\) or a positive learning rate, not -0.0001"):
+        load_config(None, dict(method="ft", student="x", languages=["ca"], train="t", out="o", lr=-1e-4))
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("lr: 0.001\nbogus: 1\n")
     with pytest.raises(ValueError, match="unknown setting"):
