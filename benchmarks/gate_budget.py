@@ -17,14 +17,13 @@ DistilWhisper (the 0.5:1 point) are reused, so only the other budgets train (~8 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from distilwhisper.cli import add_config_flags
+from distilwhisper.cli import add_config_flags, given_flags
 from distilwhisper.io import atomic_write_json, atomic_write_text, read_jsonl
 from distilwhisper.report import markdown_table, num
 from distilwhisper.studies.demo import NAMES, SPECIALIST, DemoConfig, Planned, claimed, train_system
@@ -82,8 +81,7 @@ def main() -> None:
         budgets = parse_budgets(args.budgets)
     except ValueError as error:
         parser.error(str(error))
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)
-             if getattr(args, f.name) is not None}
+    given = given_flags(args, DemoConfig)
     config = DemoConfig.make(**{**given, "out": given.get("out") or "bench-out/gate-budget"})
     with claimed(config):
         text = run(config, budgets)
@@ -113,7 +111,8 @@ def run(config: DemoConfig, budgets: list[tuple[float, float]]) -> str:
           f"{100 * r['routed']:.0f} %" if r["routed"] is not None else "-", num(r["soft_gate_last_steps"], 2),
           num(r["minutes"])]
          for name, r in results.items()))
-    header = (f"DistilWhisper (specialist teacher), {config.steps} steps of batch {config.batch_size}, dev every "
+    header = (f"DistilWhisper (specialist teacher, keep-translate weight {config.keep_translate:g}), {config.steps} "
+              f"steps of batch {config.batch_size}, dev every "
               f"{config.eval_every or config.steps // 2} steps; {','.join(config.languages)}; "
               f"{'bf16' if config.bf16 else 'fp32'} training; {platform.processor() or 'cpu'}, "
               f"{torch.get_num_threads()} threads.  Dev only: the lowest kept dev WER is chosen.")

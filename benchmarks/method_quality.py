@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from distilwhisper.cli import add_config_flags
+from distilwhisper.cli import add_config_flags, given_flags
 from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, setting_changes
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table, num, pyplot, save_figure
@@ -49,7 +49,8 @@ METHODS = (("ft", "ft", NAMES["ft"], None),
            ("clsr-ft", "clsr-ft", NAMES["clsr-ft"], None),
            ("lora", "lora", NAMES["lora"], None))
 DEFAULTS = dict(steps=1200, eval_every=100, patience=3)  # a cap, not a budget: runs stop on dev
-CENTRES = dict(lr=1e-3, ft_lr=1e-4)  # the grid's centre rates (--quick too): a record outlives the demo's defaults
+# the grid's centre rates and the paper's recipe (--quick too): a record outlives the demo's defaults
+PINNED = dict(lr=1e-3, ft_lr=1e-4, keep_translate=0.0)
 
 
 RECORD = Path(__file__).resolve().parent / "records" / "method_quality"
@@ -323,10 +324,9 @@ def main() -> None:
     unknown = sorted(set(keys) - {key for key, *_ in METHODS})
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}")
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)
-             if getattr(args, f.name) is not None}
+    given = given_flags(args, DemoConfig)
     quick = bool(given.get("quick"))
-    config = DemoConfig.make(**{**CENTRES, **({} if quick else DEFAULTS), **given, "quick": quick,
+    config = DemoConfig.make(**{**PINNED, **({} if quick else DEFAULTS), **given, "quick": quick,
                                 "out": given.get("out") or "bench-out/method-quality"})
     if not (config.eval_every and config.patience):
         parser.error("runs that stop on dev need --eval-every and --patience (0 is never)")

@@ -121,7 +121,7 @@ def test_demo_names_a_control_language_without_recordings(tmp_path, capsys):
     assert "no asterisk prompts for de" in capsys.readouterr().err
 
 
-def test_demo_refuses_a_dropout_or_a_learning_rate_out_of_range_before_any_work(tmp_path, capsys):
+def test_demo_refuses_a_dropout_a_learning_rate_or_a_weight_out_of_range_before_any_work(tmp_path, capsys):
     assert main(["demo", "--quick", "--expert-dropout", "1.5", "--out", str(tmp_path / "d")]) == 2
     assert "--expert-dropout is a dropout probability in [0, 1), not 1.5" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
@@ -130,6 +130,9 @@ def test_demo_refuses_a_dropout_or_a_learning_rate_out_of_range_before_any_work(
         assert f"{flag} must be 0 (no training) or a positive learning rate, not {float(value)}" \
             in capsys.readouterr().err
         assert not (tmp_path / "d").exists()
+    assert main(["demo", "--quick", "--keep-translate", "-1", "--out", str(tmp_path / "d")]) == 2
+    assert "--keep-translate is a loss weight, 0 (off) or positive, not -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(tmp_path, capsys):

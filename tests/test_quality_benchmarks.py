@@ -1,4 +1,4 @@
-"""benchmarks/synthetic_to_real.py, method_quality.py and gate_budget.py at --quick sizes."""
+"""benchmarks/synthetic_to_real.py, method_quality.py, gate_budget.py and keep_translate.py at --quick sizes."""
 
 from __future__ import annotations
 
@@ -194,3 +194,34 @@ def test_synthetic_to_real_names_an_unknown_condition_or_baseline(flag, value, t
     unknown = value.split(",")[1]
     assert proc.returncode == 2 and f"{flag}: unknown {unknown} (known: " in proc.stderr
     assert not (tmp_path / "s").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_keep_translate_trains_each_weight_and_scores_the_dev_translations(tmp_path):
+    out = tmp_path / "keep"
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "keep_translate.py"), "--quick", "--threads", "2",
+                           "--weights", "0,1", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "keep-translate" / "keep_translate.json").read_text())
+    assert list(result["results"]) == ["0", "1"]
+    keeping = [k for k, r in result["results"].items() if r["translate"]["chrf"] >= result["base"]["chrf"]]
+    assert result["chosen"] == (min(keeping, key=lambda k: result["results"][k]["dev_wer"]) if keeping else
+                                max(result["results"], key=lambda k: result["results"][k]["translate"]["chrf"]))
+    # the demo's default weight (1) is the demo's own run, reused from a demo folder
+    for key, weight in (("distilwhisper-specialist-keep-translate-0", 0.0), ("distilwhisper-specialist", 1.0)):
+        config = json.loads((out / "train" / key / "config.json").read_text())
+        assert config["keep_translate"] == weight and config["teacher"] == str(out / "train" / "ft")
+        logged = [json.loads(line) for line in (out / "train" / key / "metrics.jsonl").read_text().splitlines()]
+        assert any("keep" in r for r in logged) == bool(weight)  # Czech batches carry translate rows
+        scored = (out / "keep-translate" / key / "results.jsonl").read_text().splitlines()
+        assert len(scored) == result["base"]["n"] == 2  # the quick corpus's Czech dev lines
+    assert not (out / "eval").exists()  # dev only: no test set decoded
+    assert "| base model" in proc.stdout and "dev translate BLEU / chrF" in proc.stdout
+
+
+@pytest.mark.parametrize("weights, named", [("0,x", "'x' is not a number"), ("0,-1", "'-1' is not a loss weight")])
+def test_keep_translate_names_a_weight_it_cannot_use(weights, named, tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "keep_translate.py"), "--weights", weights, "--out",
+                           str(tmp_path / "k")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"--weights: {named}" in proc.stderr
+    assert not (tmp_path / "k").exists()  # refused before any work

@@ -395,7 +395,7 @@ def test_bad_input(tiny, tiny_dirs, manifest, tmp_path):
         load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", save_every=-5))
     with pytest.raises(ValueError, match=r"--gate-target is a share of tokens in \[0, 1\], not 1.5"):
         load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", gate_target=1.5))
-    with pytest.raises(ValueError, match="--gate-weight must be 0 .no budget term. or positive, not -1"):
+    with pytest.raises(ValueError, match="--gate-weight is a loss weight, 0 .off. or positive, not -1"):
         load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o", gate_weight=-1))
     with pytest.raises(ValueError, match="needs --teacher"):
         load_config(None, dict(method="distilwhisper", student="x", languages=["ca"], train="t", out="o"))
@@ -617,3 +617,117 @@ def test_resume_never_unpickles_code_from_a_checkpoint(name, tiny_dirs, manifest
     with pytest.raises(ValueError, match=f"checkpoint/{name} is not plain tensors and numbers.*refused"):
         train(_config("clsr-ft", tiny_dirs, manifest, out, max_steps=4, save_every=1), resume=True, progress=False)
     assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def translated_manifest(manifest, tmp_path_factory):
+    """The training manifest with an English line for every clip but one (a clip without one is not translated)."""
+    rows = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
+    english = {"ca0": "good morning", "ca1": "thank you", "cs0": "good day"}
+    path = tmp_path_factory.mktemp("translated") / "m.jsonl"
+    path.write_text("".join(json.dumps({**r, **({"translation_en": english[r["id"]]} if r["id"] in english else {})},
+                                       ensure_ascii=False) + "\n" for r in rows))
+    return str(path)
+
+
+def _translate_batch(model_dir: str, manifest: str, language: str) -> dict:
+    """The collated batch of `language`'s clips, translate rows included."""
+    from transformers import WhisperProcessor
+
+    from distilwhisper.data.manifest import validate_manifest
+    from distilwhisper.decoding import prompt_tokens
+    from distilwhisper.train.data import SpeechDataset, collate
+
+    processor = WhisperProcessor.from_pretrained(model_dir)
+    gen = WhisperForConditionalGeneration.from_pretrained(model_dir).generation_config
+    eot = int(gen.eos_token_id)
+    data = SpeechDataset([u for u in validate_manifest(manifest) if u.language == language], processor,
+                         {language: prompt_tokens(gen, language)}, eot,
+                         {language: prompt_tokens(gen, language, task="translate")})
+    return collate([data[i] for i in range(len(data))], eot)
+
+
+def _translate_divergence(model, batch: dict) -> float:
+    """JS divergence of the model's translate-task distributions from the base model's (its shared FFNs)."""
+    translate = batch["translate"]
+    feats, ids = batch["input_features"][translate["rows"]], translate["decoder_input_ids"]
+    mask = (translate["labels"] != losses.IGNORE).float()
+    with torch.no_grad():
+        clsr.set_language(model, batch["language"])
+        student = model(input_features=feats, decoder_input_ids=ids).logits
+        clsr.set_language(model, clsr.SHARED, shared_fallback=True)
+        base = model(input_features=feats, decoder_input_ids=ids).logits
+    return float(losses.kd_loss_logits(student, base, mask))
+
+
+def test_keep_translate_adds_the_divergence_from_the_base_model_on_the_translate_rows(tiny_dirs,
+                                                                                      translated_manifest, tmp_path):
+    """One forward serves both tasks: the transcription terms are those of the batch alone, and `keep` is the
+    divergence of the experts' translate-task outputs from the frozen base model's, on the rows with English."""
+    batch = _translate_batch(tiny_dirs[0], translated_manifest, "cs")
+    assert batch["translate"]["rows"] == [0]  # cs1 has no English line
+    terms = {}
+    for keep in (0.0, 2.0):
+        config = _config("clsr-ft", tiny_dirs, translated_manifest, tmp_path, keep_translate=keep)
+        model = clsr.to_distilwhisper(WhisperForConditionalGeneration.from_pretrained(tiny_dirs[0]), ["ca", "cs"],
+                                      expert_dropout=0.0, skip_probability=0.0)
+        torch.manual_seed(3)
+        for block in clsr.clsr_modules(model):  # experts that differ from the shared FFNs they start as
+            for p in block.experts["cs"].parameters():
+                p.data += 0.3 * torch.randn_like(p)
+        model.train()
+        terms[keep] = Objective(config, model, model).terms(batch, 0, 10)
+    assert "keep" not in terms[0.0]
+    assert float(terms[2.0]["ce"]) == pytest.approx(float(terms[0.0]["ce"]), rel=1e-5)
+    clsr.set_language(model, "cs")  # the student in training mode: soft gates (noise 0 at step 0)
+    translate = batch["translate"]
+    with torch.no_grad():
+        student = model(input_features=batch["input_features"][[0]],
+                        decoder_input_ids=translate["decoder_input_ids"]).logits
+        clsr.set_language(model, clsr.SHARED, shared_fallback=True)
+        base = WhisperForConditionalGeneration.from_pretrained(tiny_dirs[0])(
+            input_features=batch["input_features"][[0]], decoder_input_ids=translate["decoder_input_ids"]).logits
+    mask = (translate["labels"] != losses.IGNORE).float()
+    assert float(terms[2.0]["keep"]) > 0.01
+    assert float(terms[2.0]["keep"]) == pytest.approx(float(losses.kd_loss_logits(student, base, mask)), rel=1e-4)
+    got = {name: float(value.detach()) for name, value in terms[2.0].items()}
+    assert got["loss"] == pytest.approx(got["ce"] + got["gate"] + 2.0 * got["keep"], rel=1e-5)
+
+
+def test_keep_translate_holds_the_translate_task_near_the_base_model(tiny_dirs, translated_manifest, tmp_path):
+    """Experts trained on transcription drift on the translate task; the keep term holds them near the base."""
+    drift = {}
+    for keep in (0.0, 10.0):
+        out = tmp_path / str(keep)
+        train(_config("clsr-ft", tiny_dirs, translated_manifest, out, keep_translate=keep), progress=False)
+        rows = _ce_curve(out)[2]
+        assert ("keep" in rows[-1]) == bool(keep)
+        model, _ = TrainedRun.open(out).load()
+        model.eval()
+        drift[keep] = np.mean([_translate_divergence(model, _translate_batch(tiny_dirs[0], translated_manifest, lang))
+                               for lang in ("ca", "cs")])
+    assert drift[10.0] < 0.7 * drift[0.0], drift  # measured: 0.16 against 0.29
+
+
+def test_keep_translate_with_cached_padding_free_encodings(tiny_dirs, translated_manifest, tmp_path):
+    """The demo's path: the base model's translate rows reuse the student's cached encodings, at the frames of the
+    whole batch, so caching changes no term."""
+    runs = {}
+    for cache in (False, True):
+        out = tmp_path / str(cache)
+        train(_config("clsr-ft", tiny_dirs, translated_manifest, out, keep_translate=1.0, scope="decoder", trim=True,
+                      cache_encoder=cache, max_steps=4), progress=False)
+        runs[cache] = _ce_curve(out)[2]
+    for term in ("ce", "keep"):
+        assert [r[term] for r in runs[True]] == pytest.approx([r[term] for r in runs[False]], rel=1e-5)
+    assert all(r["keep"] > 0 for r in runs[True][1:])
+
+
+def test_keep_translate_bad_input(tiny_dirs, manifest, tmp_path):
+    with pytest.raises(ValueError, match="--keep-translate needs experts beside a frozen base .* not --method ft"):
+        load_config(None, dict(method="ft", student="x", languages=["ca"], train="t", out="o", keep_translate=1.0))
+    with pytest.raises(ValueError, match="--keep-translate is a loss weight, 0 .off. or positive, not -1"):
+        load_config(None, dict(method="clsr-ft", student="x", languages=["ca"], train="t", out="o",
+                               keep_translate=-1.0))
+    with pytest.raises(ValueError, match="--keep-translate: no training utterance of .*m.jsonl has an English line"):
+        train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, keep_translate=1.0), progress=False)

@@ -54,12 +54,16 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
                                 metavar=f.name.upper() if f.metadata.get("choices") else None)
 
 
+def given_flags(args: argparse.Namespace, cls) -> dict:
+    """The settings of `cls` given on the command line (flags left out parse as None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
 def config_from(args: argparse.Namespace, cls, base: dict | None = None):
     """`cls` from `base` (e.g. a YAML file's values) updated with the flags given; a missing required setting is
     named as its flag."""
     values = dict(base or {})
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                   if getattr(args, f.name, None) is not None})
+    values.update(given_flags(args, cls))
     missing = [_flag(f.name) for f in dataclasses.fields(cls) if f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

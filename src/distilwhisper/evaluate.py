@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from distilwhisper.data.manifest import Utterance, read_manifest
+from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES, exclusive_on_main, on_main, process_state, share_out
 from distilwhisper.io import (append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl, repair_jsonl,
@@ -35,7 +35,6 @@ from distilwhisper.train.run import local_weights_fingerprint
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
 SHARDS = "shards"  # per-process results of a launch with several processes, merged by the main process
 WEIGHTS_RECORD = "weights.json"  # fingerprint of the weights the results were decoded with (evaluate(..., weights=))
-TRANSLATION_REFERENCE = "translation_en"  # the manifest column holding the English text of an utterance
 Decoder = Union[WhisperDecoder, CT2Decoder]
 
 

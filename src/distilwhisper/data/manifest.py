@@ -21,6 +21,7 @@ from distilwhisper.languages import is_known
 
 REQUIRED = ("id", "audio", "text", "language")
 GENDERS = ("female", "male", "other", "")
+TRANSLATION_REFERENCE = "translation_en"  # the manifest column holding the English text of an utterance
 
 
 @dataclass

@@ -36,7 +36,7 @@ from distilwhisper.results import rate, read_results, translation_score, where
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus
 from distilwhisper.train import TrainConfig, TrainedRun, train
 from distilwhisper.train.caches import EncoderCache
-from distilwhisper.train.config import check_dropout, check_lr
+from distilwhisper.train.config import CLSR_METHODS, check_dropout, check_lr, check_weight
 from distilwhisper.train.model import weights_fingerprint
 from distilwhisper.train.run import RunLayout
 
@@ -98,6 +98,11 @@ class DemoConfig:
                 "1e-4, 3e-4; each method's rate is its own)"})
     expert_dropout: float = field(default=0.3, metadata={
         "help": "dropout after each expert in training (CLSR methods; the paper's 0.3)"})
+    keep_translate: float = field(default=1.0, metadata={
+        "help": "CLSR methods: weight of the term that holds the experts' translate-task outputs on the real Czech "
+                "training lines near the base model's (train --keep-translate; 0: off, the paper's recipe). Chosen on "
+                "dev from 0, 0.1, 0.3, 1, 3: the lowest dev WER among the weights whose dev chrF is not below the "
+                "base model's (benchmarks/records/keep_translate)"})
     scope: str = field(default="decoder", metadata={
         "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
                 "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
@@ -110,6 +115,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         check_dropout("--expert-dropout", self.expert_dropout)  # before minutes of corpus and evaluation
+        check_weight("--keep-translate", self.keep_translate)
         check_lr("--lr", self.lr)
         check_lr("--ft-lr", self.ft_lr)
 
@@ -235,7 +241,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         max_steps=config.steps, batch_size=config.batch_size, lr=config.method_lr(method) * planned.lr_factor,
         patience=config.patience, gate_target=planned.gate_target, gate_weight=planned.gate_weight,
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
-        expert_dropout=config.expert_dropout,
+        expert_dropout=config.expert_dropout, keep_translate=config.keep_translate if method in CLSR_METHODS else 0.0,
         eval_every=config.eval_every or (config.steps if config.quick else max(config.steps // 2, 1)),
         save_every=max(config.steps // 6, 1), seed=config.seed)
     layout = RunLayout(run)
@@ -404,7 +410,7 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
              f"{', '.join(config.control)} (recorded telephone prompts, never trained on). Student "
              f"{config.student}, teacher {_teacher_words(config)}; {config.steps} steps of batch {config.batch_size}, "
              f"lr {config.lr:g} (FT: {config.method_lr('ft'):g}), expert dropout {config.expert_dropout:g}, "
-             f"experts (and the baselines) train the "
+             f"keep-translate weight {config.keep_translate:g}, experts (and the baselines) train the "
              f"{'encoder and decoder' if config.scope == 'all' else config.scope} layers "
              f"({'bf16 autocast' if config.bf16 else 'fp32'}), greedy fp32 decoding, padding-free encoder.", "",
              table_markdown(table), "",

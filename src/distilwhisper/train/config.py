@@ -58,6 +58,11 @@ class TrainConfig:
     gate_weight: float = field(default=1.0, **_help("CLSR methods: weight of the gate-budget term beside CE (paper: "
                                                     "1); 0 drops it, the gates then learn from CE and distillation "
                                                     "alone"))
+    keep_translate: float = field(default=0.0, **_help(
+        "CLSR methods: weight of a term that keeps Whisper's translate task: the training clips that have an English "
+        "line (manifest column translation_en) also run with the translate prompt, and the experts' outputs on it "
+        "are pulled towards the frozen shared FFNs' (the base model's) by --kd; 0: off (the paper trains on "
+        "transcription only)"))
     kd: str = field(default="js", **_help("distillation divergence (paper: js)", choices=("js", "kl")))
     temperature: float = field(default=1.0, **_help("distillation temperature"))
     scope: str = field(default="all", **_help("layers that train: where experts or LoRA adapters go, which layers "
@@ -108,8 +113,11 @@ class TrainConfig:
             raise ValueError(f"--cache-encoder needs a frozen encoder: --scope decoder (got --scope {self.scope})")
         if not 0.0 <= self.gate_target <= 1.0:
             raise ValueError(f"--gate-target is a share of tokens in [0, 1], not {self.gate_target}")
-        if self.gate_weight < 0:
-            raise ValueError(f"--gate-weight must be 0 (no budget term) or positive, not {self.gate_weight}")
+        check_weight("--gate-weight", self.gate_weight)
+        check_weight("--keep-translate", self.keep_translate)
+        if self.keep_translate and self.method not in CLSR_METHODS:
+            raise ValueError(f"--keep-translate needs experts beside a frozen base (distilwhisper, clsr-ft), not "
+                             f"--method {self.method}")
         for name in ("expert_dropout", "lora_dropout"):
             check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
         check_lr("--lr", self.lr)
@@ -131,6 +139,12 @@ def check_lr(flag: str, value: float) -> None:
     the tests use to keep the untrained start)."""
     if not value >= 0:
         raise ValueError(f"{flag} must be 0 (no training) or a positive learning rate, not {value}")
+
+
+def check_weight(flag: str, value: float) -> None:
+    """A loss term's weight: 0 takes the term out, a negative weight would maximise it."""
+    if not value >= 0:
+        raise ValueError(f"{flag} is a loss weight, 0 (off) or positive, not {value}")
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import random
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from distilwhisper import losses
 from distilwhisper.audio import SAMPLE_RATE, load_audio
-from distilwhisper.data.manifest import Utterance
+from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance
 
 
 def select_split(utterances: list[Utterance], split: str, source: str) -> list[Utterance]:
@@ -26,18 +27,31 @@ def select_split(utterances: list[Utterance], split: str, source: str) -> list[U
 
 
 class SpeechDataset(Dataset):
-    """Log-mel features and full-prompt token sequences of a manifest."""
+    """Log-mel features and full-prompt token sequences of a manifest; with `translate_prompts`, an utterance that
+    has an English line (`translation_en`) also carries its translate-task sequence (the term that keeps Whisper's
+    translate task, objective.py)."""
 
-    def __init__(self, utterances: list[Utterance], processor, prompts: dict[str, list[int]], eot: int):
+    def __init__(self, utterances: list[Utterance], processor, prompts: dict[str, list[int]], eot: int,
+                 translate_prompts: dict[str, list[int]] | None = None):
         self.utterances, self.processor, self.prompts, self.eot = utterances, processor, prompts, eot
+        self.translate_prompts = translate_prompts
 
     def __len__(self) -> int:
         return len(self.utterances)
 
+    def _sequence(self, prompt: list[int], text: str) -> list[int]:
+        return prompt + self.processor.tokenizer.encode(" " + text.strip(), add_special_tokens=False) + [self.eot]
+
     def tokens(self, utt: Utterance) -> list[int]:
         """`<|sot|><|lang|><|transcribe|><|notimestamps|> text <|eot|>` (the language token included)."""
-        text = self.processor.tokenizer.encode(" " + utt.text.strip(), add_special_tokens=False)
-        return self.prompts[utt.language] + text + [self.eot]
+        return self._sequence(self.prompts[utt.language], utt.text)
+
+    def translate_tokens(self, utt: Utterance) -> list[int] | None:
+        """`<|sot|><|lang|><|translate|><|notimestamps|> English line <|eot|>`, or None without an English line."""
+        english = utt.metadata(TRANSLATION_REFERENCE).strip()
+        if self.translate_prompts is None or not english:
+            return None
+        return self._sequence(self.translate_prompts[utt.language], english)
 
     def __getitem__(self, i: int) -> dict:
         utt = self.utterances[i]
@@ -45,26 +59,67 @@ class SpeechDataset(Dataset):
         feats = self.processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE,
                                                  return_tensors="pt").input_features[0]
         return {"id": utt.id, "language": utt.language, "input_features": feats, "tokens": self.tokens(utt),
+                "translate_tokens": self.translate_tokens(utt),
                 "prompt_length": len(self.prompts[utt.language]), "num_samples": len(audio)}
 
 
-def collate(items: list[dict], pad: int) -> dict:
-    """Decoder inputs = tokens[:-1], labels = tokens[1:] with the forced prompt tokens and padding ignored."""
-    length = max(len(it["tokens"]) for it in items) - 1
-    dec_in = torch.full((len(items), length), pad, dtype=torch.long)
-    labels = torch.full((len(items), length), losses.IGNORE, dtype=torch.long)
-    dec_mask = torch.zeros((len(items), length), dtype=torch.float32)
-    for row, it in enumerate(items):
-        toks = torch.tensor(it["tokens"])
+def _teacher_forcing(sequences: list[list[int]], prompt_length: int, pad: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(decoder inputs = tokens[:-1], labels = tokens[1:] with the forced prompt tokens and padding ignored,
+    mask of the real positions)."""
+    length = max(len(tokens) for tokens in sequences) - 1
+    dec_in = torch.full((len(sequences), length), pad, dtype=torch.long)
+    labels = torch.full((len(sequences), length), losses.IGNORE, dtype=torch.long)
+    dec_mask = torch.zeros((len(sequences), length), dtype=torch.float32)
+    for row, tokens in enumerate(sequences):
+        toks = torch.tensor(tokens)
         n = len(toks) - 1
         dec_in[row, :n] = toks[:-1]
         labels[row, :n] = toks[1:]
-        labels[row, : it["prompt_length"] - 1] = losses.IGNORE  # language/task tokens are forced, not predicted
+        labels[row, : prompt_length - 1] = losses.IGNORE  # language/task tokens are forced, not predicted
         dec_mask[row, :n] = 1.0
-    return {"ids": [it["id"] for it in items], "language": items[0]["language"],
-            "num_samples": [it["num_samples"] for it in items],
-            "input_features": torch.stack([it["input_features"] for it in items]),
-            "decoder_input_ids": dec_in, "labels": labels, "decoder_mask": dec_mask}
+    return dec_in, labels, dec_mask
+
+
+def collate(items: list[dict], pad: int) -> dict:
+    """One batch (one language, so one prompt length); `translate` holds the rows that have a translate-task
+    sequence, with their own decoder inputs, labels and mask, when any does."""
+    prompt_length = items[0]["prompt_length"]
+    dec_in, labels, dec_mask = _teacher_forcing([it["tokens"] for it in items], prompt_length, pad)
+    batch = {"ids": [it["id"] for it in items], "language": items[0]["language"],
+             "num_samples": [it["num_samples"] for it in items],
+             "input_features": torch.stack([it["input_features"] for it in items]),
+             "decoder_input_ids": dec_in, "labels": labels, "decoder_mask": dec_mask}
+    rows = [row for row, it in enumerate(items) if it.get("translate_tokens")]
+    if rows:
+        t_in, t_labels, t_mask = _teacher_forcing([items[row]["translate_tokens"] for row in rows], prompt_length, pad)
+        batch["translate"] = {"rows": rows, "decoder_input_ids": t_in, "labels": t_labels, "decoder_mask": t_mask}
+    return batch
+
+
+def with_translate_rows(batch: dict) -> dict:
+    """The batch with its translate-task rows appended (their clips repeated), so that one forward of the student
+    serves both tasks (one forward per step, as DDP expects).  Decoder inputs are right-padded to a common length:
+    under causal attention the padding changes nothing before it, and the masks exclude it."""
+    translate, rows = batch["translate"], batch["translate"]["rows"]
+    length = max(batch["decoder_input_ids"].shape[1], translate["decoder_input_ids"].shape[1])
+
+    def stacked(name: str) -> torch.Tensor:
+        parts = [batch[name], translate[name]]
+        return torch.cat([F.pad(p, (0, length - p.shape[1])) for p in parts])
+
+    return {"ids": batch["ids"] + [batch["ids"][r] for r in rows], "language": batch["language"],
+            "num_samples": batch["num_samples"] + [batch["num_samples"][r] for r in rows],
+            "input_features": torch.cat([batch["input_features"], batch["input_features"][rows]]),
+            "decoder_input_ids": stacked("decoder_input_ids"), "decoder_mask": stacked("decoder_mask")}
+
+
+def translate_rows(batch: dict) -> dict:
+    """The translate-task rows alone, as a batch of their own (the base model's forward on them)."""
+    translate, rows = batch["translate"], batch["translate"]["rows"]
+    return {"ids": [batch["ids"][r] for r in rows], "language": batch["language"],
+            "num_samples": [batch["num_samples"][r] for r in rows], "input_features": batch["input_features"][rows],
+            "decoder_input_ids": translate["decoder_input_ids"], "decoder_mask": translate["decoder_mask"]}
 
 
 class LanguageBatches(torch.utils.data.Sampler):

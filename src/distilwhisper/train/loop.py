@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from distilwhisper import clsr
-from distilwhisper.data.manifest import validate_manifest
+from distilwhisper.data.manifest import TRANSLATION_REFERENCE, validate_manifest
 from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.distributed import exclusive_on_main, gather
 from distilwhisper.evaluate import evaluate, select
@@ -136,6 +136,9 @@ class Trainer:
         if outside:
             raise ValueError(f"{config.train} holds languages outside --languages ({', '.join(outside)}); filter "
                              "the manifest or add them")
+        if config.keep_translate and not any(u.metadata(TRANSLATION_REFERENCE) for u in self.train_utts):
+            raise ValueError(f"--keep-translate: no training utterance of {config.train} has an English line (column "
+                             f"{TRANSLATION_REFERENCE}; `data fillets` writes one)")
         if (config.trim or config.cache_encoder) and self.accelerator.num_processes > 1:
             raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one "
                              "process")
@@ -148,10 +151,12 @@ class Trainer:
         gen = self.decodable.generation_config
         eot = int(gen.eos_token_id)
         prompts = {lang: prompt_tokens(gen, lang) for lang in config.languages}
+        translate = ({lang: prompt_tokens(gen, lang, task="translate") for lang in config.languages}
+                     if config.keep_translate else None)
         self.sampler = LanguageBatches([u.language for u in self.train_utts], config.batch_size, config.seed,
                                        self.accelerator.num_processes)
-        return DataLoader(SpeechDataset(self.train_utts, self.processor, prompts, eot), batch_sampler=self.sampler,
-                          collate_fn=lambda items: collate(items, eot))
+        return DataLoader(SpeechDataset(self.train_utts, self.processor, prompts, eot, translate),
+                          batch_sampler=self.sampler, collate_fn=lambda items: collate(items, eot))
 
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
