@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from distilwhisper import clsr
 from distilwhisper.clsr import ExpertsError
+from distilwhisper.decoding import WhisperDecoder
 
 
 def _features(seed=0):
@@ -127,3 +129,32 @@ def test_language_without_experts_decodes_on_the_shared_ffns(tiny):
     assert torch.equal(_logits(model, feats), _logits(plain, feats))
     clsr.set_language(model, "ca")
     assert not torch.allclose(_logits(model, feats), _logits(plain, feats))
+
+
+def test_experts_decode_the_tasks_they_were_trained_for(tiny, tmp_path):
+    """Experts saved as transcription-only leave the translate task to the shared FFNs: the base model's tokens
+    exactly; told to serve it (or saved as trained for it), they decode it themselves."""
+    plain, processor = tiny
+    model = clsr.to_distilwhisper(copy.deepcopy(plain), ["cs"])
+    for block in clsr.clsr_modules(model):
+        torch.nn.init.normal_(block.experts["cs"].fc1.weight)  # experts that change every output
+    audio = [np.random.default_rng(3).normal(0, 0.1, 16000 * 2).astype(np.float32)]
+    base = WhisperDecoder(plain, processor)
+
+    def decoded(experts, task):
+        loaded = clsr.attach_experts(copy.deepcopy(plain), experts)
+        decoder = WhisperDecoder(loaded, processor)
+        tokens = decoder.transcribe(audio, "cs", task=task, max_new_tokens=8)[0].tokens
+        return tokens, clsr.routing_counts(loaded).get("cs", (0, 0))[1]
+
+    transcribe_only = clsr.save_experts(model, tmp_path / "t", "tiny", extra={"tasks": ["transcribe"]})
+    assert decoded(transcribe_only, "translate") == (base.transcribe(audio, "cs", task="translate",
+                                                                     max_new_tokens=8)[0].tokens, 0)
+    tokens, seen = decoded(transcribe_only, "transcribe")
+    assert seen > 0 and tokens != base.transcribe(audio, "cs", max_new_tokens=8)[0].tokens
+    both = clsr.save_experts(model, tmp_path / "b", "tiny", extra={"tasks": ["transcribe", "translate"]})
+    assert decoded(both, "translate")[1] > 0
+    older = clsr.save_experts(model, tmp_path / "o", "tiny")  # folders saved before tasks were: transcription
+    assert clsr.served_tasks(clsr.attach_experts(copy.deepcopy(plain), older)) == ("transcribe",)
+    with pytest.raises(ExpertsError, match="tasks must be some of transcribe, translate, not summarise"):
+        clsr.serve_tasks(model, ["summarise"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from distilwhisper import decoding
 from distilwhisper.audio import load_audio
 from distilwhisper.decoding import TRIM_MIN_FRAMES, WhisperDecoder
 from conftest import tone
@@ -39,6 +40,24 @@ def test_rows_leaving_the_batch_do_not_change_others(tiny):
     together = decoder.transcribe(audios, ["ca", "cs"], max_new_tokens=10)
     alone = [decoder.transcribe([a], lang, max_new_tokens=10)[0] for a, lang in zip(audios, ["ca", "cs"])]
     assert [t.tokens for t in together] == [t.tokens for t in alone]
+
+
+def test_an_encoding_memo_encodes_each_batch_once_and_changes_nothing(tiny, monkeypatch):
+    """Training's dev evaluations decode the same clips with a frozen encoder many times: a memo serves the
+    encodings of a batch seen before, with the transcripts of encoding it again."""
+    model, processor = tiny
+    audios = [_noise(2.0, 3), _noise(4.0, 4)]
+    plain = [t.tokens for t in WhisperDecoder(model, processor, trim=True).transcribe(audios, "ca", max_new_tokens=8)]
+    calls = []
+    original = decoding.encode
+    monkeypatch.setattr(decoding, "encode", lambda *args: calls.append(1) or original(*args))
+    memo = {}
+    for _ in range(3):
+        decoder = WhisperDecoder(model, processor, trim=True, encodings=memo)  # a new decoder per evaluation
+        assert [t.tokens for t in decoder.transcribe(audios, "ca", max_new_tokens=8)] == plain
+    assert len(calls) == 1 and len(memo) == 1
+    decoder.transcribe(audios[:1], "ca", max_new_tokens=8)  # another batch: encoded, not served a wrong entry
+    assert len(calls) == 2 and len(memo) == 2
 
 
 def test_beam_of_one_is_greedy_and_beams_score_at_least_greedy(tiny):

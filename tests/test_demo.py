@@ -35,6 +35,13 @@ def test_quick_demo_runs_every_stage(quick_demo):
     experts = read_results(out / "eval" / "distilwhisper-specialist" / "results.jsonl")
     assert hyps and all(hyps[r["id"]] == r["hypothesis"] for r in experts if r["id"] in hyps)
     assert distil["control_delta"] == 0
+    # experts trained on transcription alone (--keep-translate 0, the default) leave the translate task to the
+    # shared FFNs: the base model's English lines, word for word
+    translated = {r["id"]: r["hypothesis"] for r in read_results(out / "eval" / "base-fp32" / "translate" /
+                                                                  "results.jsonl")}
+    served = read_results(out / "eval" / "distilwhisper-specialist" / "translate" / "results.jsonl")
+    assert translated and {r["id"]: r["hypothesis"] for r in served} == translated
+    assert distil["translate_delta"] == 0 and distil["translate_bleu"] == base["translate_bleu"]
     assert 0 < distil["trainable_m"] < distil["loaded_m"]
     # the default teacher is the specialist: the FT baseline, trained first on the same data
     assert json.loads((out / "train" / "distilwhisper-specialist" / "config.json").read_text())["teacher"] == \

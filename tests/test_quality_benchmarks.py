@@ -204,19 +204,27 @@ def test_keep_translate_trains_each_weight_and_scores_the_dev_translations(tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "keep-translate" / "keep_translate.json").read_text())
     assert list(result["results"]) == ["0", "1"]
-    keeping = [k for k, r in result["results"].items() if r["translate"]["chrf"] >= result["base"]["chrf"]]
-    assert result["chosen"] == (min(keeping, key=lambda k: result["results"][k]["dev_wer"]) if keeping else
-                                max(result["results"], key=lambda k: result["results"][k]["translate"]["chrf"]))
-    # the demo's default weight (1) is the demo's own run, reused from a demo folder
-    for key, weight in (("distilwhisper-specialist-keep-translate-0", 0.0), ("distilwhisper-specialist", 1.0)):
+    served = {k: r["translate"]["served"] for k, r in result["results"].items()}
+    keeping = [k for k, r in served.items() if r["chrf"] >= result["base"]["chrf"]]
+    assert result["chosen"] == min(keeping, key=lambda k: result["results"][k]["dev_wer"])
+    # experts trained without the term serve translation on the shared FFNs: the base model's BLEU/chrF exactly
+    assert served["0"] == result["base"] and "0" in keeping
+    assert result["results"]["1"]["translate"]["experts"] == served["1"]  # trained for it: served by the experts
+    base_lines = (out / "keep-translate" / "base" / "results.jsonl").read_text().splitlines()
+    # the demo's default weight (0) is the demo's own run, reused from a demo folder
+    for key, weight in (("distilwhisper-specialist", 0.0), ("distilwhisper-specialist-keep-translate-1", 1.0)):
         config = json.loads((out / "train" / key / "config.json").read_text())
         assert config["keep_translate"] == weight and config["teacher"] == str(out / "train" / "ft")
         logged = [json.loads(line) for line in (out / "train" / key / "metrics.jsonl").read_text().splitlines()]
         assert any("keep" in r for r in logged) == bool(weight)  # Czech batches carry translate rows
         scored = (out / "keep-translate" / key / "results.jsonl").read_text().splitlines()
         assert len(scored) == result["base"]["n"] == 2  # the quick corpus's Czech dev lines
+    shared = (out / "keep-translate" / "distilwhisper-specialist" / "served" / "results.jsonl").read_text()
+    hypotheses = [[json.loads(r)["hypothesis"] for r in lines] for lines in (shared.splitlines(), base_lines)]
+    assert hypotheses[0] == hypotheses[1]
+    assert not (out / "keep-translate" / "distilwhisper-specialist-keep-translate-1" / "served").exists()
     assert not (out / "eval").exists()  # dev only: no test set decoded
-    assert "| base model" in proc.stdout and "dev translate BLEU / chrF" in proc.stdout
+    assert "| base model" in proc.stdout and "dev translate BLEU / chrF: experts" in proc.stdout
 
 
 @pytest.mark.parametrize("weights, named", [("0,x", "'x' is not a number"), ("0,-1", "'-1' is not a loss weight")])

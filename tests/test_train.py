@@ -703,7 +703,8 @@ def test_keep_translate_holds_the_translate_task_near_the_base_model(tiny_dirs, 
         rows = _ce_curve(out)[2]
         assert ("keep" in rows[-1]) == bool(keep)
         model, _ = TrainedRun.open(out).load()
-        model.eval()
+        model.eval()  # experts serve translation only when the term trained them for it
+        assert clsr.served_tasks(model) == (("transcribe", "translate") if keep else ("transcribe",))
         drift[keep] = np.mean([_translate_divergence(model, _translate_batch(tiny_dirs[0], translated_manifest, lang))
                                for lang in ("ca", "cs")])
     assert drift[10.0] < 0.7 * drift[0.0], drift  # measured: 0.16 against 0.29

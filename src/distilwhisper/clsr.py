@@ -32,6 +32,8 @@ GATE_HIDDEN = 64
 SHARED = "<shared>"  # set_language value for a language without experts: every block uses the shared FFN
 EXPERTS_CONFIG = "distilwhisper_experts.json"
 SCOPES = ("all", "encoder", "decoder")
+TASKS = ("transcribe", "translate")  # Whisper's tasks (decoding.TASKS)
+TRAINED_FOR = ("transcribe",)  # the task experts learn; translate only with train --keep-translate
 
 
 class ExpertsError(ValueError):
@@ -161,17 +163,35 @@ def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
     return model
 
 
-def set_language(model: nn.Module, language: str, shared_fallback: bool = False) -> None:
+def set_language(model: nn.Module, language: str, shared_fallback: bool = False, task: str = "transcribe") -> None:
     """Select the experts every CLSR block uses (a batch holds one language); a no-op for plain models.  A language
     without experts is an error, or with `shared_fallback` runs on the shared FFNs: the frozen original model, which
-    is how a DistilWhisper model serves the languages it has no experts for."""
+    is how a DistilWhisper model serves the languages it has no experts for, and the tasks its experts do not serve
+    (`served_tasks`): experts trained on transcription alone route translate-task tokens as if they were
+    transcribing (the demo at 13251b3: Czech translate BLEU 1.4 -> 0.5), so that task stays the base model's."""
     modules = clsr_modules(model)
-    if modules and language not in modules[0].experts:
+    if modules and task not in served_tasks(model):
+        language = SHARED
+    if modules and language not in (*modules[0].experts, SHARED):
         if not shared_fallback:
             raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(modules[0].experts)}")
         language = SHARED
     for m in modules:
         m.language = language
+
+
+def served_tasks(model: nn.Module) -> tuple[str, ...]:
+    """The tasks a model's experts decode (the others run on the shared FFNs): what they were trained for, as saved
+    with them, unless `serve_tasks` said otherwise."""
+    return getattr(model, "distilwhisper_tasks", TRAINED_FOR)
+
+
+def serve_tasks(model: nn.Module, tasks: list[str] | tuple[str, ...]) -> None:
+    """Let the experts decode `tasks` (e.g. to measure what experts trained on transcription do to translation)."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise ExpertsError(f"tasks must be some of {', '.join(TASKS)}, not {', '.join(unknown) or 'none'}")
+    model.distilwhisper_tasks = tuple(tasks)
 
 
 def set_noise_scale(model: nn.Module, alpha: float) -> None:
@@ -267,6 +287,7 @@ def attach_experts(model: nn.Module, directory: str | Path, languages: list[str]
                                f"this model has {getattr(config, key)} (base model of the experts: "
                                f"{info['base_model']})")
     to_distilwhisper(model, languages, info.get("scope", "all"))
+    serve_tasks(model, info.get("tasks", TRAINED_FOR))  # folders written before tasks were saved: transcription
     if _fingerprint(model) != info["fingerprint"]:
         raise ExpertsError(f"{directory}: experts were trained on other base weights ({info['base_model']}); "
                            "load them with that model")

@@ -18,6 +18,7 @@ every step, and users call it one clip at a time.  This decoder does only what s
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -103,8 +104,12 @@ class WhisperDecoder:
     """Batched greedy / beam decoding with a KV cache for one loaded Whisper model."""
 
     def __init__(self, model: WhisperForConditionalGeneration, processor: WhisperProcessor,
-                 trim: bool = False) -> None:
+                 trim: bool = False, encodings: dict | None = None) -> None:
+        """`encodings`: a memo of encoder outputs by (frames, features) for an encoder that stays frozen while the
+        same clips are decoded again and again (training's dev evaluations with `--cache-encoder`); the caller owns
+        it and empties it when the encoder changes."""
         self.model = model.eval()
+        self.encodings = encodings
         self.device = next(model.parameters()).device  # inputs follow the model (CPU, or a launch's GPU)
         self.processor = processor
         self.trim = trim
@@ -140,7 +145,12 @@ class WhisperDecoder:
 
     # ----- model pieces -----------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, frames: int) -> torch.Tensor:
-        return encode(self.model, feats, frames)
+        if self.encodings is None:
+            return encode(self.model, feats, frames)
+        key = (frames, hashlib.blake2b(feats.cpu().numpy().tobytes(), digest_size=16).digest())
+        if key not in self.encodings:
+            self.encodings[key] = encode(self.model, feats, frames)
+        return self.encodings[key]
 
     def _step(self, tokens: torch.Tensor, enc: torch.Tensor, cache: EncoderDecoderCache,
               sot_at: int | None = None) -> torch.Tensor:
@@ -196,7 +206,7 @@ class WhisperDecoder:
         if clsr.clsr_modules(self.model):
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
-            clsr.set_language(self.model, languages[0], shared_fallback=True)
+            clsr.set_language(self.model, languages[0], shared_fallback=True, task=task)  # experts: their tasks
         context = previous_context(previous, self.start_of_previous, self.max_positions)
         prompts = [context + self.prompt(lang, task, timestamps) for lang in languages]
         max_new_tokens = min(max_new_tokens, self.max_positions - len(prompts[0]))

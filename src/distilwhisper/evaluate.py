@@ -58,6 +58,11 @@ class EvalConfig:
                                                      "choices": PRECISIONS})
     experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts (a `train` run folder or "
                                                                 "its best/) to load onto --model"})
+    expert_tasks: list[str] = field(default_factory=list, metadata={
+        "help": "with --experts: the tasks the experts decode, e.g. transcribe,translate to measure what experts "
+                "trained on transcription do to translation (default: the tasks they were trained for, saved with "
+                "them: transcribe, and translate after train --keep-translate); other tasks run on the shared FFNs, "
+                "i.e. the base model"})
     threads: int | None = field(default=None, metadata={"min": 1,
                                                         "help": "torch intra-op threads (default: all cores)"})
     task: str = field(default="transcribe", metadata={
@@ -66,12 +71,21 @@ class EvalConfig:
     timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, metadata={
         "help": "under accelerate launch: how long a process that finished its share waits for the others"})
 
+    def __post_init__(self) -> None:
+        if self.expert_tasks:
+            unknown = [t for t in self.expert_tasks if t not in TASKS]
+            if unknown:
+                raise ValueError(f"--expert-tasks: {', '.join(unknown)} is not a task ({', '.join(TASKS)})")
+
     def identity(self) -> dict:
         """What determines the transcripts; a resumed evaluation must use the same (the task is recorded when it
-        is not transcription, so folders of earlier versions still resume)."""
+        is not transcription, so folders of earlier versions still resume; for translation with experts also which
+        tasks the experts decode, since experts once decoded every task)."""
+        tasks = ({"expert_tasks": ",".join(self.expert_tasks) or "as trained"}
+                 if self.experts or self.expert_tasks else {})
         return {"model": self.model, "beam_size": self.beam_size, "max_new_tokens": MAX_NEW_TOKENS,
                 "trim": self.trim, "precision": self.precision, "experts": str(self.experts) if self.experts else None,
-                **({"task": self.task} if self.task != "transcribe" else {})}
+                **({"task": self.task, **tasks} if self.task != "transcribe" else {})}
 
 
 def select(utterances: list[Utterance], language: str | None = None, split: str | None = None,
@@ -107,7 +121,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
     def build() -> Decoder:
         variant = load_variant(config.model, config.precision, trim=config.trim, experts=config.experts,
                                languages=sorted({u.language for u in utterances}), threads=config.threads,
-                               device=state.device)
+                               device=state.device, expert_tasks=config.expert_tasks)
         if state.is_main_process:
             atomic_write_json(out / "variant.json", variant.info())
         return variant.decoder

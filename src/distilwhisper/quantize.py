@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distilwhisper.clsr import attach_experts, trained_languages
+from distilwhisper.clsr import attach_experts, serve_tasks, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
 from distilwhisper.hub import resolve_ct2_dir, resolve_hf_dir
@@ -173,10 +173,11 @@ def ct2_weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> i
 
 def load_variant(model: str, precision: str, trim: bool = False, experts: str | None = None,
                  languages: list[str] | None = None, threads: int | None = None,
-                 device: str | torch.device = "cpu") -> Variant:
+                 device: str | torch.device = "cpu", expert_tasks: list[str] | None = None) -> Variant:
     """`model` at `precision` (with `experts` attached for those of `languages` they cover; the others decode on
     the shared FFNs, i.e. the original model), torch precisions only for experts.  fp32/fp16/bf16 run on `device`
-    (e.g. a launch process's GPU); the int8/int4 and CTranslate2 variants measure CPU inference and stay there."""
+    (e.g. a launch process's GPU); the int8/int4 and CTranslate2 variants measure CPU inference and stay there.
+    `expert_tasks`: the tasks the experts decode (default: those they were trained for)."""
     on_cpu = precision not in ("fp32", "fp16", "bf16") or torch.device(device).type == "cpu"
     check_supported(precision, model, experts, "cpu" if on_cpu else str(device))
     if precision.startswith("ct2-"):
@@ -194,6 +195,8 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
         missing = sorted(set(languages or []) - set(trained_languages(whisper)))
         if missing:
             print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")
+        if expert_tasks:
+            serve_tasks(whisper, expert_tasks)
     parameters = sum(p.numel() for p in whisper.parameters())
     if precision in ("fp32", "fp16", "bf16"):
         whisper.to(device, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision])

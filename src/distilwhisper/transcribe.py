@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
-from distilwhisper.clsr import trained_languages
+from distilwhisper.clsr import served_tasks, trained_languages
 from distilwhisper.decoding import TASKS, Transcript, WhisperDecoder
 from distilwhisper.quantize import PRECISIONS, load_variant
 
@@ -113,7 +113,9 @@ class Transcriber:
     def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False,
                  precision: str = "fp32", threads: int | None = None) -> None:
         self.decoder = load_variant(model, precision, trim=trim, experts=experts, threads=threads).decoder
-        self.experts = set(trained_languages(self.decoder.model)) if isinstance(self.decoder, WhisperDecoder) else set()
+        plain = not isinstance(self.decoder, WhisperDecoder)
+        self.experts = set() if plain else set(trained_languages(self.decoder.model))
+        self.tasks = () if plain else served_tasks(self.decoder.model)  # the others decode on the shared FFNs
 
     def detect(self, windows: list[np.ndarray]) -> tuple[str, float]:
         """The most likely language of the first windows and its probability (averaged over them)."""
@@ -140,7 +142,7 @@ class Transcriber:
         if language in (None, "auto"):
             language, probability = self.detect(windows) if windows else ("en", None)
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
-                               language if language in self.experts else None)
+                               language if language in self.experts and task in self.tasks else None)
         if sequential:
             result.segments = self._sequential(samples, language, task, fallback, condition_on_previous_text)
             return result

@@ -78,6 +78,7 @@ class EncoderCache:
 
     def __init__(self) -> None:
         self.store: dict[tuple[str, int], torch.Tensor] = {}
+        self.decoded: dict = {}  # the dev decoder's own encodings (WhisperDecoder's memo: its batches, its frames)
         self.key: tuple | None = None
 
     def bind(self, key: tuple) -> None:
@@ -86,6 +87,7 @@ class EncoderCache:
         same frozen encoder, so the later runs skip the encoder entirely; a run with another key empties it."""
         if key != self.key:
             self.store.clear()
+            self.decoded.clear()
             self.key = key
 
     def encode(self, whisper, batch: dict, frames: int) -> torch.Tensor:
