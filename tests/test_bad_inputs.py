@@ -189,6 +189,8 @@ CASES = [
     Case("flag", "not a number", lambda r, m: _eval(r, m, extra=("--limit", "ten")), 2, "invalid int value"),
     Case("flag", "--expert-tasks that is not a task", lambda r, m: _eval(r, m, extra=("--expert-tasks", "summarise")),
          2, "--expert-tasks: summarise is not a task (transcribe, translate)"),
+    Case("flag", "--expert-tasks for a model without experts", lambda r, m: _eval(
+        r, m, extra=("--expert-tasks", "translate")), 2, "has no experts (give --experts, or a DistilWhisper"),
     Case("flag", "transcribe: CTranslate2 precision with --experts", lambda r, m: _transcribe(
         r, m, "--precision", "ct2-float32", "--experts", str(r)), 2, "CTranslate2 cannot run language experts"),
     Case("flag", "transcribe: --no-condition without --sequential", lambda r, m: _transcribe(

@@ -59,7 +59,8 @@ class EvalConfig:
     experts: str | None = field(default=None, metadata={"help": "DistilWhisper experts (a `train` run folder or "
                                                                 "its best/) to load onto --model"})
     expert_tasks: list[str] = field(default_factory=list, metadata={
-        "help": "with --experts: the tasks the experts decode, e.g. transcribe,translate to measure what experts "
+        "help": "with experts (--experts, or a DistilWhisper/CLSR-FT run folder as --model): the tasks they decode, "
+                "e.g. transcribe,translate to measure what experts "
                 "trained on transcription do to translation (default: the tasks they were trained for, saved with "
                 "them: transcribe, and translate after train --keep-translate); other tasks run on the shared FFNs, "
                 "i.e. the base model"})

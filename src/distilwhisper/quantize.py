@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distilwhisper.clsr import attach_experts, serve_tasks, trained_languages
+from distilwhisper.clsr import ExpertsError, attach_experts, clsr_modules, serve_tasks, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
 from distilwhisper.hub import resolve_ct2_dir, resolve_hf_dir
@@ -195,8 +195,11 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
         missing = sorted(set(languages or []) - set(trained_languages(whisper)))
         if missing:
             print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")
-        if expert_tasks:
-            serve_tasks(whisper, expert_tasks)
+    if expert_tasks:  # experts from --experts or from a run folder given as the model
+        if not clsr_modules(whisper):
+            raise ExpertsError(f"--expert-tasks: {model} has no experts (give --experts, or a DistilWhisper or "
+                               "CLSR-FT run folder as the model)")
+        serve_tasks(whisper, expert_tasks)
     parameters = sum(p.numel() for p in whisper.parameters())
     if precision in ("fp32", "fp16", "bf16"):
         whisper.to(device, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision])
