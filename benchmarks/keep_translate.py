@@ -86,29 +86,32 @@ def translation_scores(folder: Path) -> dict:
     return {"bleu": translation_score(rows, "bleu"), "chrf": translation_score(rows, "chrf"), "n": len(rows)}
 
 
-def dev_translation(run: TrainedRun, manifest: Path, folder: Path, config: DemoConfig, out: Path,
-                    expert_tasks: tuple[str, ...] | None = None) -> dict:
+def dev_translation(model, processor, run: TrainedRun, manifest: Path, folder: Path, config: DemoConfig,
+                    out: Path, weights: str) -> dict:
     """BLEU/chrF of a run's kept model on the dev translate lines (resumable, redone for other weights), its
-    experts decoding the tasks they were trained for, or `expert_tasks`."""
-    model, processor = run.load()
-    if expert_tasks:
-        clsr.serve_tasks(model, expert_tasks)
+    experts decoding the tasks `clsr.served_tasks` gives."""
     decoder = WhisperDecoder(model, processor, trim=True)
     evaluated_as = f"{run.config.method}:{run.layout.root.relative_to(out)}"
     evaluate(decoder, read_manifest(manifest)[0], folder,
              EvalConfig(model=evaluated_as, data=str(manifest), out=str(folder), trim=True, task="translate",
                         expert_tasks=list(clsr.served_tasks(model))).identity(),
-             batch_size=config.batch_size, task="translate", weights=weights_fingerprint(model))
+             batch_size=config.batch_size, task="translate", weights=weights)
     return translation_scores(folder)
 
 
 def dev_translations(run: TrainedRun, manifest: Path, folder: Path, config: DemoConfig, out: Path) -> dict:
     """{"experts": the experts decoding the translate task, "served": as the run's experts are served (the same
-    decode when they were trained for translation, otherwise the shared FFNs')}."""
-    experts = dev_translation(run, manifest, folder, config, out, clsr.TASKS)
-    if "translate" in expert_tasks(run.config):
+    decode when they were trained for translation, otherwise the shared FFNs')}.  The tasks come from the run's
+    settings: runs trained between bc74f00 and 96c5aa5 saved no tasks with their experts."""
+    model, processor = run.load()
+    served, weights = expert_tasks(run.config), weights_fingerprint(model)
+    clsr.serve_tasks(model, clsr.TASKS)
+    experts = dev_translation(model, processor, run, manifest, folder, config, out, weights)
+    if "translate" in served:
         return {"experts": experts, "served": experts}
-    return {"experts": experts, "served": dev_translation(run, manifest, folder / "served", config, out)}
+    clsr.serve_tasks(model, served)
+    return {"experts": experts,
+            "served": dev_translation(model, processor, run, manifest, folder / "served", config, out, weights)}
 
 
 def summary(run: TrainedRun) -> dict:

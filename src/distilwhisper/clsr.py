@@ -32,7 +32,7 @@ GATE_HIDDEN = 64
 SHARED = "<shared>"  # set_language value for a language without experts: every block uses the shared FFN
 EXPERTS_CONFIG = "distilwhisper_experts.json"
 SCOPES = ("all", "encoder", "decoder")
-TASKS = ("transcribe", "translate")  # Whisper's tasks (decoding.TASKS)
+TASKS = ("transcribe", "translate")  # Whisper's two tasks (decoding.TASKS is this)
 TRAINED_FOR = ("transcribe",)  # the task experts learn; translate only with train --keep-translate
 
 

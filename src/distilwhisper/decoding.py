@@ -32,7 +32,7 @@ from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
-TASKS = ("transcribe", "translate")  # Whisper's two tasks; translate = speech to English text
+TASKS = clsr.TASKS  # Whisper's two tasks; translate = speech to English text
 HOP = 160  # samples per mel frame at 16 kHz
 TRIM_BUCKET = 100  # mel frames (1 s): trimmed lengths are rounded up to this, bounding distinct shapes
 TRIM_MARGIN = 50  # mel frames of silence kept after the audio, so the model sees the end of speech
