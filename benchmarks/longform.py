@@ -4,12 +4,12 @@ same bundled whisper-base weights, on real recordings of several minutes; and la
 Recordings: distinct asterisk telephone prompts (real speech, en and es) joined with pauses of 0.3-1.0 s (seeded)
 until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
 language given and without temperature fallback, same threads:
-  - distilwhisper fp32 (torch), ct2-float32 and, on CPUs with bf16 units (AVX-512 BF16, AMX), bf16 (torch):
-    windows cut at pauses, decoded in batches (`Transcriber`), and with `sequential=True`: Whisper's algorithm with
-    timestamp tokens, conditioned on the previous text;
-  - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory: Whisper's sequential algorithm with
-    timestamp tokens, conditioned on the previous text (its default), no VAD; and its `BatchedInferencePipeline`
-    (Silero VAD chunks decoded in batches);
+  - distilwhisper fp32 (torch), ct2-float32, ct2-int8 and, on CPUs with bf16 units (AVX-512 BF16, AMX), bf16
+    (torch; `transcribe`'s default there): windows cut at pauses, decoded in batches (`Transcriber`), and with
+    `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
+  - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory, float32 and int8: Whisper's
+    sequential algorithm with timestamp tokens, conditioned on the previous text (its default), no VAD; and its
+    `BatchedInferencePipeline` (Silero VAD chunks decoded in batches, float32);
   - the same prompts decoded one by one (batched, torch): the bound a long-form method should reach.
 Prints WER of the whole transcript against the whole reference, its deleted and inserted words (beyond those of
 the clips decoded one by one, they are words lost or repeated at window seams), wall seconds, the real-time factor
@@ -38,7 +38,7 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import load_fillets
 from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
-from distilwhisper.quantize import has_bf16_units
+from distilwhisper.quantize import auto_precision, has_bf16_units
 from distilwhisper.transcribe import Transcriber
 
 
@@ -88,14 +88,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     minutes = [float(m) for m in args.minutes.split(",")]
     languages = args.languages.split(",")
-    ours = {"distilwhisper fp32 (torch)": Transcriber("bundled:base", threads=args.threads),
-            "distilwhisper ct2-float32": Transcriber("bundled:base", precision="ct2-float32", threads=args.threads)}
-    if has_bf16_units():  # chosen by the CPU's flags: emulated bf16 is 3-5x slower than fp32 (CTranslate2 has no
-        # bf16 on CPU, so faster-whisper's rows stay float32)
-        ours["distilwhisper bf16 (torch)"] = Transcriber("bundled:base", precision="bf16", threads=args.threads)
-    faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
-                          cpu_threads=args.threads)
+    default = auto_precision()  # `transcribe`'s: bf16 where the CPU has bf16 units
+    precisions = ["fp32", "ct2-float32", "ct2-int8"] + (["bf16"] if has_bf16_units() else [])  # emulated bf16 is
+    # 3-5x slower than fp32; CTranslate2 has no bf16 on CPU, so faster-whisper runs float32 and int8
+    ours = {f"distilwhisper {p} ({'ct2' if p.startswith('ct2-') else 'torch'}{', the default' * (p == default)})":
+            Transcriber("bundled:base", precision=p, threads=args.threads) for p in precisions}
+    ct2_dir = str(resolve_ct2_dir("bundled:base"))
+    faster = WhisperModel(ct2_dir, device="cpu", compute_type="float32", cpu_threads=args.threads)
+    faster_int8 = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=args.threads)
     pipeline = BatchedInferencePipeline(model=faster)  # its Silero VAD ships inside the package
+    # first calls pay one-off set-up (kernels, allocations): one prompt each, not timed
+    warm = load_audio(import_asterisk(languages[:1], Path(args.out) / "corpus")[0][0].audio)
+    for transcriber in ours.values():
+        transcriber(warm, languages[0], fallback=False)
+    for model in (faster, faster_int8):
+        list(model.transcribe(warm, language=languages[0], beam_size=1, vad_filter=False)[0])
     print(f"bundled:base, greedy, language given, no fallback; {args.threads} threads; "
           f"CPU: {platform.processor() or platform.machine()}\n")
     totals: dict[str, list[float]] = {}
@@ -122,12 +129,17 @@ def main() -> None:
             text = " ".join(s.text.strip() for s in segments)
             rows["faster-whisper (sequential)"] = (text, time.perf_counter() - start)
             start = time.perf_counter()
+            segments, _ = faster_int8.transcribe(audio, language=language, beam_size=1, temperature=0.0,
+                                                 vad_filter=False)
+            text = " ".join(s.text.strip() for s in segments)
+            rows["faster-whisper int8 (sequential)"] = (text, time.perf_counter() - start)
+            start = time.perf_counter()
             segments, _ = pipeline.transcribe(audio, language=language, beam_size=1, temperature=0.0,
                                               batch_size=args.batch_size)
             text = " ".join(s.text.strip() for s in segments)
             rows["faster-whisper BatchedInferencePipeline"] = (text, time.perf_counter() - start)
             start = time.perf_counter()
-            decoder = ours["distilwhisper fp32 (torch)"].decoder
+            decoder = ours["distilwhisper fp32 (torch" + ", the default" * (default == "fp32") + ")"].decoder
             audios = [load_audio(c.audio) for c in used]
             texts = [t.text for i in range(0, len(audios), args.batch_size)
                      for t in decoder.transcribe(audios[i:i + args.batch_size], language)]
@@ -162,7 +174,7 @@ def main() -> None:
             detections.setdefault(f"{name}, single clips", {})[language] = [int(d == language) for d in detected]
         detections.setdefault("faster-whisper, single clips", {})[language] = [
             int(faster.detect_language(audio=a)[0] == language) for a in audios]
-    languages = list(singles)
+    languages = list(singles) or languages  # without single clips: the recordings' languages
     print("\n" + "\n".join(lines))
     print("\n| system | WER % (all recordings) | deleted / inserted | wall s | time vs faster-whisper |\n"
           "|---|---|---|---|---|")
@@ -170,6 +182,9 @@ def main() -> None:
     for name, (errors, words, seconds, _, deleted, inserted) in totals.items():
         print(f"| {name} | {100 * errors / words:.2f} | {deleted} / {inserted} | {seconds:.1f} | "
               f"{seconds / base:.2f}x |")
+    int8 = totals["faster-whisper int8 (sequential)"][2]
+    print(f"\nint8 on both engines: distilwhisper ct2-int8 windows cut at pauses take "
+          f"{totals['distilwhisper ct2-int8 (ct2)'][2] / int8:.2f}x faster-whisper int8 sequential's time")
     print("\n| language detection | " + " | ".join(languages) + " |\n" + "|---" * (len(languages) + 1) + "|")
     for name, per_language in detections.items():
         print(f"| {name} | " + " | ".join(f"{100 * np.mean(per_language[lang]):.0f} % of {len(per_language[lang])}"

@@ -245,3 +245,23 @@ def test_real_long_recording(bundled, tmp_path):
     assert all(0 <= s.start <= s.end <= result.duration + 0.5 for s in engine.segments)
     engine_errors = error_counts(reference, normalize(engine.text, "en"))
     assert abs(engine_errors.word_errors - timed.word_errors) <= 0.03 * whole.words, (engine.text, sequential.text)
+
+
+@pytest.mark.parametrize("flags, precision", [({"avx2", "avx512_bf16"}, "bf16"), ({"avx2", "amx_bf16"}, "bf16"),
+                                              ({"avx2", "avx512f"}, "fp32")])
+def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch, flags, precision):
+    """`transcribe` runs in bf16 only where the CPU computes it (emulated bf16 is several times slower than fp32),
+    and each transcription says what it ran at."""
+    import torch
+
+    from distilwhisper import quantize
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    monkeypatch.setattr(quantize, "_cpu_flags", lambda: flags)
+    transcriber = Transcriber(str(tmp_path / "tiny"))
+    assert transcriber.decoder.model.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    result = transcriber(_recording([("tone", 3)]), "en", fallback=False)
+    assert json.loads(subtitles.render(result, "json"))["precision"] == precision
+    assert Transcriber(str(tmp_path / "tiny"), precision="fp32").decoder.model.dtype == torch.float32

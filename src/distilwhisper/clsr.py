@@ -186,9 +186,14 @@ def served_tasks(model: nn.Module) -> tuple[str, ...]:
     return getattr(model, "distilwhisper_tasks", TRAINED_FOR)
 
 
+def unknown_tasks(tasks: list[str] | tuple[str, ...]) -> list[str]:
+    """The names in `tasks` that are not Whisper tasks (what `serve_tasks` and `eval --expert-tasks` refuse)."""
+    return [t for t in tasks if t not in TASKS]
+
+
 def serve_tasks(model: nn.Module, tasks: list[str] | tuple[str, ...]) -> None:
     """Let the experts decode `tasks` (e.g. to measure what experts trained on transcription do to translation)."""
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = unknown_tasks(tasks)
     if unknown or not tasks:
         raise ExpertsError(f"tasks must be some of {', '.join(TASKS)}, not {', '.join(unknown) or 'none'}")
     model.distilwhisper_tasks = tuple(tasks)

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from distilwhisper.clsr import unknown_tasks
 from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance, read_manifest
 from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES, exclusive_on_main, on_main, process_state, share_out
@@ -74,7 +75,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.expert_tasks:
-            unknown = [t for t in self.expert_tasks if t not in TASKS]
+            unknown = unknown_tasks(self.expert_tasks)
             if unknown:
                 raise ValueError(f"--expert-tasks: {', '.join(unknown)} is not a task ({', '.join(TASKS)})")
 
