@@ -5,8 +5,9 @@ Recordings: distinct asterisk telephone prompts (real speech, en and es) joined 
 until each reaches its length; the reference is the prompts' transcripts in order.  Rows, all greedy with the
 language given and without temperature fallback, same threads:
   - distilwhisper fp32 (torch), ct2-float32, ct2-int8 and, on CPUs with bf16 units (AVX-512 BF16, AMX), bf16
-    (torch; `transcribe`'s default there): windows cut at pauses, decoded in batches (`Transcriber`), and with
-    `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the previous text;
+    (torch; `transcribe`'s default there for windows cut at pauses): windows cut at pauses, decoded in batches
+    (`Transcriber`), and with `sequential=True`: Whisper's algorithm with timestamp tokens, conditioned on the
+    previous text;
   - faster-whisper `WhisperModel.transcribe` on the same CTranslate2 directory, float32 and int8: Whisper's
     sequential algorithm with timestamp tokens, conditioned on the previous text (its default), no VAD; and its
     `BatchedInferencePipeline` (Silero VAD chunks decoded in batches, float32);
@@ -24,7 +25,6 @@ faster-whisper.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import time
 from pathlib import Path
@@ -38,8 +38,8 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.data.fillets import load_fillets
 from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
-from distilwhisper.quantize import auto_precision, has_bf16_units
-from distilwhisper.transcribe import Transcriber
+from distilwhisper.quantize import cpu_name, has_bf16_units
+from distilwhisper.transcribe import Transcriber, resolve_precision
 
 
 def recordings(clips: list, minutes: list[float], seed: int) -> list[tuple[np.ndarray, str, list]]:
@@ -88,10 +88,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     minutes = [float(m) for m in args.minutes.split(",")]
     languages = args.languages.split(",")
-    default = auto_precision()  # `transcribe`'s: bf16 where the CPU has bf16 units
     precisions = ["fp32", "ct2-float32", "ct2-int8"] + (["bf16"] if has_bf16_units() else [])  # emulated bf16 is
     # 3-5x slower than fp32; CTranslate2 has no bf16 on CPU, so faster-whisper runs float32 and int8
-    ours = {f"distilwhisper {p} ({'ct2' if p.startswith('ct2-') else 'torch'}{', the default' * (p == default)})":
+    ours = {f"distilwhisper {p} ({'ct2' if p.startswith('ct2-') else 'torch'})":
             Transcriber("bundled:base", precision=p, threads=args.threads) for p in precisions}
     ct2_dir = str(resolve_ct2_dir("bundled:base"))
     faster = WhisperModel(ct2_dir, device="cpu", compute_type="float32", cpu_threads=args.threads)
@@ -104,7 +103,8 @@ def main() -> None:
     for model in (faster, faster_int8):
         list(model.transcribe(warm, language=languages[0], beam_size=1, vad_filter=False)[0])
     print(f"bundled:base, greedy, language given, no fallback; {args.threads} threads; "
-          f"CPU: {platform.processor() or platform.machine()}\n")
+          f"CPU: {cpu_name()}; transcribe's default precision here: {resolve_precision('auto')} (windows cut at "
+          f"pauses), {resolve_precision('auto', sequential=True)} (--sequential)\n")
     totals: dict[str, list[float]] = {}
     detections: dict[str, dict[str, list[int]]] = {}
     lines = ["| language | minutes | system | WER % | deleted / inserted words (one by one: " +
@@ -139,7 +139,7 @@ def main() -> None:
             text = " ".join(s.text.strip() for s in segments)
             rows["faster-whisper BatchedInferencePipeline"] = (text, time.perf_counter() - start)
             start = time.perf_counter()
-            decoder = ours["distilwhisper fp32 (torch" + ", the default" * (default == "fp32") + ")"].decoder
+            decoder = ours["distilwhisper fp32 (torch)"].decoder
             audios = [load_audio(c.audio) for c in used]
             texts = [t.text for i in range(0, len(audios), args.batch_size)
                      for t in decoder.transcribe(audios[i:i + args.batch_size], language)]

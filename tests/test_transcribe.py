@@ -14,7 +14,7 @@ from distilwhisper import subtitles
 from distilwhisper.cli import main
 from distilwhisper.results import error_counts
 from distilwhisper.normalize import normalize
-from distilwhisper.transcribe import SAMPLE_RATE, Transcriber, speech_windows, timed_segments
+from distilwhisper.transcribe import SAMPLE_RATE, Transcriber, resolve_precision, speech_windows, timed_segments
 from conftest import tone
 
 
@@ -251,7 +251,7 @@ def test_real_long_recording(bundled, tmp_path):
                                               ({"avx2", "avx512f"}, "fp32")])
 def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch, flags, precision):
     """`transcribe` runs in bf16 only where the CPU computes it (emulated bf16 is several times slower than fp32),
-    and each transcription says what it ran at."""
+    and each transcription says what it ran at; --sequential stays fp32 unless told."""
     import torch
 
     from distilwhisper import quantize
@@ -265,3 +265,6 @@ def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch
     result = transcriber(_recording([("tone", 3)]), "en", fallback=False)
     assert json.loads(subtitles.render(result, "json"))["precision"] == precision
     assert Transcriber(str(tmp_path / "tiny"), precision="fp32").decoder.model.dtype == torch.float32
+    # sequential decoding stays fp32 unless told (bf16 drifted there, docs/results.md)
+    assert resolve_precision("auto", sequential=True) == "fp32"
+    assert resolve_precision("bf16", sequential=True) == "bf16"

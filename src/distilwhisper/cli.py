@@ -128,13 +128,14 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     from distilwhisper import subtitles
     from distilwhisper.audio import AudioError
-    from distilwhisper.transcribe import TranscribeConfig, Transcriber
+    from distilwhisper.transcribe import TranscribeConfig, Transcriber, resolve_precision
 
     config = config_from(args, TranscribeConfig)
     chosen = subtitles.formats(config.output_format)
     if config.threads:
         torch.set_num_threads(config.threads)
-    transcriber = Transcriber(config.model, config.experts, config.trim, config.precision, config.threads)
+    transcriber = Transcriber(config.model, config.experts, config.trim,
+                              resolve_precision(config.precision, config.sequential), config.threads)
     failed = 0
     for path in tqdm(config.audio, unit="file", desc="transcribing", disable=len(config.audio) < 2):
         try:

@@ -99,9 +99,9 @@ def has_bf16_units(device: str = "cpu") -> bool:
 
 
 def auto_precision(device: str = "cpu") -> str:
-    """The precision `transcribe` runs at unless told: bf16 where the hardware computes it (1.2x faster than fp32
-    at the same WER on an AVX-512 BF16 CPU, `benchmarks/longform.py`), fp32 elsewhere, where bf16 is emulated.
-    `eval` stays fp32: its tables must not depend on the machine."""
+    """bf16 where the hardware computes it, fp32 elsewhere, where bf16 is emulated (several times slower): what
+    `transcribe --precision auto` picks for windows cut at pauses (`transcribe.resolve_precision`).  `eval` stays
+    fp32: its tables must not depend on the machine."""
     return "bf16" if has_bf16_units(device) else "fp32"
 
 

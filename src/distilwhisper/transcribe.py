@@ -107,14 +107,22 @@ def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
     return None
 
 
+def resolve_precision(precision: str, sequential: bool = False) -> str:
+    """`auto`: bf16 where the CPU computes it (AVX-512 BF16, AMX) for windows cut at pauses (same WER as fp32, 1.9x
+    faster), fp32 for sequential decoding and elsewhere: sequential bf16 drifts once the previous text it is given
+    grows long (its timestamps, then its words: 16.9 % WER against 15.2 % in fp32 on 18 minutes of real speech,
+    `benchmarks/longform.py`, docs/results.md)."""
+    return ("fp32" if sequential else auto_precision()) if precision == "auto" else precision
+
+
 class Transcriber:
     """A loaded model (with every language of an experts folder attached) that transcribes many recordings, at any
-    precision of `quantize.py` (the CTranslate2 ones for plain models), or `auto`: bf16 where the CPU computes it,
-    fp32 elsewhere."""
+    precision of `quantize.py` (the CTranslate2 ones for plain models), or `auto` (`resolve_precision`): bf16
+    where the CPU computes it, fp32 elsewhere; for `sequential` calls, build it with fp32."""
 
     def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False,
                  precision: str = "auto", threads: int | None = None) -> None:
-        self.precision = auto_precision() if precision == "auto" else precision
+        self.precision = resolve_precision(precision)
         self.decoder = load_variant(model, self.precision, trim=trim, experts=experts, threads=threads).decoder
         plain = not isinstance(self.decoder, WhisperDecoder)
         self.experts = set() if plain else set(trained_languages(self.decoder.model))
@@ -278,8 +286,9 @@ class TranscribeConfig:
                                                                 "text before it"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio"})
     precision: str = field(default="auto", metadata={
-        "help": "weights/compute precision; auto = bf16 on CPUs with bf16 units (AVX-512 BF16, AMX: same WER, 1.2x "
-                "faster on benchmarks/longform.py), fp32 elsewhere; ct2-* run the plain model on CTranslate2",
+        "help": "weights/compute precision; auto = bf16 on CPUs with bf16 units (AVX-512 BF16, AMX: same WER, 1.9x "
+                "faster, benchmarks/longform.py), fp32 elsewhere and with --sequential (where bf16 drifts on long "
+                "recordings); ct2-* run the plain model on CTranslate2",
         "choices": ("auto", *PRECISIONS)})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
 
