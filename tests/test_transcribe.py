@@ -265,6 +265,11 @@ def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch
     result = transcriber(_recording([("tone", 3)]), "en", fallback=False)
     assert json.loads(subtitles.render(result, "json"))["precision"] == precision
     assert Transcriber(str(tmp_path / "tiny"), precision="fp32").decoder.model.dtype == torch.float32
-    # sequential decoding stays fp32 unless told (bf16 drifted there, docs/results.md)
+    # sequential decoding stays fp32 unless told (bf16 drifted there, docs/results.md), on the same transcriber too
     assert resolve_precision("auto", sequential=True) == "fp32"
     assert resolve_precision("bf16", sequential=True) == "bf16"
+    sequential = transcriber(_recording([("tone", 3)]), "en", fallback=False, sequential=True)
+    assert json.loads(subtitles.render(sequential, "json"))["precision"] == "fp32"
+    assert transcriber._decoder("fp32").model.dtype == torch.float32
+    assert transcriber.decoder.model.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    assert len(transcriber._decoders) == (2 if precision == "bf16" else 1)  # loaded once, on demand

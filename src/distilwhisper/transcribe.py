@@ -14,6 +14,7 @@ the paper's protocol).
 from __future__ import annotations
 
 import zlib
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.clsr import served_tasks, trained_languages
-from distilwhisper.decoding import TASKS, Transcript, WhisperDecoder
+from distilwhisper.decoding import TASKS, CT2Decoder, Transcript, WhisperDecoder
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
 
 WINDOW_SECONDS = 30.0
@@ -118,12 +119,16 @@ def resolve_precision(precision: str, sequential: bool = False) -> str:
 class Transcriber:
     """A loaded model (with every language of an experts folder attached) that transcribes many recordings, at any
     precision of `quantize.py` (the CTranslate2 ones for plain models), or `auto` (`resolve_precision`): bf16
-    where the CPU computes it, fp32 elsewhere; for `sequential` calls, build it with fp32."""
+    where the CPU computes it, fp32 elsewhere. An `auto` transcriber whose windows run in bf16 loads a second,
+    fp32 copy the first time it is asked for `sequential` decoding (where bf16 drifts), and keeps it."""
 
     def __init__(self, model: str = "bundled:base", experts: str | None = None, trim: bool = False,
                  precision: str = "auto", threads: int | None = None) -> None:
+        self.requested = precision
         self.precision = resolve_precision(precision)
-        self.decoder = load_variant(model, self.precision, trim=trim, experts=experts, threads=threads).decoder
+        self._load = partial(load_variant, model, trim=trim, experts=experts, threads=threads)
+        self.decoder = self._load(self.precision).decoder
+        self._decoders = {self.precision: self.decoder}
         plain = not isinstance(self.decoder, WhisperDecoder)
         self.experts = set() if plain else set(trained_languages(self.decoder.model))
         self.tasks = () if plain else served_tasks(self.decoder.model)  # the others decode on the shared FFNs
@@ -152,11 +157,12 @@ class Transcriber:
         probability = None
         if language in (None, "auto"):
             language, probability = self.detect(windows) if windows else ("en", None)
+        precision = resolve_precision(self.requested, sequential)
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
-                               language if language in self.experts and task in self.tasks else None,
-                               self.precision)
+                               language if language in self.experts and task in self.tasks else None, precision)
         if sequential:
-            result.segments = self._sequential(samples, language, task, fallback, condition_on_previous_text)
+            result.segments = self._sequential(self._decoder(precision), samples, language, task, fallback,
+                                               condition_on_previous_text)
             return result
         for i in range(0, len(windows), batch_size):
             decoded = self._decode(windows[i:i + batch_size], language, task, beam_size, fallback)
@@ -181,17 +187,22 @@ class Transcriber:
                 results[i] = tr
         return results
 
+    def _decoder(self, precision: str) -> WhisperDecoder | CT2Decoder:
+        """The decoder at `precision`, loaded the first time it is asked for."""
+        if precision not in self._decoders:
+            self._decoders[precision] = self._load(precision).decoder
+        return self._decoders[precision]
 
-    def _sequential(self, samples: np.ndarray, language: str, task: str, fallback: bool,
-                    condition: bool) -> list[Segment]:
+    def _sequential(self, decoder: WhisperDecoder | CT2Decoder, samples: np.ndarray, language: str, task: str,
+                    fallback: bool, condition: bool) -> list[Segment]:
         """Whisper's sequential long-form decoding with timestamp tokens."""
         window, segments, seek, context = int(WINDOW_SECONDS * SAMPLE_RATE), [], 0, []
-        begin = self.decoder.timestamp_begin
+        begin = decoder.timestamp_begin
         while seek < len(samples):
             chunk = samples[seek:seek + window]
             if len(chunk) < FRAME:  # a last sliver shorter than one frame holds no speech
                 break
-            tr = self._decode_window(chunk, language, task, fallback, context if condition else None)
+            tr = self._decode_window(decoder, chunk, language, task, fallback, context if condition else None)
             offset = seek / SAMPLE_RATE
             if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
                 seek += len(chunk)  # silence: no text, next window
@@ -199,7 +210,7 @@ class Transcriber:
             pieces, advance, consumed = timed_segments(tr.tokens, begin, len(chunk))
             ratio = compression_ratio(tr.text)  # the window's, as its log-probability
             for start, end, tokens in pieces:
-                text = self.decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                text = decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 segments.append(Segment(round(offset + start, 3), round(offset + end, 3), text, tr.avg_logprob,
                                         tr.no_speech_prob, tr.temperature, ratio))
             # the context is the segments kept: a cut-off last segment is heard again in the next window, and as
@@ -209,12 +220,12 @@ class Transcriber:
             seek += max(advance, FRAME)
         return segments
 
-    def _decode_window(self, chunk: np.ndarray, language: str, task: str, fallback: bool,
-                       context: list[int] | None) -> Transcript:
+    def _decode_window(self, decoder: WhisperDecoder | CT2Decoder, chunk: np.ndarray, language: str, task: str,
+                       fallback: bool, context: list[int] | None) -> Transcript:
         """One window with timestamps, decoded again at rising temperatures while it loops or fails."""
         for step, temperature in enumerate(TEMPERATURES if fallback else TEMPERATURES[:1]):
-            tr = self.decoder.transcribe([chunk], language, task=task, temperature=temperature, seed=step,
-                                         timestamps=True, previous=context)[0]
+            tr = decoder.transcribe([chunk], language, task=task, temperature=temperature, seed=step,
+                                    timestamps=True, previous=context)[0]
             if not _needs_fallback(tr):
                 break
         return tr
