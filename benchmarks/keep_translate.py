@@ -47,7 +47,6 @@ from distilwhisper.studies.demo import NAMES, SPECIALIST, DemoConfig, Planned, c
 from distilwhisper.studies.demo_corpus import build_corpus
 from distilwhisper.train import TrainedRun
 from distilwhisper.train.caches import EncoderCache
-from distilwhisper.train.checkpoint import expert_tasks
 from distilwhisper.train.model import weights_fingerprint
 
 FOLDER = "keep-translate"  # under --out: the dev translate manifest and decodes
@@ -101,10 +100,9 @@ def dev_translation(model, processor, run: TrainedRun, manifest: Path, folder: P
 
 def dev_translations(run: TrainedRun, manifest: Path, folder: Path, config: DemoConfig, out: Path) -> dict:
     """{"experts": the experts decoding the translate task, "served": as the run's experts are served (the same
-    decode when they were trained for translation, otherwise the shared FFNs')}.  The tasks come from the run's
-    settings: runs trained between bc74f00 and 96c5aa5 saved no tasks with their experts."""
+    decode when they were trained for translation, otherwise the shared FFNs')}."""
     model, processor = run.load()
-    served, weights = expert_tasks(run.config), weights_fingerprint(model)
+    served, weights = clsr.served_tasks(model), weights_fingerprint(model)
     clsr.serve_tasks(model, clsr.TASKS)
     experts = dev_translation(model, processor, run, manifest, folder, config, out, weights)
     if "translate" in served:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from distilwhisper import clsr, losses
 from distilwhisper.cli import main
 from distilwhisper.io import read_jsonl
+from distilwhisper.quantize import load_variant
 from distilwhisper.train import TrainConfig, TrainedRun, load_config, train
 from distilwhisper.train.caches import TeacherCache
 from distilwhisper.train.model import check_teacher, trainable_state
@@ -708,6 +710,20 @@ def test_keep_translate_holds_the_translate_task_near_the_base_model(tiny_dirs, 
         drift[keep] = np.mean([_translate_divergence(model, _translate_batch(tiny_dirs[0], translated_manifest, lang))
                                for lang in ("ca", "cs")])
     assert drift[10.0] < 0.7 * drift[0.0], drift  # measured: 0.16 against 0.29
+    # experts folders written between bc74f00 and 96c5aa5 saved no tasks: the run's settings say what they learnt,
+    # whichever way the run is given (as the model, as --experts, or its best/)
+    info_path = tmp_path / "10.0" / "best" / clsr.EXPERTS_CONFIG
+    info = json.loads(info_path.read_text())
+    del info["tasks"]
+    info_path.write_text(json.dumps(info))
+    both = ("transcribe", "translate")
+    assert clsr.served_tasks(TrainedRun.open(tmp_path / "10.0").load()[0]) == both
+    for experts in (tmp_path / "10.0", tmp_path / "10.0" / "best"):
+        assert clsr.served_tasks(load_variant(tiny_dirs[0], "fp32", experts=str(experts)).decoder.model) == both
+    # a bare experts folder without tasks (no run around it) serves transcription, as before
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp_path / "10.0" / "best", bare)
+    assert clsr.served_tasks(load_variant(tiny_dirs[0], "fp32", experts=str(bare)).decoder.model) == ("transcribe",)
 
 
 def test_keep_translate_with_cached_padding_free_encodings(tiny_dirs, translated_manifest, tmp_path):

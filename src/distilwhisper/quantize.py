@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distilwhisper.clsr import ExpertsError, attach_experts, clsr_modules, serve_tasks, trained_languages
+from distilwhisper.clsr import ExpertsError, clsr_modules, serve_tasks, trained_languages
 from distilwhisper.ct2 import read_model_bin
 from distilwhisper.decoding import CT2Decoder, WhisperDecoder
 from distilwhisper.hub import resolve_ct2_dir, resolve_hf_dir
-from distilwhisper.train.run import experts_folder, model_or_run
+from distilwhisper.train.run import attach_kept_experts, model_or_run
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight")
 CT2_PRECISIONS = ("ct2-int8", "ct2-int8_float32", "ct2-float32")
@@ -198,7 +198,7 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
                        sum(t.numel() for t in variables.values()))
     whisper, processor = model_or_run(model)  # a `train` run folder: what it kept, of any method
     if experts:
-        attach_experts(whisper, experts_folder(experts), languages, missing_ok=True)
+        attach_kept_experts(whisper, experts, languages, missing_ok=True)
         missing = sorted(set(languages or []) - set(trained_languages(whisper)))
         if missing:
             print(f"no experts for {', '.join(missing)}: decoded with the shared FFNs (the base model)")

@@ -97,12 +97,6 @@ def _read_state_file(path: Path) -> None:
         raise ValueError(f"--resume: {path} cannot be read ({err}); the run cannot continue exactly") from err
 
 
-def expert_tasks(config: TrainConfig) -> tuple[str, ...]:
-    """The tasks a run's experts learn, and so serve when loaded: transcription, and translation when the
-    keep-translate term trained them on it."""
-    return (*clsr.TRAINED_FOR, "translate") if config.keep_translate else clsr.TRAINED_FOR
-
-
 def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor,
               languages: list[str] | None = None, kept_steps: dict[str, int] | None = None) -> None:
     """The model to keep, in the form users load: experts, a LoRA adapter, or the whole fine-tuned model.  With
@@ -114,7 +108,7 @@ def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, proces
                     if path.stem not in languages:
                         shutil.copy2(path, tmp / path.name)
             clsr.save_experts(decodable, tmp, config.student, languages or config.languages,
-                              {"method": config.method, "tasks": list(expert_tasks(config)),
+                              {"method": config.method, "tasks": list(config.expert_tasks),
                                **({"kept_steps": kept_steps} if kept_steps else {})})
         elif config.method == "lora":
             trained.save_pretrained(tmp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from distilwhisper.clsr import SCOPES
+from distilwhisper.clsr import SCOPES, TRAINED_FOR
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES
 from distilwhisper.languages import check as check_language
 
@@ -126,6 +126,12 @@ class TrainConfig:
     @property
     def uses_experts(self) -> bool:
         return self.method in CLSR_METHODS
+
+    @property
+    def expert_tasks(self) -> tuple[str, ...]:
+        """The tasks the run's experts learn, and so serve when loaded: transcription, and translation when the
+        keep-translate term trained them on it."""
+        return (*TRAINED_FOR, "translate") if self.keep_translate else TRAINED_FOR
 
 
 def check_dropout(flag: str, value: float) -> None:

@@ -154,7 +154,7 @@ class TrainedRun:
 
             model = PeftModel.from_pretrained(model, str(best)).merge_and_unload()
         else:
-            clsr.attach_experts(model, best, config.languages)
+            attach_kept_experts(model, best, config.languages)
         return model.eval(), processor
 
     @property
@@ -218,3 +218,14 @@ def local_weights_fingerprint(*refs: str | None) -> str | None:
 def experts_folder(path: str | Path) -> Path:
     """The experts a path holds: a `train` run folder's kept `best/`, or the path itself."""
     return RunLayout(path).best if is_run_folder(path) else Path(path)
+
+
+def attach_kept_experts(model, path: str | Path, languages: list[str] | None = None,
+                        missing_ok: bool = False) -> None:
+    """`clsr.attach_experts` from a run folder, its `best/` or any experts folder.  Runs trained between bc74f00
+    and 96c5aa5 saved no tasks with their experts: a run's own settings say what its experts learnt (translation
+    too with --keep-translate), where `attach_experts` alone would serve them transcription only."""
+    folder = experts_folder(path)
+    clsr.attach_experts(model, folder, languages, missing_ok)
+    if "tasks" not in clsr.read_experts_config(folder) and is_run_folder(folder.parent):
+        clsr.serve_tasks(model, TrainedRun.open(folder.parent).config.expert_tasks)
