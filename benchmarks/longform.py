@@ -19,7 +19,7 @@ of real Czech dialogue from Fish Fillets NG) whose language is detected right, p
 faster-whisper.
 
     pip install '.[bench]'   # faster-whisper
-    .venv/bin/python benchmarks/longform.py [--minutes 3,6] [--languages en,es] [--threads 2]
+    .venv/bin/python benchmarks/longform.py [--minutes 3,6] [--languages en,es] [--threads 2] [--split dev]
 """
 
 from __future__ import annotations
@@ -42,13 +42,15 @@ from distilwhisper.quantize import cpu_name, has_bf16_units
 from distilwhisper.transcribe import Transcriber, resolve_precision
 
 
-def recordings(clips: list, minutes: list[float], seed: int) -> list[tuple[np.ndarray, str, list]]:
-    """(audio, reference, clips used) per length: distinct prompts in a seeded order, never reused."""
+def recordings(clips: list, minutes: list[float], seed: int,
+               after: list[float] = ()) -> list[tuple[np.ndarray, str, list]]:
+    """(audio, reference, clips used) per length: distinct prompts in a seeded order, never reused; with `after`,
+    made from the prompts that recordings of those lengths leave (the dev split: no prompt of the test one)."""
     rng = random.Random(seed)
     pool = clips[:]
     rng.shuffle(pool)
     made = []
-    for length in minutes:
+    for length in [*after, *minutes]:
         parts, used, seconds = [], [], 0.0
         while seconds < 60 * length and pool:
             clip = pool.pop()
@@ -60,7 +62,7 @@ def recordings(clips: list, minutes: list[float], seed: int) -> list[tuple[np.nd
         if seconds < 60 * length:
             raise SystemExit(f"not enough distinct prompts for {length} min ({seconds / 60:.1f} min made)")
         made.append((np.concatenate(parts), " ".join(c.text for c in used), used))
-    return made
+    return made[len(after):]
 
 
 def edits(reference: str, hypothesis: str, language: str) -> tuple[int, int, int, int]:
@@ -75,6 +77,9 @@ def edits(reference: str, hypothesis: str, language: str) -> tuple[int, int, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="3,6", help="recording lengths per language")
+    parser.add_argument("--split", choices=("test", "dev"), default="test", help="test: the reported recordings; "
+                        "dev: recordings of the prompts the test ones (--test-minutes) leave, to choose settings on")
+    parser.add_argument("--test-minutes", default="3,6", help="with --split dev: the test recordings' lengths")
     parser.add_argument("--languages", default="en,es", help="languages of the long recordings")
     parser.add_argument("--detect", default="en,es,fr,it,ru", help="languages of the detection test (prompts; "
                         "'' skips it)")
@@ -87,6 +92,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     minutes = [float(m) for m in args.minutes.split(",")]
+    after = [float(m) for m in args.test_minutes.split(",")] if args.split == "dev" else []
     languages = args.languages.split(",")
     precisions = ["fp32", "ct2-float32", "ct2-int8"] + (["bf16"] if has_bf16_units() else [])  # emulated bf16 is
     # 3-5x slower than fp32; CTranslate2 has no bf16 on CPU, so faster-whisper runs float32 and int8
@@ -102,7 +108,7 @@ def main() -> None:
         transcriber(warm, languages[0], fallback=False)
     for model in (faster, faster_int8):
         list(model.transcribe(warm, language=languages[0], beam_size=1, vad_filter=False)[0])
-    print(f"bundled:base, greedy, language given, no fallback; {args.threads} threads; "
+    print(f"{args.split} recordings; bundled:base, greedy, language given, no fallback; {args.threads} threads; "
           f"CPU: {cpu_name()}; transcribe's default precision here: {resolve_precision('auto')} (windows cut at "
           f"pauses), {resolve_precision('auto', sequential=True)} (--sequential)\n")
     totals: dict[str, list[float]] = {}
@@ -111,7 +117,7 @@ def main() -> None:
              "the bound) | wall s | RTF | time vs faster-whisper |", "|---|---|---|---|---|---|---|---|"]
     for language in languages:
         clips, _ = import_asterisk([language], Path(args.out) / "corpus")
-        for audio, reference, used in recordings(clips, minutes, args.seed):
+        for audio, reference, used in recordings(clips, minutes, args.seed, after):
             duration = len(audio) / SAMPLE_RATE
             rows = {}
             for name, transcriber in ours.items():

@@ -273,3 +273,27 @@ def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch
     assert transcriber._decoder("fp32").model.dtype == torch.float32
     assert transcriber.decoder.model.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     assert len(transcriber._decoders) == (2 if precision == "bf16" else 1)  # loaded once, on demand
+
+
+def test_longform_dev_recordings_share_no_prompt_with_the_test_ones(tmp_path):
+    """benchmarks/longform.py --split dev chooses settings on recordings made of the prompts the reported (test)
+    recordings leave, so the test recordings stay as they were and no prompt is in both."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from conftest import write_wav
+
+    spec = importlib.util.spec_from_file_location("longform", Path(__file__).parent.parent / "benchmarks" /
+                                                  "longform.py")
+    longform = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(longform)
+    clips = [SimpleNamespace(audio=str(write_wav(tmp_path / f"{i}.wav", 3.0)), text=f"prompt {i}") for i in range(60)]
+    test = longform.recordings(clips, [0.5, 1.0], seed=0)
+    dev = longform.recordings(clips, [0.5, 1.0], seed=0, after=[0.5, 1.0])
+    assert [r[1] for r in longform.recordings(clips, [0.5, 1.0], seed=0)] == [r[1] for r in test]  # seeded
+    used = [{c.audio for c in r[2]} for r in (*test, *dev)]
+    assert all(len(r[0]) >= 60 * m * SAMPLE_RATE for r, m in zip((*test, *dev), (0.5, 1.0, 0.5, 1.0)))
+    assert not (used[0] | used[1]) & (used[2] | used[3]) and not used[0] & used[1]
+    with pytest.raises(SystemExit, match="not enough distinct prompts"):
+        longform.recordings(clips, [3.0], seed=0, after=[0.5, 1.0])
