@@ -14,8 +14,8 @@ the paper's protocol).
 from __future__ import annotations
 
 import zlib
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np

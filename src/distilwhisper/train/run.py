@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from safetensors import safe_open
+from torch import nn
 
 from distilwhisper import clsr
 from distilwhisper.hub import load_model
@@ -220,7 +221,7 @@ def experts_folder(path: str | Path) -> Path:
     return RunLayout(path).best if is_run_folder(path) else Path(path)
 
 
-def attach_kept_experts(model, path: str | Path, languages: list[str] | None = None,
+def attach_kept_experts(model: nn.Module, path: str | Path, languages: list[str] | None = None,
                         missing_ok: bool = False) -> None:
     """`clsr.attach_experts` from a run folder, its `best/` or any experts folder.  Runs trained between bc74f00
     and 96c5aa5 saved no tasks with their experts: a run's own settings say what its experts learnt (translation
