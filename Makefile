@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install system demo test bench clean
+.PHONY: install system demo test test-all bench clean
 
 install: system $(STAMP)
 
@@ -26,8 +26,12 @@ demo: install
 
 # The fast suite (tiny random models, the real tokenizer), then the slow one (the real bundled weights).
 test: install
-	$(PY) -m pytest -q --durations=8
-	$(PY) -m pytest -q -m slow --durations=8
+	$(PY) -m pytest -q --durations=8 -m "not slow and not long"
+	$(PY) -m pytest -q --durations=8 -m "slow and not long"
+
+# Everything: `make test`, then the benchmarks re-run end to end and the longest kill chains (CI runs this).
+test-all: test
+	$(PY) -m pytest -q --durations=8 -m long
 
 bench: install
 	$(PY) benchmarks/decode_speed.py

@@ -20,7 +20,8 @@ import torch
 
 from distilwhisper.audio import load_audio
 from distilwhisper.data.asterisk import import_asterisk
-from distilwhisper.decoding import MAX_NEW_TOKENS, CT2Decoder, WhisperDecoder
+from distilwhisper.ct2 import CT2Decoder
+from distilwhisper.decoding import MAX_NEW_TOKENS, Decoder, WhisperDecoder
 from distilwhisper.hub import load_model, resolve_ct2_dir
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import quantize_dynamic_int8
@@ -66,7 +67,7 @@ def main() -> None:
             quantize_dynamic_int8(m, parts=("decoder",))
         run(name, WhisperDecoder(m, processor, trim=trim), batch)
 
-    def run(name: str, dec: WhisperDecoder | CT2Decoder, batch: int) -> None:
+    def run(name: str, dec: Decoder, batch: int) -> None:
         dec.transcribe(audios[:1], "en")  # warm-up
         texts: list[str] = [""] * len(utts)
         tokens: list[list[int]] = [[] for _ in utts]

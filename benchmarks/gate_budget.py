@@ -26,25 +26,24 @@ import torch
 from distilwhisper.cli import add_config_flags, given_flags
 from distilwhisper.io import atomic_write_json, atomic_write_text, read_jsonl
 from distilwhisper.report import markdown_table, num
-from distilwhisper.studies.demo import NAMES, SPECIALIST, DemoConfig, Planned, claimed, train_system
+from distilwhisper.studies.demo_config import DemoConfig
+from distilwhisper.studies.experiments import SPECIALIST, Planned, claimed, title, train_system
 from distilwhisper.studies.demo_corpus import build_corpus
-from distilwhisper.train import TrainedRun
+from distilwhisper.runs import TrainedRun
 from distilwhisper.train.caches import EncoderCache
+from common import comma_list
 
 PAPER = (0.5, 1.0)
 LAST_STEPS = 20  # training steps whose mean soft gate is reported
 
 
-def parse_budgets(text: str) -> list[tuple[float, float]]:
-    """'0.5:1,0.75:1,0.5:0' -> [(target, weight), ...]; a bad item names itself."""
-    budgets = []
-    for item in text.split(","):
-        try:
-            target, weight = (float(v) for v in item.split(":"))
-        except ValueError:
-            raise ValueError(f"--budgets: {item!r} is not target:weight (e.g. 0.75:1)") from None
-        budgets.append((target, weight))
-    return budgets
+def budget(item: str) -> tuple[float, float]:
+    """'0.75:1' -> (target, weight)."""
+    try:
+        target, weight = (float(v) for v in item.split(":"))
+    except ValueError:
+        raise ValueError("is not target:weight (e.g. 0.75:1)") from None
+    return target, weight
 
 
 def run_key(budget: tuple[float, float]) -> str:
@@ -78,7 +77,7 @@ def main() -> None:
                         help="gate budgets to train, target:weight each (weight 0: no budget term)")
     args = parser.parse_args()
     try:
-        budgets = parse_budgets(args.budgets)
+        budgets = comma_list(args.budgets, "--budgets", budget)
     except ValueError as error:
         parser.error(str(error))
     given = given_flags(args, DemoConfig)
@@ -93,11 +92,11 @@ def run(config: DemoConfig, budgets: list[tuple[float, float]]) -> str:
     out = Path(config.out)
     corpus = build_corpus(config, out)
     encodings = EncoderCache()
-    train_system(Planned("ft", "ft", NAMES["ft"]), config, corpus.train, out, encodings)  # the specialist
+    train_system(Planned("ft", "ft", title("ft")), config, corpus.train, out, encodings)  # the specialist
     results = {}
     for budget in budgets:
         print(f"\nDistilWhisper, {describe(budget)}: {config.steps} steps", flush=True)
-        planned = Planned(run_key(budget), "distilwhisper", NAMES["distilwhisper"], SPECIALIST,
+        planned = Planned(run_key(budget), "distilwhisper", title("distilwhisper"), SPECIALIST,
                           teacher_cache="distilwhisper-specialist", gate_target=budget[0], gate_weight=budget[1])
         results[describe(budget)] = summary(train_system(planned, config, corpus.train, out, encodings))
     languages = sorted({lang for r in results.values() for lang in r["dev_wer_per_language"]})

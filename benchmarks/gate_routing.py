@@ -25,8 +25,9 @@ from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import EvalConfig, evaluate, select
 from distilwhisper.report import markdown_table
 from distilwhisper.results import rate, read_results, where
-from distilwhisper.studies.demo import NAMES
-from distilwhisper.train import TrainedRun
+from distilwhisper.studies.experiments import title
+from distilwhisper.runs import TrainedRun
+from common import comma_list
 
 SETS = ("in-domain", "out-of-domain")
 
@@ -66,7 +67,7 @@ def main() -> None:
     manifest = out / "corpus" / "eval.jsonl"
     base = read_results(out / "eval" / "base-fp32" / "results.jsonl")
     table = []
-    for method in args.methods.split(","):
+    for method in comma_list(args.methods, "--methods"):
         try:
             run = TrainedRun.open(out / "train" / method)
         except ValueError as err:
@@ -77,7 +78,7 @@ def main() -> None:
         for k, domain in enumerate(SETS):
             pick, every = where(gated, domain=domain), forced[domain]
             delta = stats.paired_delta(pick, every, "wer", seed=k)
-            table.append([NAMES[method], domain, f"{rate(where(base, domain=domain), 'wer'):.1f}",
+            table.append([title(method), domain, f"{rate(where(base, domain=domain), 'wer'):.1f}",
                           f"{rate(pick, 'wer'):.1f}", "n/a" if routed is None else f"{100 * routed:.0f} %",
                           f"{rate(every, 'wer'):.1f}",
                           f"{delta.value:+.1f} [{delta.low:+.1f}, {delta.high:+.1f}], p = {delta.p:.3f}"])

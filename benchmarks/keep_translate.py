@@ -39,31 +39,26 @@ from distilwhisper import clsr
 from distilwhisper.cli import add_config_flags, given_flags
 from distilwhisper.data.manifest import TRANSLATION_REFERENCE, read_manifest, write_manifest
 from distilwhisper.decoding import WhisperDecoder
-from distilwhisper.evaluate import EvalConfig, evaluate, run_eval
+from distilwhisper.evaluate import ONE_PASS, EvalConfig, evaluate, run_eval
 from distilwhisper.io import atomic_write_json, atomic_write_text
 from distilwhisper.report import markdown_table, num
 from distilwhisper.results import read_results, translation_score
-from distilwhisper.studies.demo import NAMES, SPECIALIST, DemoConfig, Planned, claimed, train_system
+from distilwhisper.studies.demo_config import DemoConfig
+from distilwhisper.studies.experiments import SPECIALIST, Planned, claimed, title, train_system
 from distilwhisper.studies.demo_corpus import build_corpus
-from distilwhisper.train import TrainedRun
+from distilwhisper.runs import TrainedRun
 from distilwhisper.train.caches import EncoderCache
 from distilwhisper.train.model import weights_fingerprint
+from common import comma_list, number
 
 FOLDER = "keep-translate"  # under --out: the dev translate manifest and decodes
 
 
-def parse_weights(text: str) -> list[float]:
-    """'0,1,3' -> [0.0, 1.0, 3.0]; a bad item names itself."""
-    weights = []
-    for item in text.split(","):
-        try:
-            weight = float(item)
-        except ValueError:
-            raise ValueError(f"--weights: {item!r} is not a number") from None
-        if not weight >= 0:
-            raise ValueError(f"--weights: {item!r} is not a loss weight (0 or positive)")
-        weights.append(weight)
-    return weights
+def loss_weight(item: str) -> float:
+    weight = number(item)
+    if not weight >= 0:
+        raise ValueError("is not a loss weight (0 or positive)")
+    return weight
 
 
 def run_key(weight: float, demo_weight: float) -> str:
@@ -94,7 +89,8 @@ def dev_translation(model, processor, run: TrainedRun, manifest: Path, folder: P
     evaluate(decoder, read_manifest(manifest)[0], folder,
              EvalConfig(model=evaluated_as, data=str(manifest), out=str(folder), trim=True, task="translate",
                         expert_tasks=list(clsr.served_tasks(model))).identity(),
-             batch_size=config.batch_size, task="translate", weights=weights)
+             batch_size=config.batch_size, options=ONE_PASS.with_(task="translate"),
+             weights=weights)
     return translation_scores(folder)
 
 
@@ -135,7 +131,7 @@ def main() -> None:
                         help="keep-translate weights to train (the demo's default weight: its own run)")
     args = parser.parse_args()
     try:
-        weights = parse_weights(args.weights)
+        weights = comma_list(args.weights, "--weights", loss_weight)
     except ValueError as error:
         parser.error(str(error))
     given = {k: v for k, v in given_flags(args, DemoConfig).items() if k != "keep_translate"}  # --weights sets it
@@ -154,12 +150,12 @@ def run(config: DemoConfig, weights: list[float]) -> str:
                         batch_size=config.batch_size, trim=True, threads=config.threads, task="translate"))
     base = translation_scores(out / FOLDER / "base")
     encodings = EncoderCache()
-    train_system(Planned("ft", "ft", NAMES["ft"]), config, corpus.train, out, encodings)  # the specialist
+    train_system(Planned("ft", "ft", title("ft")), config, corpus.train, out, encodings)  # the specialist
     results = {}
     for weight in weights:
         print(f"\nDistilWhisper, keep-translate weight {weight:g}: {config.steps} steps", flush=True)
         key = run_key(weight, config.keep_translate)
-        planned = Planned(key, "distilwhisper", NAMES["distilwhisper"], SPECIALIST,
+        planned = Planned(key, "distilwhisper", title("distilwhisper"), SPECIALIST,
                           teacher_cache="distilwhisper-specialist")
         trained = train_system(planned, dataclasses.replace(config, keep_translate=weight), corpus.train, out,
                                encodings)

@@ -40,6 +40,7 @@ from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name, has_bf16_units
 from distilwhisper.transcribe import Transcriber, resolve_precision
+from common import comma_list, number
 
 
 def recordings(clips: list, minutes: list[float], seed: int,
@@ -91,9 +92,9 @@ def main() -> None:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     torch.set_num_threads(args.threads)
-    minutes = [float(m) for m in args.minutes.split(",")]
-    after = [float(m) for m in args.test_minutes.split(",")] if args.split == "dev" else []
-    languages = args.languages.split(",")
+    minutes = comma_list(args.minutes, "--minutes", number)
+    after = comma_list(args.test_minutes, "--test-minutes", number) if args.split == "dev" else []
+    languages = comma_list(args.languages, "--languages")
     precisions = ["fp32", "ct2-float32", "ct2-int8"] + (["bf16"] if has_bf16_units() else [])  # emulated bf16 is
     # 3-5x slower than fp32; CTranslate2 has no bf16 on CPU, so faster-whisper runs float32 and int8
     ours = {f"distilwhisper {p} ({'ct2' if p.startswith('ct2-') else 'torch'})":
@@ -168,7 +169,7 @@ def main() -> None:
             detections.setdefault("faster-whisper, recording", {}).setdefault(language, []).append(
                 int(info.language == language))
     # single clips: the asterisk prompts of every language, and real acted Czech dialogue (Fish Fillets NG)
-    detect = [lang for lang in args.detect.split(",") if lang]
+    detect = comma_list(args.detect, "--detect")
     singles = {lang: [load_audio(c.audio) for c in import_asterisk([lang], Path(args.out) / "corpus")[0][:64]]
                for lang in detect}
     if detect:

@@ -34,20 +34,22 @@ from distilwhisper.cli import add_config_flags, given_flags
 from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, setting_changes
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table, num, pyplot, save_figure
-from distilwhisper.studies.demo import (NAMES, SPECIALIST, TRANSLATE, DemoConfig, Planned, System, changes_markdown,
-                                        claimed, evaluate_base, evaluate_run, results_table, table_markdown,
-                                        train_system)
+from distilwhisper.studies.comparison import changes_markdown, results_table, table_markdown
+from distilwhisper.studies.demo_config import DemoConfig
+from distilwhisper.studies.experiments import (SPECIALIST, TRANSLATE, Planned, System, claimed, evaluate_base,
+                                               evaluate_run, title, train_system)
 from distilwhisper.studies.demo_corpus import Corpus, build_corpus
-from distilwhisper.train import TrainedRun
-from distilwhisper.train.run import RunLayout
+from distilwhisper.runs import RunLayout, TrainedRun
 from distilwhisper.train.caches import EncoderCache
+from common import comma_list, number
 
 # (key, method, row name, teacher): FT first, it is the specialist teacher
-METHODS = (("ft", "ft", NAMES["ft"], None),
+METHODS = (("ft", "ft", title("ft"), None),
            ("distilwhisper-specialist", "distilwhisper", "DistilWhisper", SPECIALIST),
            ("distilwhisper", "distilwhisper", "DistilWhisper (self-teacher)", "student"),
-           ("clsr-ft", "clsr-ft", NAMES["clsr-ft"], None),
-           ("lora", "lora", NAMES["lora"], None))
+           ("clsr-ft", "clsr-ft", title("clsr-ft"), None),
+           ("lora", "lora", title("lora"), None))
+SPECIALIST_KEY = "ft"  # the grid whose chosen run is the specialist teacher
 DEFAULTS = dict(steps=1200, eval_every=100, patience=3)  # a cap, not a budget: runs stop on dev
 # the grid's centre rates and the paper's recipe (--quick too): a record outlives the demo's defaults
 PINNED = dict(lr=1e-3, ft_lr=1e-4, keep_translate=0.0)
@@ -215,7 +217,7 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
             tested = record.system(key)
         choice.system, choice.expert_mib = tested
         choices.append(choice)
-        if key == "ft":
+        if key == SPECIALIST_KEY:
             specialist = choice
     return choices
 
@@ -319,8 +321,8 @@ def main() -> None:
                         f"invocations (default: {RECORD.relative_to(RECORD.parents[2])} in the repository; "
                         "--quick: OUT/record)")
     args = parser.parse_args()
-    factors = [float(f) for f in args.lr_factors.split(",")]
-    keys = args.methods.split(",")
+    factors = comma_list(args.lr_factors, "--lr-factors", number)
+    keys = comma_list(args.methods, "--methods")
     unknown = sorted(set(keys) - {key for key, *_ in METHODS})
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}")

@@ -17,20 +17,17 @@ import time
 
 import torch
 
-from distilwhisper import clsr
-from distilwhisper.hub import load_model
+from distilwhisper import methods
 from distilwhisper.report import markdown_table
-from distilwhisper.train.model import FT_PREFIXES
+from distilwhisper.train import TrainConfig
 
 VARIANTS = {"default (per-tensor loop)": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
 def trained_tensors(method: str) -> list[torch.Tensor]:
     """Copies of the tensors `method` updates (decoder scope), as `train` builds them."""
-    model, _ = load_model("bundled:base")
-    if method == "ft":
-        return [p.detach().clone() for n, p in model.named_parameters() if n.startswith(FT_PREFIXES["decoder"])]
-    clsr.to_distilwhisper(model, ["cs"], "decoder")
+    config = TrainConfig(method=method, student="bundled:base", languages=["cs"], train="", out="", scope="decoder")
+    model, _, _ = methods.get(method).build(config)
     return [p.detach().clone() for p in model.parameters() if p.requires_grad]
 
 

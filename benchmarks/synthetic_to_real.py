@@ -45,11 +45,14 @@ from distilwhisper.cli import add_config_flags
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.data.synth import synth_corpus
 from distilwhisper.io import atomic_write_json, atomic_write_text
-from distilwhisper.studies.demo import (NAMES, DemoConfig, Planned, System, changes_markdown, claimed, evaluate_base,
-                                        evaluate_run, planned_runs, results_table, table_markdown, train_system)
+from distilwhisper.studies.comparison import changes_markdown, results_table, table_markdown
+from distilwhisper.studies.demo import DemoConfig, planned_runs
+from distilwhisper.studies.experiments import (Planned, System, claimed, evaluate_base, evaluate_run, title,
+                                               train_system)
 from distilwhisper.studies.demo_corpus import CONTROL, HELD_OUT, IN_DOMAIN, OUT_OF_DOMAIN, REAL_SPEECH, Corpus, \
     build_corpus
 from distilwhisper.train.caches import EncoderCache
+from common import comma_list
 
 SYNTHETIC_IN = "synthetic-in-domain"  # the synthetic voices of the training speech, their test lines
 SETS = (IN_DOMAIN, HELD_OUT, SYNTHETIC_IN, OUT_OF_DOMAIN, CONTROL)
@@ -124,9 +127,9 @@ def condition_plan(config: DemoConfig, condition: Condition, baselines: list[str
     """The runs of a condition, a teacher before its students: FT (the specialist), DistilWhisper, baselines; a
     self-taught condition trains DistilWhisper only (its FT and baselines are those of the same speech)."""
     if condition.self_taught:
-        return [Planned("distilwhisper", "distilwhisper", NAMES["distilwhisper"], config.student)]
+        return [Planned("distilwhisper", "distilwhisper", title("distilwhisper"), config.student)]
     headline = planned_runs(dataclasses.replace(config, compare=False))[1][0]
-    return [Planned("ft", "ft", NAMES["ft"]), headline, *(Planned(m, m, NAMES[m]) for m in baselines)]
+    return [Planned("ft", "ft", title("ft")), headline, *(Planned(m, m, title(m)) for m in baselines)]
 
 
 def run(config: DemoConfig, conditions: list[str], baselines: list[str]) -> tuple[list[dict], list[dict]]:
@@ -177,11 +180,11 @@ def main() -> None:
                         help=f"methods trained beside FT and DistilWhisper under every condition (of: "
                              f"{', '.join(BASELINES)}; default none)")
     args = parser.parse_args()
-    conditions, baselines = args.conditions.split(","), [b for b in args.baselines.split(",") if b]
-    for flag, given_names, known in (("--conditions", conditions, CONDITIONS), ("--baselines", baselines, BASELINES)):
-        unknown = sorted(set(given_names) - set(known))
-        if unknown:
-            parser.error(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    try:
+        conditions = comma_list(args.conditions, "--conditions", known=CONDITIONS)
+        baselines = comma_list(args.baselines, "--baselines", known=BASELINES)
+    except ValueError as err:
+        parser.error(str(err))
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}
     languages = [lang for lang in given["languages"] or list(REAL_SPEECH) if lang in REAL_SPEECH]
     if not languages:

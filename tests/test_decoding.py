@@ -8,7 +8,8 @@ import torch
 
 from distilwhisper import decoding
 from distilwhisper.audio import load_audio
-from distilwhisper.decoding import TRIM_MIN_FRAMES, WhisperDecoder
+from distilwhisper.decoding import TRIM_MIN_FRAMES, DecodingOptions, WhisperDecoder
+from distilwhisper.search import beam_search
 from conftest import tone
 
 
@@ -68,7 +69,9 @@ def test_beam_of_one_is_greedy_and_beams_score_at_least_greedy(tiny):
     with torch.inference_mode():
         feats, frames = decoder.features(audio)
         enc = decoder.encode(feats, frames)
-        tokens, _ = decoder._beam(decoder.prompt("es"), enc, 1, 8)
+        step, _, reorder = decoder.stepper(enc)
+        tokens, _ = beam_search(step, reorder, decoder.prompt("es"), decoder.logit_filters(DecodingOptions()),
+                                decoder.eot, 1, 8, decoder.device)
     assert tokens == greedy.tokens
     beam = decoder.transcribe(audio, "es", beam_size=4, max_new_tokens=8)[0]
     assert beam.avg_logprob >= greedy.avg_logprob - 1e-6

@@ -8,9 +8,9 @@ import pytest
 
 from distilwhisper.cli import main
 from distilwhisper.results import read_results
-from distilwhisper.train import TrainedRun
+from distilwhisper.runs import TrainedRun
 from distilwhisper.train.model import weights_fingerprint
-from distilwhisper.train.run import model_or_run
+from distilwhisper.runs import model_or_run
 
 
 @pytest.mark.slow
@@ -163,7 +163,8 @@ def test_a_folder_built_from_another_corpus_is_refused_before_anything_changes(t
 
 
 def test_the_specialist_teacher_trains_first_and_other_settings_are_refused(tmp_path):
-    from distilwhisper.studies.demo import DemoConfig, planned_runs, train_system
+    from distilwhisper.studies.demo import DemoConfig, planned_runs
+    from distilwhisper.studies.experiments import train_system
 
     config = DemoConfig.make(quick=True, out=str(tmp_path))  # the default teacher: the specialist
     trained, shown = planned_runs(config)
@@ -190,7 +191,8 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
     """auto trains in bf16 only where the CPU has bf16 units (emulated bf16 is several times slower); an explicit
     choice wins; the run's TrainConfig carries the resolved choice."""
     from distilwhisper import quantize
-    from distilwhisper.studies.demo import DemoConfig, Planned, train_system
+    from distilwhisper.studies.demo import DemoConfig
+    from distilwhisper.studies.experiments import Planned, train_system
 
     monkeypatch.setattr(quantize, "_cpu_flags", lambda: flags)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
@@ -199,8 +201,8 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
     assert quantize.cpu_name().endswith(f", bf16 units: {named})")  # what a measured run names its machine by
     assert DemoConfig(train_precision="fp32").bf16 is False and DemoConfig(train_precision="bf16").bf16 is True
     settings = []
-    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume, encodings: settings.append(config))
-    monkeypatch.setattr("distilwhisper.studies.demo.TrainedRun.open", lambda run: None)
+    monkeypatch.setattr("distilwhisper.studies.experiments.train", lambda config, resume, encodings: settings.append(config))
+    monkeypatch.setattr("distilwhisper.studies.experiments.TrainedRun.open", lambda run: None)
     train_system(Planned("distilwhisper", "distilwhisper", "DistilWhisper", "bundled:base"), DemoConfig(),
                  tmp_path / "train.jsonl", tmp_path)
     assert settings[0].bf16 is bf16 and settings[0].expert_dropout == 0.3
@@ -209,11 +211,12 @@ def test_training_precision_follows_the_cpu_flags(flags, bf16, monkeypatch, tmp_
 def test_each_method_trains_at_its_own_rate_times_the_grid_factor(monkeypatch, tmp_path):
     """FT (the specialist teacher) has its own rate, not a fixed share of the experts' (their dev-best rates are
     chosen apart, benchmarks/method_quality.py); a grid point scales the method's rate."""
-    from distilwhisper.studies.demo import DemoConfig, Planned, train_system
+    from distilwhisper.studies.demo import DemoConfig
+    from distilwhisper.studies.experiments import Planned, train_system
 
     settings = []
-    monkeypatch.setattr("distilwhisper.studies.demo.train", lambda config, resume, encodings: settings.append(config))
-    monkeypatch.setattr("distilwhisper.studies.demo.TrainedRun.open", lambda run: None)
+    monkeypatch.setattr("distilwhisper.studies.experiments.train", lambda config, resume, encodings: settings.append(config))
+    monkeypatch.setattr("distilwhisper.studies.experiments.TrainedRun.open", lambda run: None)
     config = DemoConfig(lr=2e-3, ft_lr=5e-5, out=str(tmp_path))
     for key, factor in (("ft", 1.0), ("lora", 1.0), ("clsr-ft", 0.5), ("ft", 3.0)):
         train_system(Planned(f"{key}-{factor}", key, key, None, factor), config, tmp_path / "train.jsonl", tmp_path)

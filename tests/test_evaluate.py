@@ -11,7 +11,7 @@ import torch
 from distilwhisper.cli import main
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.data.manifest import read_manifest, write_manifest
-from distilwhisper.evaluate import evaluate
+from distilwhisper.evaluate import ONE_PASS, evaluate
 from distilwhisper.io import read_json
 from conftest import tiny_on_disk, write_wav
 
@@ -21,9 +21,9 @@ class CountingDecoder(WhisperDecoder):
 
     decoded = 0
 
-    def transcribe(self, audios, languages, beam_size=1, max_new_tokens=225, task="transcribe"):
+    def transcribe(self, audios, languages, options=None, **changes):
         CountingDecoder.decoded += len(audios)
-        return super().transcribe(audios, languages, beam_size, max_new_tokens=6, task=task)
+        return super().transcribe(audios, languages, options, **{**changes, "max_new_tokens": 6})
 
 
 def _manifest(tmp_path):
@@ -40,8 +40,8 @@ def _manifest(tmp_path):
 def _evaluate(manifest, out, decoder, beam_size=1):
     """Evaluate like `eval` does: the good manifest lines, the bad ones reported; returns the summary."""
     utterances, problems = read_manifest(manifest)
-    evaluate(decoder, utterances, out, {"model": "tiny", "beam_size": beam_size}, batch_size=2, beam_size=beam_size,
-             problems=[(manifest.name, line, msg) for line, msg in problems], progress=False)
+    evaluate(decoder, utterances, out, {"model": "tiny", "beam_size": beam_size}, batch_size=2,
+             options=ONE_PASS.with_(beam_size=beam_size), problems=[(manifest.name, line, msg) for line, msg in problems], progress=False)
     return read_json(out / "summary.json")
 
 
@@ -201,7 +201,7 @@ def test_eval_decodes_again_when_the_model_at_its_path_was_replaced(tiny, tmp_pa
 
 
 def test_local_weights_fingerprint_covers_what_a_run_folder_kept(tmp_path):
-    from distilwhisper.train.run import local_weights_fingerprint
+    from distilwhisper.runs import local_weights_fingerprint
 
     assert local_weights_fingerprint("bundled:base", None) is None  # fixed by its name
     run = tmp_path / "run"

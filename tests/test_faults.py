@@ -26,7 +26,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from distilwhisper.io import read_jsonl
 from distilwhisper.studies.bias import slug
-from distilwhisper.train import TrainedRun
+from distilwhisper.runs import TrainedRun
 from conftest import tiny_on_disk
 
 CLI = [sys.executable, "-m", "distilwhisper.cli"]
@@ -144,7 +144,10 @@ def test_bias_killed_at_every_kind_of_point_gives_the_uninterrupted_tables(setup
         assert (cut / table).read_text() == (whole / table).read_text(), table
 
 
-@pytest.mark.parametrize("method", TRAIN_METHODS)
+# clsr-ft's chain kills at every kind of point and stays in `make test`; the other methods' chains (the same
+# points, each method's own save and load) run in `make test-all`
+@pytest.mark.parametrize("method", [m if m == "clsr-ft" else pytest.param(m, marks=pytest.mark.long)
+                                    for m in TRAIN_METHODS])
 def test_training_killed_at_every_kind_of_point_resumes_to_the_uninterrupted_weights(setup, method, tmp_path):
     """Checkpoints every 2 steps and at each dev evaluation (every 4); after every kill `best/` is absent (before
     the first) or a complete, loadable model; the finished run has every step logged once and the uninterrupted
@@ -184,6 +187,7 @@ def test_synth_killed_at_every_kind_of_point_builds_the_uninterrupted_corpus(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_demo_killed_in_every_stage_gives_the_uninterrupted_results(quick_demo, tmp_path):
     """Killed while synthesising the corpus, evaluating the base model, training the specialist teacher and the
     experts (a resumed run encodes its clips again: the uninterrupted one reused the specialist's encodings),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from distilwhisper.io import read_jsonl
-from distilwhisper.train import TrainedRun
+from distilwhisper.runs import TrainedRun
 from conftest import write_wav
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_synthetic_to_real_trains_each_condition_on_its_speech(tmp_path):
     out = tmp_path / "s2r"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "2", "--conditions",
@@ -94,6 +95,7 @@ def _method_quality(out: Path, record: Path, *flags: str) -> subprocess.Complete
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_path):
     out, record = tmp_path / "mq", tmp_path / "record"
     proc = _method_quality(out, record, "--methods", "ft")  # a first session: FT's grid only
@@ -159,6 +161,7 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_gate_budget_trains_each_budget_with_its_term_and_compares_on_dev(tmp_path):
     out = tmp_path / "gates"
     script = SCRIPT.parent / "gate_budget.py"
@@ -197,6 +200,7 @@ def test_synthetic_to_real_names_an_unknown_condition_or_baseline(flag, value, t
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_keep_translate_trains_each_weight_and_scores_the_dev_translations(tmp_path):
     out = tmp_path / "keep"
     proc = subprocess.run([sys.executable, str(SCRIPT.parent / "keep_translate.py"), "--quick", "--threads", "2",

@@ -21,7 +21,9 @@ from distilwhisper import clsr, losses
 from distilwhisper.cli import main
 from distilwhisper.io import read_jsonl
 from distilwhisper.quantize import load_variant
-from distilwhisper.train import TrainConfig, TrainedRun, load_config, train
+from distilwhisper.runs import TrainedRun
+from distilwhisper.train import TrainConfig, load_config
+from distilwhisper.train.loop import train
 from distilwhisper.train.caches import TeacherCache
 from distilwhisper.train.model import check_teacher, trainable_state
 from distilwhisper.train.objective import Objective
@@ -252,20 +254,19 @@ def test_the_untrained_start_is_a_checkpoint_candidate(tiny_dirs, manifest, tmp_
 def test_each_languages_experts_are_kept_from_its_own_best_dev_step(tiny_dirs, manifest, tmp_path, monkeypatch):
     """Catalan's dev WER is lowest at step 2, Czech's at step 4: best/ holds Catalan's experts and gate as they
     were at step 2 and Czech's as at step 4, and the kept dev WER is theirs pooled."""
-    from distilwhisper.train.loop import Trainer
+    from distilwhisper.train import loop
 
     scripted = {0: {"ca": [5, 10], "cs": [5, 10]}, 2: {"ca": [2, 10], "cs": [6, 10]},
                 4: {"ca": [3, 10], "cs": [4, 10]}}
     snapshots = {}
 
-    def dev_counts(self):
-        snapshots[self.state.step] = {lang: {k: v.clone() for k, v in clsr._language_state(self.unwrapped,
-                                                                                           lang).items()}
-                                      for lang in ("ca", "cs")}
-        self.state.dev_routing[str(self.state.step)] = {"ca": [self.state.step, 10], "cs": [1, 10]}
-        return scripted[self.state.step]
+    def dev_counts(config, layout, state, model, *rest):
+        snapshots[state.step] = {lang: {k: v.clone() for k, v in clsr._language_state(model, lang).items()}
+                                 for lang in ("ca", "cs")}
+        state.dev_routing[str(state.step)] = {"ca": [state.step, 10], "cs": [1, 10]}
+        return scripted[state.step]
 
-    monkeypatch.setattr(Trainer, "_dev_counts", dev_counts)
+    monkeypatch.setattr(loop, "dev_counts", dev_counts)
     result = train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, dev=manifest, max_steps=4, eval_every=2),
                    progress=False)
     state = result.state
@@ -282,7 +283,7 @@ def test_each_languages_experts_are_kept_from_its_own_best_dev_step(tiny_dirs, m
 
 
 def test_kept_steps_per_language_follow_dev_and_break_ties_early():
-    from distilwhisper.train.run import State
+    from distilwhisper.runs import State
 
     state = State("clsr-ft", dev_counts={"0": {"ca": [4, 10], "en": [1, 10]}, "5": {"ca": [4, 10], "en": [0, 10]},
                                          "10": {"ca": [3, 10], "en": [5, 10]}})

@@ -176,12 +176,13 @@ def test_cli_long_recording_detects_the_language_and_uses_its_experts(tiny, tmp_
 def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
     """A window that loops (gzip ratio > 2.4) or has a low log-probability is decoded again at the next
     temperature; a window the model calls no-speech gives no text and is not retried."""
-    from distilwhisper.decoding import Transcript
+    from distilwhisper.decoding import DecodingOptions, Transcript, resolve_options
 
     class Stub:
         calls: list[float] = []
 
-        def transcribe(self, audios, language, beam_size=1, task="transcribe", temperature=0.0, seed=0):
+        def transcribe(self, audios, language, options=None, **changes):
+            temperature = resolve_options(options, changes).temperature
             Stub.calls.append(temperature)
             out = []
             for audio in audios:
@@ -196,11 +197,11 @@ def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
     transcriber = object.__new__(Transcriber)
     transcriber.decoder, transcriber.experts = Stub(), set()
     windows = [np.zeros(10, np.float32), np.ones(10, np.float32)]
-    looped, silent = transcriber._decode(windows, "en", "transcribe", 1, fallback=True)
+    looped, silent = transcriber._decode(windows, "en", DecodingOptions())
     assert (looped.text, looped.temperature) == ("a real sentence", 0.4) and Stub.calls == [0.0, 0.2, 0.4]
     assert silent.temperature == 0.0  # never retried
     Stub.calls = []
-    assert transcriber._decode(windows, "en", "transcribe", 1, fallback=False)[0].text.startswith("la la")
+    assert transcriber._decode(windows, "en", DecodingOptions(fallback_temperatures=()))[0].text.startswith("la la")
     assert Stub.calls == [0.0]
 
 

@@ -9,11 +9,12 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 from distilwhisper.evaluate import EvalConfig, run_eval  # noqa: E402
 from distilwhisper.hub import load_model  # noqa: E402
-from distilwhisper.train import TrainConfig, TrainedRun  # noqa: E402
+from distilwhisper.runs import TrainedRun  # noqa: E402
+from distilwhisper.train import TrainConfig  # noqa: E402
 from distilwhisper.transcribe import Transcriber, transcribe  # noqa: E402
 
 __version__ = "0.1.0"
 # The package's modules `evaluate` and `train` keep their names: `distilwhisper.evaluate.evaluate` (the loop)
-# and `distilwhisper.train.train` (training) are reached through them.
+# and `distilwhisper.train.loop.train` (training) are reached through them.
 __all__ = ["EvalConfig", "TrainConfig", "TrainedRun", "Transcriber", "load_model", "run_eval", "transcribe",
            "__version__"]

@@ -39,8 +39,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
         help_text = f.metadata.get("help", "")
         default = (f.default if f.default is not dataclasses.MISSING
                    else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        if f.metadata.get("choices"):
-            help_text += f" (one of: {', '.join(f.metadata['choices'])})"
+        choices = f.metadata.get("choices")
+        choices = choices() if callable(choices) else choices  # e.g. the methods registered when the parser is made
+        if choices:
+            help_text += f" (one of: {', '.join(choices)})"
         if default not in (None, False):
             help_text += f" (default: {','.join(default) if isinstance(default, list) else default})"
         if f.metadata.get("positional"):
@@ -50,8 +52,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
         else:
             convert = _comma_list if typing.get_origin(base) is list else base
             parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=None, help=help_text,
-                                choices=f.metadata.get("choices"),
-                                metavar=f.name.upper() if f.metadata.get("choices") else None)
+                                choices=choices, metavar=f.name.upper() if choices else None)
 
 
 def given_flags(args: argparse.Namespace, cls) -> dict:
@@ -113,7 +114,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distilwhisper.train import TrainConfig, train
+    from distilwhisper.train import TrainConfig
+    from distilwhisper.train.loop import train
     from distilwhisper.train.config import read_yaml
 
     config = config_from(args, TrainConfig, read_yaml(args.config) if args.config else None)
@@ -139,9 +141,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     failed = 0
     for path in tqdm(config.audio, unit="file", desc="transcribing", disable=len(config.audio) < 2):
         try:
-            result = transcriber(path, config.language, config.task, config.beam_size, config.batch_size,
-                                 fallback=not config.greedy_only, sequential=config.sequential,
-                                 condition_on_previous_text=not config.no_condition)
+            result = transcriber(path, config.language, config.options(), config.batch_size,
+                                 sequential=config.sequential, condition_on_previous_text=not config.no_condition)
         except AudioError as err:  # reported; the other files go on
             tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
             failed += 1
@@ -272,8 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (mid-epoch too); "
                    "a folder without a checkpoint yet starts from the beginning")
     _command(sub, "transcribe", TranscribeConfig, _cmd_transcribe, epilog=EPILOG)
-
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
+    _add_corpus_importers(data)
+    _add_offline_corpora(data)
+    p = data.add_parser("stats", help="hours, utterances, speakers per language x split x domain x gender")
+    p.add_argument("manifest")
+    p.set_defaults(func=_cmd_data_stats)
+    p = data.add_parser("validate", help="report every bad line of a manifest")
+    p.add_argument("manifest")
+    p.set_defaults(func=_cmd_data_validate)
+    return parser
+
+
+def _add_corpus_importers(data) -> None:
+    """`data commonvoice|fleurs|hf`: published corpora in their own layouts."""
     p = data.add_parser("commonvoice", help="Common Voice language folder -> manifest")
     p.add_argument("folder")
     p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
@@ -302,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column")
     p.add_argument("--limit", type=int)
     p.set_defaults(func=_cmd_data_hf)
+
+
+def _add_offline_corpora(data) -> None:
+    """`data asterisk|fillets|synth`: speech that installs from Debian's packages, offline."""
     p = data.add_parser("asterisk", help="Debian asterisk-core-sounds prompts (real speech, offline) -> manifest")
     p.add_argument("--languages", default="en,es")
     p.add_argument("--out", required=True, help="output folder")
@@ -331,13 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "pitch:CENTS, reverb:0-100 (e.g. clean,noise:10)")
     p.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     p.set_defaults(func=_cmd_data_synth)
-    p = data.add_parser("stats", help="hours, utterances, speakers per language x split x domain x gender")
-    p.add_argument("manifest")
-    p.set_defaults(func=_cmd_data_stats)
-    p = data.add_parser("validate", help="report every bad line of a manifest")
-    p.add_argument("manifest")
-    p.set_defaults(func=_cmd_data_validate)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,7 +168,7 @@ def set_language(model: nn.Module, language: str, shared_fallback: bool = False,
     without experts is an error, or with `shared_fallback` runs on the shared FFNs: the frozen original model, which
     is how a DistilWhisper model serves the languages it has no experts for, and the tasks its experts do not serve
     (`served_tasks`): experts trained on transcription alone route translate-task tokens as if they were
-    transcribing (the demo at 13251b3: Czech translate BLEU 1.4 -> 0.5), so that task stays the base model's."""
+    transcribing and lose the task (docs/results.md, "The translate task"), so it stays the base model's."""
     modules = clsr_modules(model)
     if modules and task not in served_tasks(model):
         language = SHARED

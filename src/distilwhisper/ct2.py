@@ -1,4 +1,5 @@
-"""Read CTranslate2 Whisper models and map them onto `transformers` Whisper.
+"""The CTranslate2 backend: read its Whisper models and map them onto `transformers` Whisper, and decode on the
+engine itself (`CT2Decoder`, a `decoding.Decoder`) with the weight footprint of each compute type.
 
 CTranslate2 (the engine behind faster-whisper) stores a model as one `model.bin`: a small header, a list of named
 tensors and a list of aliases.  There is no public Python reader for it, so this module parses the format directly
@@ -21,6 +22,9 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+
+from distilwhisper.audio import SAMPLE_RATE
+from distilwhisper.decoding import DecodingOptions, Transcript, previous_context, prompt_tokens, resolve_options
 
 SUPPORTED_BINARY_VERSIONS = (5, 6)
 
@@ -197,3 +201,78 @@ def to_transformers_state_dict(model: CT2Model, dims: WhisperDims) -> dict[str, 
         _fused_qkv(sd, v, f"{src}/attention/linear_1", f"{dst}.encoder_attn", ("k_proj", "v_proj"))
         _linear(sd, v, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
     return {k: t.float().contiguous() for k, t in sd.items()}
+
+
+def weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> int:
+    """Weight bytes CTranslate2 holds for a compute type, from the tensor shapes of its `model.bin`: with an int8
+    type every 2-D weight matrix is int8 plus one float32 scale per row; everything else is float32."""
+    total = 0
+    for name, tensor in variables.items():
+        if compute_type.startswith("int8") and tensor.dim() == 2 and name.endswith("weight"):
+            total += tensor.numel() + 4 * tensor.shape[0]
+        else:
+            total += 4 * tensor.numel()
+    return total
+
+
+class CT2Decoder:
+    """CTranslate2 decoding (plain models only) behind the `decoding.Decoder` protocol: the same log-mel features
+    and forced prompts as `WhisperDecoder`, so transcripts differ only by the engine and its compute type; language
+    detection, temperature sampling and the no-speech probability too, so long-form transcription runs on it."""
+
+    def __init__(self, ct2_dir: str, processor, generation_config, compute_type: str,
+                 threads: int | None = None) -> None:
+        import ctranslate2
+
+        self.ctranslate2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type,
+                                                intra_threads=threads or torch.get_num_threads())
+        self.processor, self.generation_config = processor, generation_config
+        self.timestamp_begin = int(generation_config.no_timestamps_token_id) + 1
+        self.start_of_previous = int(processor.tokenizer.convert_tokens_to_ids("<|startofprev|>"))
+        self.max_positions = 448  # Whisper's decoder positions (CTranslate2 keeps no config for them)
+
+    def _features(self, audios: list[np.ndarray]):
+        feats = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        return self.ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
+
+    def language_probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
+        """Per clip, the probability of each language (CTranslate2's `detect_language`; English-only: en)."""
+        if not self.model.is_multilingual:
+            return [{"en": 1.0} for _ in audios]
+        return [{token[2:-2]: prob for token, prob in pairs} for pairs in
+                self.model.detect_language(self._features(audios))]
+
+    def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
+                   options: DecodingOptions | None = None, **changes) -> list[Transcript]:
+        """As `WhisperDecoder.transcribe` (a language of None is detected first); with `timestamps` CTranslate2
+        applies Whisper's timestamp rules itself (a prompt without <|notimestamps|>) and the tokens keep the times."""
+        options = resolve_options(options, changes)
+        if isinstance(languages, str) or languages is None:
+            languages = [languages] * len(audios)
+        if any(lang is None for lang in languages):
+            detected = [max(p, key=p.get) for p in self.language_probabilities(audios)]
+            languages = [lang or det for lang, det in zip(languages, detected)]
+        context = previous_context(list(options.previous), self.start_of_previous, self.max_positions)
+        prompts = [context + prompt_tokens(self.generation_config, lang, options.task, options.timestamps)
+                   for lang in languages]
+        max_new_tokens = min(options.max_new_tokens, self.max_positions - len(prompts[0]))
+        temperature = options.temperature
+        sampling = dict(sampling_topk=0, sampling_temperature=temperature) if temperature > 0 else {}
+        if sampling:
+            self.ctranslate2.set_random_seed(options.seed)
+        results = self.model.generate(self._features(audios), prompts,
+                                      beam_size=1 if sampling else max(options.beam_size, 1),
+                                      max_length=len(prompts[0]) + max_new_tokens, return_scores=True,
+                                      return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1], **sampling)
+        tokenizer = self.processor.tokenizer
+        out = []
+        for r, lang in zip(results, languages):
+            tokens = r.sequences_ids[0]
+            # CTranslate2's score is the log-probability divided by the length (length_penalty 1); the average
+            # of `WhisperDecoder` counts the end-of-text token too
+            logprob = float(r.scores[0]) * len(tokens) / (len(tokens) + 1) if r.scores else float("nan")
+            out.append(Transcript(tokens=tokens, language=lang, text=tokenizer.decode(tokens, skip_special_tokens=True)
+                                  .strip(), avg_logprob=logprob, no_speech_prob=float(r.no_speech_prob),
+                                  temperature=temperature))
+        return out

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable
 
 import torch
 from tqdm import tqdm
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from distilwhisper.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from distilwhisper.clsr import unknown_tasks
 from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance, read_manifest
-from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, CT2Decoder, WhisperDecoder
+from distilwhisper.decoding import MAX_NEW_TOKENS, TASKS, Decoder, DecodingOptions
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES, exclusive_on_main, on_main, process_state, share_out
 from distilwhisper.io import (append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl, repair_jsonl,
                              rewrite_jsonl)
@@ -31,12 +31,12 @@ from distilwhisper.languages import check as check_language
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import PRECISIONS, load_variant
 from distilwhisper.results import error_counts, read_results, summarize, summary_markdown, translation_stats
-from distilwhisper.train.run import local_weights_fingerprint
+from distilwhisper.runs import local_weights_fingerprint
 
 RESULT_METADATA = ("speaker", "gender", "age", "split", "domain", "source")
 SHARDS = "shards"  # per-process results of a launch with several processes, merged by the main process
+ONE_PASS = DecodingOptions(fallback_temperatures=())  # eval's protocol: greedy, no temperature fallback
 WEIGHTS_RECORD = "weights.json"  # fingerprint of the weights the results were decoded with (evaluate(..., weights=))
-Decoder = Union[WhisperDecoder, CT2Decoder]
 
 
 @dataclass
@@ -78,6 +78,10 @@ class EvalConfig:
             unknown = unknown_tasks(self.expert_tasks)
             if unknown:
                 raise ValueError(f"--expert-tasks: {', '.join(unknown)} is not a task ({', '.join(TASKS)})")
+
+    def options(self) -> DecodingOptions:
+        """How every utterance is decoded: one pass (greedy or beam search), the paper's protocol."""
+        return DecodingOptions(task=self.task, beam_size=self.beam_size, fallback_temperatures=())
 
     def identity(self) -> dict:
         """What determines the transcripts; a resumed evaluation must use the same (the task is recorded when it
@@ -128,8 +132,8 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict:
             atomic_write_json(out / "variant.json", variant.info())
         return variant.decoder
 
-    evaluate(build, utterances, out, config.identity(), config.batch_size, config.beam_size,
-             problems=[(config.data, line, msg) for line, msg in problems], progress=progress, task=config.task,
+    evaluate(build, utterances, out, config.identity(), config.batch_size, config.options(),
+             problems=[(config.data, line, msg) for line, msg in problems], progress=progress,
              weights=local_weights_fingerprint(config.model, config.experts) if state.is_main_process else None)
     return read_json(out / "summary.json")
 
@@ -143,10 +147,11 @@ def split_translated(utterances: list[Utterance]) -> tuple[list[Utterance], list
 
 
 def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utterance], out: str | Path,
-             identity: dict, batch_size: int = 8, beam_size: int = 1,
+             identity: dict, batch_size: int = 8, options: DecodingOptions = ONE_PASS,
              problems: Iterable[tuple[str, int | str, str]] = (), progress: bool = True, fresh: bool = False,
-             task: str = "transcribe", weights: str | None = None) -> list[dict]:
-    """Decode and score `utterances` into `out/` (resuming what an earlier run with the same `identity` left;
+             weights: str | None = None) -> list[dict]:
+    """Decode (under `options`: their task decides the scores, WER/CER or BLEU/chrF) and score `utterances` into
+    `out/` (resuming what an earlier run with the same `identity` left;
     `fresh` starts over); writes `summary.json`/`summary.md` and returns the result rows.  `problems` are bad
     manifest lines (file, line or utterance, message) to report in `out/skipped.txt`.  One run at a time per folder.
     `weights` fingerprints the model's weights where a name does not fix them (a run folder retrained in place):
@@ -164,7 +169,7 @@ def evaluate(decoder: Decoder | Callable[[], Decoder], utterances: list[Utteranc
         by_id = {u.id: u for u in utterances}
         mine = [[by_id[uid] for uid, _ in plan[i]] for i in share[state.process_index]]
         if mine:
-            _decode_all(decoder() if callable(decoder) else decoder, mine, out, beam_size, progress, task,
+            _decode_all(decoder() if callable(decoder) else decoder, mine, out, options, progress,
                         _shard(out, state.process_index) if state.num_processes > 1 else None)
         state.wait_for_everyone()
         return on_main(lambda: _merge_and_summarize(out, [uid for batch in plan for uid, _ in batch],
@@ -304,8 +309,8 @@ def _row(utt: Utterance, text: str, num_samples: int, seconds: float, task: str)
     return row
 
 
-def _decode_all(decoder: Decoder, batches: list[list[Utterance]], out: Path, beam_size: int, progress: bool,
-                task: str, shard: Path | None) -> None:
+def _decode_all(decoder: Decoder, batches: list[list[Utterance]], out: Path, options: DecodingOptions,
+                progress: bool, shard: Path | None) -> None:
     """Decode the planned batches; audio is read per batch, so memory stays at one batch whatever the corpus size.
     Rows go to `results.jsonl`, or to this process's `shard`; a clip that fails to decode is reported and skipped."""
     results_path = shard or out / "results.jsonl"
@@ -329,9 +334,9 @@ def _decode_all(decoder: Decoder, batches: list[list[Utterance]], out: Path, bea
             if not kept:
                 continue
             start = time.perf_counter()
-            transcripts = decoder.transcribe(audios, kept[0].language, beam_size=beam_size, task=task)
+            transcripts = decoder.transcribe(audios, kept[0].language, options)
             per_utt = (time.perf_counter() - start) / len(kept)
-            append_jsonl(results, [_row(utt, tr.text, len(audio), per_utt, task)
+            append_jsonl(results, [_row(utt, tr.text, len(audio), per_utt, options.task)
                                    for utt, audio, tr in zip(kept, audios, transcripts)])
             bar.update(len(kept))
     bar.close()

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from distilwhisper.clsr import ExpertsError, clsr_modules, serve_tasks, trained_languages
-from distilwhisper.ct2 import read_model_bin
-from distilwhisper.decoding import CT2Decoder, WhisperDecoder
+from distilwhisper import ct2
+from distilwhisper.decoding import Decoder, WhisperDecoder
 from distilwhisper.hub import resolve_ct2_dir, resolve_hf_dir
-from distilwhisper.train.run import attach_kept_experts, model_or_run
+from distilwhisper.runs import attach_kept_experts, model_or_run
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-weight", "int4-weight")
 CT2_PRECISIONS = ("ct2-int8", "ct2-int8_float32", "ct2-float32")
@@ -52,7 +52,7 @@ class Variant:
 
     model: str
     precision: str
-    decoder: WhisperDecoder | CT2Decoder
+    decoder: Decoder
     weight_bytes: int
     parameters: int
 
@@ -91,7 +91,7 @@ def cpu_name() -> str:
 
 def has_bf16_units(device: str = "cpu") -> bool:
     """Whether bf16 arithmetic is native here (CUDA GPUs from Ampere on; CPUs with AVX-512 BF16 or AMX), so bf16
-    autocast speeds work up instead of emulating every matmul (3-5x slower than fp32 on AVX2-only CPUs,
+    autocast speeds work up instead of emulating every matmul (several times slower than fp32 on AVX2-only CPUs,
     docs/results.md)."""
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -114,8 +114,8 @@ def check_supported(precision: str, model: str, experts: str | None = None, devi
         raise UnsupportedPrecision("fp16: this CPU has no fp16 arithmetic (no avx512_fp16/amx_fp16); torch would "
                                    "emulate every fp16 matmul")
     if precision == "bf16" and not has_bf16_units(device):
-        raise UnsupportedPrecision("bf16: this CPU has no bf16 units (no avx512_bf16/amx_bf16); emulated bf16 ran "
-                                   "3-5x slower than fp32 here (docs/results.md)")
+        raise UnsupportedPrecision("bf16: this CPU has no bf16 units (no avx512_bf16/amx_bf16); emulated bf16 runs "
+                                   "several times slower than fp32 (docs/results.md)")
     if precision in ("int8-weight", "int4-weight"):
         try:
             import torchao  # noqa: F401
@@ -166,18 +166,6 @@ def state_bytes(model: nn.Module) -> int:
     return buffer.tell()
 
 
-def ct2_weight_bytes(variables: dict[str, torch.Tensor], compute_type: str) -> int:
-    """Weight bytes CTranslate2 holds for a compute type, from the tensor shapes of its `model.bin`: with an int8
-    type every 2-D weight matrix is int8 plus one float32 scale per row; everything else is float32."""
-    total = 0
-    for name, tensor in variables.items():
-        if compute_type.startswith("int8") and tensor.dim() == 2 and name.endswith("weight"):
-            total += tensor.numel() + 4 * tensor.shape[0]
-        else:
-            total += 4 * tensor.numel()
-    return total
-
-
 def load_variant(model: str, precision: str, trim: bool = False, experts: str | None = None,
                  languages: list[str] | None = None, threads: int | None = None,
                  device: str | torch.device = "cpu", expert_tasks: list[str] | None = None) -> Variant:
@@ -191,10 +179,10 @@ def load_variant(model: str, precision: str, trim: bool = False, experts: str | 
         from transformers import GenerationConfig, WhisperProcessor
 
         hf_dir, ct2_dir = resolve_hf_dir(model), resolve_ct2_dir(model)
-        variables = read_model_bin(ct2_dir / "model.bin").variables
-        decoder = CT2Decoder(ct2_dir, WhisperProcessor.from_pretrained(hf_dir), GenerationConfig.from_pretrained(hf_dir),
-                             precision[4:], threads)
-        return Variant(model, precision, decoder, ct2_weight_bytes(variables, precision[4:]),
+        variables = ct2.read_model_bin(ct2_dir / "model.bin").variables
+        decoder = ct2.CT2Decoder(ct2_dir, WhisperProcessor.from_pretrained(hf_dir),
+                                 GenerationConfig.from_pretrained(hf_dir), precision[4:], threads)
+        return Variant(model, precision, decoder, ct2.weight_bytes(variables, precision[4:]),
                        sum(t.numel() for t in variables.values()))
     whisper, processor = model_or_run(model)  # a `train` run folder: what it kept, of any method
     if experts:

@@ -22,14 +22,10 @@ import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.clsr import served_tasks, trained_languages
-from distilwhisper.decoding import TASKS, CT2Decoder, Transcript, WhisperDecoder
+from distilwhisper.decoding import TASKS, Decoder, DecodingOptions, Transcript, WhisperDecoder, resolve_options
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
 
 WINDOW_SECONDS = 30.0
-TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
 FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
 MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
@@ -109,11 +105,10 @@ def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
 
 
 def resolve_precision(precision: str, sequential: bool = False) -> str:
-    """`auto`: bf16 where the CPU computes it (AVX-512 BF16, AMX) for windows cut at pauses (same WER as fp32, 1.9x
-    faster), fp32 for sequential decoding and elsewhere: sequential bf16 drifts once the previous text it is given
-    grows long (its timestamps, then its words: 16.9 % WER against 15.2 % in fp32 on 18 minutes of real speech,
-    `benchmarks/longform.py`, docs/results.md).  Checked on the benchmark's dev recordings (`--split dev`): batched
-    bf16 12.13 % = fp32, 0.53x its time; sequential bf16 14.53 % against 14.27 %."""
+    """`auto`: bf16 where the CPU computes it (AVX-512 BF16, AMX) for windows cut at pauses, fp32 for sequential
+    decoding and elsewhere: sequential bf16 drifts once the previous text it is given grows long (its timestamps,
+    then its words).  Chosen per mode on `benchmarks/longform.py --split dev` as the fastest precision whose dev
+    WER is not above fp32's (docs/results.md, "Long-form transcription")."""
     return ("fp32" if sequential else auto_precision()) if precision == "auto" else precision
 
 
@@ -141,15 +136,18 @@ class Transcriber:
         best = max(mean, key=mean.get)
         return best, mean[best]
 
-    def __call__(self, audio: np.ndarray | str | Path, language: str | None = None, task: str = "transcribe",
-                 beam_size: int = 1, batch_size: int = 8, fallback: bool = True, sequential: bool = False,
-                 condition_on_previous_text: bool = True) -> Transcription:
+    def __call__(self, audio: np.ndarray | str | Path, language: str | None = None,
+                 options: DecodingOptions | None = None, batch_size: int = 8, fallback: bool = True,
+                 sequential: bool = False, condition_on_previous_text: bool = True, **changes) -> Transcription:
         """Transcribe one recording: windows cut at pauses and decoded in batches, or with `sequential` Whisper's
         own long-form algorithm (one 30 s window at a time, each starting where the last complete segment the model
-        timed ended, optionally conditioned on the text so far)."""
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
-        if sequential and beam_size > 1:
+        timed ended, optionally conditioned on the text so far).  How to decode: `options` with keyword `changes`
+        (e.g. `task="translate"`, `beam_size=4`); `fallback=False` decodes each window once (eval's protocol)."""
+        options = resolve_options(options, changes)
+        if not fallback:
+            options = options.with_(fallback_temperatures=())
+        task = options.task
+        if sequential and options.beam_size > 1:
             raise ValueError("sequential decoding is greedy with the temperature fallback, not beam search")
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
@@ -162,40 +160,39 @@ class Transcriber:
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
                                language if language in self.experts and task in self.tasks else None, precision)
         if sequential:
-            result.segments = self._sequential(self._decoder(precision), samples, language, task, fallback,
+            result.segments = self._sequential(self._decoder(precision), samples, language, options,
                                                condition_on_previous_text)
             return result
         for i in range(0, len(windows), batch_size):
-            decoded = self._decode(windows[i:i + batch_size], language, task, beam_size, fallback)
+            decoded = self._decode(windows[i:i + batch_size], language, options)
             for (a, b), tr in zip(ranges[i:i + batch_size], decoded):
-                silent = tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD
+                silent = _silent(tr, options)
                 result.segments.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3),
                                                "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob,
                                                tr.temperature, compression_ratio(tr.text)))
         return result
 
-    def _decode(self, windows: list[np.ndarray], language: str, task: str, beam_size: int,
-                fallback: bool) -> list[Transcript]:
+    def _decode(self, windows: list[np.ndarray], language: str, options: DecodingOptions) -> list[Transcript]:
         """Decode, then decode again at the next temperature the windows that looped or failed."""
-        results = self.decoder.transcribe(windows, language, beam_size=beam_size, task=task)
-        for step, temperature in enumerate(TEMPERATURES[1:] if fallback else ()):
-            redo = [i for i, tr in enumerate(results) if _needs_fallback(tr)]
+        results = self.decoder.transcribe(windows, language, options)
+        for step, temperature in enumerate(options.fallback_temperatures):
+            redo = [i for i, tr in enumerate(results) if _needs_fallback(tr, options)]
             if not redo:
                 break
-            again = self.decoder.transcribe([windows[i] for i in redo], language, task=task,
+            again = self.decoder.transcribe([windows[i] for i in redo], language, options, beam_size=1,
                                             temperature=temperature, seed=step)
             for i, tr in zip(redo, again):
                 results[i] = tr
         return results
 
-    def _decoder(self, precision: str) -> WhisperDecoder | CT2Decoder:
+    def _decoder(self, precision: str) -> Decoder:
         """The decoder at `precision`, loaded the first time it is asked for."""
         if precision not in self._decoders:
             self._decoders[precision] = self._load(precision).decoder
         return self._decoders[precision]
 
-    def _sequential(self, decoder: WhisperDecoder | CT2Decoder, samples: np.ndarray, language: str, task: str,
-                    fallback: bool, condition: bool) -> list[Segment]:
+    def _sequential(self, decoder: Decoder, samples: np.ndarray, language: str, options: DecodingOptions,
+                    condition: bool) -> list[Segment]:
         """Whisper's sequential long-form decoding with timestamp tokens."""
         window, segments, seek, context = int(WINDOW_SECONDS * SAMPLE_RATE), [], 0, []
         begin = decoder.timestamp_begin
@@ -203,9 +200,9 @@ class Transcriber:
             chunk = samples[seek:seek + window]
             if len(chunk) < FRAME:  # a last sliver shorter than one frame holds no speech
                 break
-            tr = self._decode_window(decoder, chunk, language, task, fallback, context if condition else None)
+            tr = self._decode_window(decoder, chunk, language, options.with_(previous=context if condition else ()))
             offset = seek / SAMPLE_RATE
-            if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
+            if _silent(tr, options):
                 seek += len(chunk)  # silence: no text, next window
                 continue
             pieces, advance, consumed = timed_segments(tr.tokens, begin, len(chunk))
@@ -221,13 +218,13 @@ class Transcriber:
             seek += max(advance, FRAME)
         return segments
 
-    def _decode_window(self, decoder: WhisperDecoder | CT2Decoder, chunk: np.ndarray, language: str, task: str,
-                       fallback: bool, context: list[int] | None) -> Transcript:
+    def _decode_window(self, decoder: Decoder, chunk: np.ndarray, language: str,
+                       options: DecodingOptions) -> Transcript:
         """One window with timestamps, decoded again at rising temperatures while it loops or fails."""
-        for step, temperature in enumerate(TEMPERATURES if fallback else TEMPERATURES[:1]):
-            tr = decoder.transcribe([chunk], language, task=task, temperature=temperature, seed=step,
-                                    timestamps=True, previous=context)[0]
-            if not _needs_fallback(tr):
+        for step, temperature in enumerate((options.temperature, *options.fallback_temperatures)):
+            tr = decoder.transcribe([chunk], language, options, temperature=temperature, seed=step,
+                                    timestamps=True)[0]
+            if not _needs_fallback(tr, options):
                 break
         return tr
 
@@ -259,10 +256,16 @@ def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[
     return pieces, advance, last
 
 
-def _needs_fallback(tr: Transcript) -> bool:
-    if tr.no_speech_prob > NO_SPEECH_THRESHOLD and tr.avg_logprob < LOGPROB_THRESHOLD:
+def _silent(tr: Transcript, options: DecodingOptions) -> bool:
+    """A window the model thinks holds no speech, and decoded with little confidence: no text."""
+    return tr.no_speech_prob > options.no_speech_threshold and tr.avg_logprob < options.logprob_threshold
+
+
+def _needs_fallback(tr: Transcript, options: DecodingOptions) -> bool:
+    if _silent(tr, options):
         return False  # silence: nothing to retry
-    return compression_ratio(tr.text) > COMPRESSION_RATIO_THRESHOLD or tr.avg_logprob < LOGPROB_THRESHOLD
+    return (compression_ratio(tr.text) > options.compression_ratio_threshold
+            or tr.avg_logprob < options.logprob_threshold)
 
 
 def transcribe(audio: np.ndarray | str | Path, model: str = "bundled:base", experts: str | None = None,
@@ -270,7 +273,8 @@ def transcribe(audio: np.ndarray | str | Path, model: str = "bundled:base", expe
                fallback: bool = True, trim: bool = False, precision: str = "auto") -> Transcription:
     """Transcribe one recording of any length (16 kHz samples or a file).  To transcribe many, build one
     `Transcriber` and call it per recording: the model is loaded once."""
-    return Transcriber(model, experts, trim, precision)(audio, language, task, beam_size, batch_size, fallback)
+    return Transcriber(model, experts, trim, precision)(audio, language, batch_size=batch_size, fallback=fallback,
+                                                        task=task, beam_size=beam_size)
 
 
 @dataclass
@@ -298,11 +302,16 @@ class TranscribeConfig:
                                                                 "text before it"})
     trim: bool = field(default=False, metadata={"help": "encode only the frames holding audio"})
     precision: str = field(default="auto", metadata={
-        "help": "weights/compute precision; auto = bf16 on CPUs with bf16 units (AVX-512 BF16, AMX: same WER, 1.9x "
-                "faster, benchmarks/longform.py), fp32 elsewhere and with --sequential (where bf16 drifts on long "
-                "recordings); ct2-* run the plain model on CTranslate2",
+        "help": "weights/compute precision; auto = bf16 on CPUs with bf16 units (AVX-512 BF16, AMX), fp32 elsewhere "
+                "and with --sequential (where bf16 drifts on long recordings), as chosen on dev recordings "
+                "(docs/results.md); ct2-* run the plain model on CTranslate2",
         "choices": ("auto", *PRECISIONS)})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
+
+    def options(self) -> DecodingOptions:
+        """How each window is decoded."""
+        return DecodingOptions(task=self.task, beam_size=self.beam_size,
+                               **({"fallback_temperatures": ()} if self.greedy_only else {}))
 
     def __post_init__(self) -> None:
         if self.no_condition and not self.sequential:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.evaluate import EvalConfig, run_eval
+from distilwhisper.hub import resolve_hf_dir
 from distilwhisper.distributed import exclusive_on_main, on_main, process_state
 from distilwhisper.io import atomic_write_json
 from distilwhisper.quantize import PRECISIONS, UnsupportedPrecision, check_supported
+from distilwhisper.runs import TrainedRun, is_run_folder
 from distilwhisper.studies.bias_report import write_bias_report
 from distilwhisper.studies.bias_tables import REFERENCE, BiasResult, Run, analyse
 
@@ -79,9 +81,6 @@ def _model_languages(model: str, languages: list[str]) -> tuple[list[str], str |
     """The languages of `languages` a model (or the student of a `train` run folder) can transcribe (English-only
     models: en), and why others are left out."""
     from transformers import GenerationConfig
-
-    from distilwhisper.hub import resolve_hf_dir
-    from distilwhisper.train.run import TrainedRun, is_run_folder
 
     if is_run_folder(model):
         model = TrainedRun.open(model).config.student

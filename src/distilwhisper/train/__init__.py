@@ -1,22 +1,11 @@
-"""Training: DistilWhisper experts and the baselines (CLSR-FT, FT, LoRA) on one accelerate loop.
+"""Training: DistilWhisper experts and the baselines on one accelerate loop (`distilwhisper.train.loop.train`).
 
-config.py (what defines a run) · data.py (items, batches) · caches.py (teacher, encoder) · model.py (student,
-teacher) · objective.py (the loss) · checkpoint.py (save/resume, best) · loop.py (the loop) · run.py (a run
-folder: layout, counters, loading what it kept).
-
-The loop is imported on first use: evaluation loads models from run folders (run.py), and the loop evaluates on
-dev, so importing the package must not import the loop.
+config.py (what defines a run) · data.py (items, batches) · caches.py (teacher, encoder) · model.py (the teacher,
+weights' identity) · objective.py (the loss) · checkpoint.py (save/resume, the kept model) · loop.py (the loop).
+What a method trains, keeps and loads is its own module under `methods/`; the run folder that training writes and
+every command opens is `runs.py`.
 """
 
-from distilwhisper.train.config import METHODS, TrainConfig, load_config
-from distilwhisper.train.run import TrainedRun, is_run_folder
+from distilwhisper.train.config import TrainConfig, load_config
 
-__all__ = ["METHODS", "TrainConfig", "TrainResult", "TrainedRun", "is_run_folder", "load_config", "train"]
-
-
-def __getattr__(name: str):
-    if name in ("train", "TrainResult"):
-        from distilwhisper.train import loop
-
-        return getattr(loop, name)
-    raise AttributeError(f"module 'distilwhisper.train' has no attribute {name!r}")
+__all__ = ["TrainConfig", "load_config"]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from distilwhisper import clsr
+from distilwhisper import methods
 from distilwhisper.io import atomic_dir, recover_dir, replace_dir
+from distilwhisper.runs import RunLayout, State
 from distilwhisper.train.config import TrainConfig
 from distilwhisper.train.model import trainable_state
-from distilwhisper.train.run import RunLayout, State
 
 TRAINABLE = "trainable.safetensors"
 
@@ -99,20 +99,8 @@ def _read_state_file(path: Path) -> None:
 
 def save_best(config: TrainConfig, layout: RunLayout, trained, decodable, processor,
               languages: list[str] | None = None, kept_steps: dict[str, int] | None = None) -> None:
-    """The model to keep, in the form users load: experts, a LoRA adapter, or the whole fine-tuned model.  With
-    `languages`, only those languages' experts are replaced; the others stay as kept at their own steps."""
+    """The model to keep, in the form users load (its method's: experts, a LoRA adapter, the whole model...).
+    With `languages`, only those languages' experts are replaced; the others stay as kept at their own steps."""
     with atomic_dir(layout.best) as tmp:
-        if config.uses_experts:
-            if languages is not None and layout.best.is_dir():
-                for path in layout.best.glob("*.safetensors"):
-                    if path.stem not in languages:
-                        shutil.copy2(path, tmp / path.name)
-            clsr.save_experts(decodable, tmp, config.student, languages or config.languages,
-                              {"method": config.method, "tasks": list(config.expert_tasks),
-                               **({"kept_steps": kept_steps} if kept_steps else {})})
-        elif config.method == "lora":
-            trained.save_pretrained(tmp)
-            (tmp / "base_model.txt").write_text(config.student + "\n")
-        else:
-            decodable.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
+        methods.get(config.method).save(config, tmp, trained, decodable, processor,
+                                        layout.best if layout.best.is_dir() else None, languages, kept_steps)

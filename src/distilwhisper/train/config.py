@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from distilwhisper import methods
 from distilwhisper.clsr import SCOPES, TRAINED_FOR
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES
 from distilwhisper.languages import check as check_language
-
-METHODS = ("distilwhisper", "clsr-ft", "ft", "lora")
-CLSR_METHODS = ("distilwhisper", "clsr-ft")
 
 
 def _help(text: str, **extra) -> dict:
@@ -30,7 +28,7 @@ class TrainConfig:
 
     method: str = field(**_help("distilwhisper: experts + gates with CE, gate budget and distillation; clsr-ft: "
                                 "the same without the teacher; ft: full fine-tuning; lora: LoRA adapters",
-                                choices=METHODS))
+                                choices=methods.names))
     student: str = field(**_help("student model reference (paper: openai/whisper-small)"))
     languages: list[str] = field(**_help("languages to train experts for (comma-separated)"))
     train: str = field(**_help("training manifest (only its split=train lines if it has a split column)"))
@@ -94,13 +92,9 @@ class TrainConfig:
 
     def check(self) -> "TrainConfig":
         """Validate (languages normalised); returns self."""
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        method = methods.get(self.method)
         self.languages = [check_language(lang) for lang in self.languages]
-        if self.method == "distilwhisper" and not self.teacher:
-            raise ValueError("--method distilwhisper needs --teacher (use clsr-ft to train experts without one)")
-        if self.method != "distilwhisper" and (self.teacher or self.teacher_cache):
-            raise ValueError(f"--teacher/--teacher-cache only apply to --method distilwhisper, not {self.method}")
+        method.check(self)
         if self.scope not in SCOPES:
             raise ValueError(f"--scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
         if self.patience < 0:
@@ -115,9 +109,6 @@ class TrainConfig:
             raise ValueError(f"--gate-target is a share of tokens in [0, 1], not {self.gate_target}")
         check_weight("--gate-weight", self.gate_weight)
         check_weight("--keep-translate", self.keep_translate)
-        if self.keep_translate and self.method not in CLSR_METHODS:
-            raise ValueError(f"--keep-translate needs experts beside a frozen base (distilwhisper, clsr-ft), not "
-                             f"--method {self.method}")
         for name in ("expert_dropout", "lora_dropout"):
             check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
         check_lr("--lr", self.lr)
@@ -125,7 +116,8 @@ class TrainConfig:
 
     @property
     def uses_experts(self) -> bool:
-        return self.method in CLSR_METHODS
+        """The method trains language experts beside a frozen shared model (kept per language, gated routing)."""
+        return methods.get(self.method).uses_experts
 
     @property
     def expert_tasks(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from distilwhisper import losses
 from distilwhisper.audio import SAMPLE_RATE, load_audio
-from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance
+from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance, validate_manifest
 
 
 def select_split(utterances: list[Utterance], split: str, source: str) -> list[Utterance]:
@@ -24,6 +24,24 @@ def select_split(utterances: list[Utterance], split: str, source: str) -> list[U
         raise ValueError(f"{source}: no utterance has split {split!r} (splits: "
                          f"{', '.join(sorted({u.split for u in utterances}))})")
     return chosen
+
+
+def training_utterances(config, processes: int) -> list[Utterance]:
+    """The training split of `config.train` (a `TrainConfig`), checked against the run's settings before anything
+    loads: languages outside --languages, --keep-translate without English lines, and the settings that need a
+    single process."""
+    utterances = select_split(validate_manifest(config.train), "train", config.train)
+    outside = sorted({u.language for u in utterances} - set(config.languages))
+    if outside:
+        raise ValueError(f"{config.train} holds languages outside --languages ({', '.join(outside)}); filter "
+                         "the manifest or add them")
+    if config.keep_translate and not any(u.metadata(TRANSLATION_REFERENCE) for u in utterances):
+        raise ValueError(f"--keep-translate: no training utterance of {config.train} has an English line (column "
+                         f"{TRANSLATION_REFERENCE}; `data fillets` writes one)")
+    if (config.trim or config.cache_encoder) and processes > 1:
+        raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one "
+                         "process")
+    return utterances
 
 
 class SpeechDataset(Dataset):

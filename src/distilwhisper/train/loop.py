@@ -20,21 +20,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distilwhisper import clsr
-from distilwhisper.data.manifest import TRANSLATION_REFERENCE, validate_manifest
-from distilwhisper.decoding import WhisperDecoder, prompt_tokens
-from distilwhisper.distributed import exclusive_on_main, gather
-from distilwhisper.evaluate import evaluate, select
-from distilwhisper.io import append_jsonl, atomic_write_json, recover_dir, repair_jsonl, rewrite_jsonl
-from distilwhisper.results import by_language, rate
-from distilwhisper.results import counts as result_counts
+from distilwhisper import methods
+from distilwhisper.decoding import prompt_tokens
+from distilwhisper.distributed import exclusive_on_main
+from distilwhisper.io import atomic_write_json, recover_dir, repair_jsonl, rewrite_jsonl
+from distilwhisper.runs import RunLayout, State
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
-from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, select_split
-from distilwhisper.train.model import build_student, load_teacher, same_encoder, weights_fingerprint, whisper_of
+from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, training_utterances
+from distilwhisper.train.dev import dev_counts
+from distilwhisper.train.logs import RunLog
+from distilwhisper.train.model import load_teacher, same_encoder, weights_fingerprint, whisper_of
 from distilwhisper.train.objective import Objective
-from distilwhisper.train.run import RunLayout, State
 
 
 @dataclass
@@ -54,6 +52,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         trainer = Trainer(config.check(), progress, encodings)
         with exclusive_on_main(config.out, trainer.accelerator.state):
             return trainer.run(resume)
+
+
+def bound_encoder_cache(shared: EncoderCache | None, config: TrainConfig, decodable) -> EncoderCache:
+    """`shared` (or a new cache), bound to what determines an encoding: the frozen encoder's weights, the
+    arithmetic (bf16 autocast) and the clips (the training manifest, by path and modification time)."""
+    cache = shared if shared is not None else EncoderCache()
+    train = Path(config.train).resolve()
+    cache.bind((weights_fingerprint(whisper_of(decodable).model.encoder), config.bf16, str(train),
+                train.stat().st_mtime_ns))
+    return cache
 
 
 @contextmanager
@@ -93,15 +101,14 @@ class Trainer:
         if self.accelerator.num_processes > 1:
             tqdm.write(f"{self.accelerator.distributed_type.value}: process {self.accelerator.process_index} of "
                        f"{self.accelerator.num_processes}")
-        self._check_inputs()
-        model, self.decodable, self.processor = build_student(config)
+        self.train_utts = training_utterances(config, self.accelerator.num_processes)
+        model, self.decodable, self.processor = methods.get(config.method).build(config)
         teacher = load_teacher(config, self.decodable, self.accelerator.device) if config.teacher else None
         loader = self._loader()
         self.total_steps = config.max_steps or max(1, int(config.epochs * math.ceil(
             len(self.sampler) / self.accelerator.num_processes / config.grad_accum)))
         params = [p for p in model.parameters() if p.requires_grad]
-        # the fused kernel: one pass over each tensor instead of a dozen; FT's 52 M parameters stepped in 0.04 s
-        # instead of 0.16 s here (2 threads), a tenth of its training step
+        # the fused kernel: one pass over each tensor instead of a dozen (benchmarks/optimizer_step.py measures it)
         optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, config.beta2),
                                       weight_decay=config.weight_decay,
                                       fused=self.accelerator.device.type in ("cpu", "cuda"))
@@ -119,32 +126,9 @@ class Trainer:
             config, self.model, self.unwrapped, teacher,
             TeacherCache(config.teacher_cache, weights_fingerprint(teacher), config.top_k, config.trim,
                          config.teacher) if config.teacher_cache else None,
-            self._encoder_cache(encodings) if config.cache_encoder else None,
+            bound_encoder_cache(encodings, config, self.decodable) if config.cache_encoder else None,
             teacher is not None and config.cache_encoder and same_encoder(teacher, self.decodable))
         self.state = State(config.method)
-
-    def _encoder_cache(self, shared: EncoderCache | None) -> EncoderCache:
-        """`shared` (or a new cache), bound to what determines an encoding: the frozen encoder's weights, the
-        arithmetic (bf16 autocast) and the clips (the training manifest, by path and modification time)."""
-        cache = shared if shared is not None else EncoderCache()
-        train = Path(self.config.train).resolve()
-        cache.bind((weights_fingerprint(whisper_of(self.decodable).model.encoder), self.config.bf16, str(train),
-                    train.stat().st_mtime_ns))
-        return cache
-
-    def _check_inputs(self) -> None:
-        config = self.config
-        self.train_utts = select_split(validate_manifest(config.train), "train", config.train)
-        outside = sorted({u.language for u in self.train_utts} - set(config.languages))
-        if outside:
-            raise ValueError(f"{config.train} holds languages outside --languages ({', '.join(outside)}); filter "
-                             "the manifest or add them")
-        if config.keep_translate and not any(u.metadata(TRANSLATION_REFERENCE) for u in self.train_utts):
-            raise ValueError(f"--keep-translate: no training utterance of {config.train} has an English line (column "
-                             f"{TRANSLATION_REFERENCE}; `data fillets` writes one)")
-        if (config.trim or config.cache_encoder) and self.accelerator.num_processes > 1:
-            raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one "
-                             "process")
 
     def _loader(self) -> DataLoader:
         config = self.config
@@ -170,7 +154,8 @@ class Trainer:
             resume = False
         rng = self._resume() if resume else self._start()
         self.saved_step = self.state.step if resume else None  # the step of the checkpoint on disk
-        self._open_logs()
+        self.log = RunLog(self.layout, self.total_steps, self.state.step, self.config.method, self.progress,
+                          self.accelerator.is_main_process)
         self.started = time.perf_counter() - self.state.seconds  # training wall time adds up over resumed runs
         if not resume and self.config.dev:
             self._evaluate_and_keep()  # the untrained start is a candidate: a run that never beats it keeps it
@@ -178,7 +163,6 @@ class Trainer:
         while self.state.step < self.total_steps and not self._out_of_patience():
             self._epoch(rng)
             rng = None
-        self.bar.close()
         if self._out_of_patience() and self.accelerator.is_main_process:
             tqdm.write(f"step {self.state.step}: {self.config.patience} dev evaluations without a better kept model "
                        f"(--patience): stopped; kept step {self.state.best_step}")
@@ -186,7 +170,7 @@ class Trainer:
             self._evaluate_and_keep()
         if self.saved_step != self.state.step:  # a run reused as it is (e.g. by the demo) is not written again
             self._checkpoint()
-        self._close_logs()
+        self.log.close()
         self.accelerator.wait_for_everyone()
         return TrainResult(self.state, self.unwrapped)
 
@@ -250,32 +234,10 @@ class Trainer:
         if not self.accelerator.sync_gradients:
             return False
         self.state.step += 1
-        self._log({**{k: float(v.detach()) for k, v in terms.items()}, "lr": lr})
+        self.log.step(self.state.step, {**{k: float(v.detach()) for k, v in terms.items()}, "lr": lr})
         return True
 
-    # ----- logs, evaluation, checkpoints ------------------------------------------------------------------------
-    def _open_logs(self) -> None:
-        main = self.accelerator.is_main_process
-        self.bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.config.method, unit="step",
-                        disable=not (self.progress and main))
-        self.writer = _tensorboard(self.layout) if main else None
-        self.metrics_log = self.layout.metrics.open("a") if main else None
-
-    def _close_logs(self) -> None:
-        if self.accelerator.is_main_process:
-            self.writer.close()
-            self.metrics_log.close()
-
-    def _log(self, logged: dict[str, float]) -> None:
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k != "lr"})
-        self.bar.update(1)
-        if not self.accelerator.is_main_process:
-            return
-        step = self.state.step
-        for k, v in logged.items():
-            self.writer.add_scalar(f"train/{k}", v, step)
-        append_jsonl(self.metrics_log, [{"step": step, **logged}])
-
+    # ----- evaluation, checkpoints ------------------------------------------------------------------------------
     def _checkpoint(self) -> None:
         self.state.seconds = round(time.perf_counter() - self.started, 1)
         save_checkpoint(self.accelerator, self.layout, self.state)
@@ -289,7 +251,10 @@ class Trainer:
         state.evaluated_step = state.step
         changed = None  # languages whose kept experts change (None: the whole kept model)
         if config.dev:
-            state.dev_counts[str(state.step)] = self._dev_counts()
+            encodings = self.objective.encoder_cache  # a frozen encoder: each dev clip is encoded once per process
+            state.dev_counts[str(state.step)] = dev_counts(
+                config, self.layout, state, self.unwrapped, self.decodable, self.processor,
+                encodings.decoded if encodings is not None else None, self.accelerator.state, self.log)
             if config.uses_experts:
                 kept = state.kept_steps(config.languages)
                 changed = [lang for lang, step in kept.items() if step == state.step]
@@ -301,7 +266,7 @@ class Trainer:
             if better:
                 state.best_dev_wer, state.best_step = wer, state.step
             if main:
-                self.writer.add_scalar("dev/kept_wer", state.best_dev_wer, state.step)
+                self.log.scalar("dev/kept_wer", state.best_dev_wer, state.step)
                 if config.uses_experts:
                     tqdm.write(f"step {state.step}: kept experts " + ", ".join(
                         f"{lang} from step {step}" for lang, step in kept.items())
@@ -312,46 +277,3 @@ class Trainer:
             save_best(config, self.layout, self.unwrapped, self.decodable, self.processor, changed,
                       state.best_steps)
         self.accelerator.wait_for_everyone()
-
-    def _dev_counts(self) -> dict[str, list[int]]:
-        """Per dev language [word errors, reference words], decoded as `evaluate` shares it out and as the test
-        sets are (`trim` as in training); every process returns the same counts.  Records the routing too."""
-        config, state, main = self.config, self.state, self.accelerator.is_main_process
-        self.unwrapped.eval()
-        clsr.routing_counts(self.unwrapped)  # reset the routing counters
-        utterances = validate_manifest(config.dev, check_audio=False)
-        utterances = select(utterances, split="dev" if any(u.split for u in utterances) else None,
-                            limit=config.eval_limit, source=config.dev)
-        encodings = self.objective.encoder_cache  # a frozen encoder: each dev batch is encoded once per process
-        decoder = WhisperDecoder(self.decodable, self.processor, trim=config.trim,
-                                 encodings=encodings.decoded if encodings is not None else None)
-        rows = evaluate(decoder, utterances,
-                        self.layout.dev(state.step), {"model": f"{config.student}+{config.method}@{state.step}",
-                                                      "trim": config.trim},
-                        config.batch_size, progress=False, fresh=True)
-        self.unwrapped.train()
-        counts = {lang: [int(c) for c in (errors.sum(), words.sum())]
-                  for lang, group in by_language(rows).items() for errors, words in [result_counts(group, "wer")]}
-        routing: dict[str, list[int]] = {}
-        for part in gather(clsr.routing_counts(self.unwrapped), self.accelerator.state):
-            for lang, (routed, seen) in part.items():
-                routing[lang] = [a + b for a, b in zip(routing.get(lang, [0, 0]), (routed, seen))]
-        seen = sum(s for _, s in routing.values())
-        share = sum(r for r, _ in routing.values()) / seen if seen else None
-        if seen:
-            state.dev_routing[str(state.step)] = routing
-        if main:
-            wer = rate(rows, "wer")
-            self.writer.add_scalar("dev/wer", wer, state.step)
-            if share is not None:
-                self.writer.add_scalar("dev/expert_fraction", share, state.step)
-            tqdm.write(f"step {state.step}: dev WER {wer:.2f} (" + ", ".join(
-                f"{lang} {100 * e / w:.1f}" for lang, (e, w) in counts.items() if w) + ")"
-                + (f", {100 * share:.0f} % of tokens routed to experts" if share is not None else ""))
-        return counts
-
-
-def _tensorboard(layout: RunLayout):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(layout.tensorboard))

@@ -1,4 +1,4 @@
-"""The models of a run: the trainable student for each method, and the frozen teacher."""
+"""The frozen teacher of a run, and the identity of weights (the student is its method's: `methods/`)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,8 @@ import hashlib
 import torch
 from torch import nn
 
-from distilwhisper import clsr
-from distilwhisper.hub import load_model
+from distilwhisper.runs import model_or_run
 from distilwhisper.train.config import TrainConfig
-from distilwhisper.train.run import model_or_run
-
-LORA_SIDES = {"all": "(en|de)coder", "encoder": "encoder", "decoder": "decoder"}
-FT_PREFIXES = {"all": ("",), "encoder": ("model.encoder.",), "decoder": ("model.decoder.", "proj_out.")}
-
-
-def build_student(config: TrainConfig) -> tuple[nn.Module, nn.Module, object]:
-    """(the model that trains, the Whisper model that decodes for dev WER, processor) for the run's method."""
-    model, processor = load_model(config.student)
-    if config.uses_experts:
-        clsr.to_distilwhisper(model, config.languages, config.scope, config.expert_dropout, config.skip_probability)
-        return model, model, processor
-    if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=rf".*\.{LORA_SIDES[config.scope]}\.layers\.\d+\.fc[12]")
-        wrapped = get_peft_model(model, lora)
-        return wrapped, wrapped.get_base_model(), processor
-    for name, p in model.named_parameters():  # a tied proj_out is the decoder's token embedding, listed once
-        p.requires_grad_(name.startswith(FT_PREFIXES[config.scope]))
-    return model, model, processor
 
 
 def whisper_of(model: nn.Module) -> nn.Module:

@@ -1,5 +1,6 @@
-"""A training run folder: its layout, its counters, and loading what it kept.  The only code that knows where a
-run keeps what:
+"""A `train` run folder of any method: its layout, its counters, and loading what it kept.  Every command that takes
+a model takes a run folder, so this module belongs to no command: training writes run folders, inference opens
+them.  The only code that knows where a run keeps what:
 
     OUT/config.json        the TrainConfig
     OUT/best/              the best model by dev WER: experts (CLSR methods; each language's from its own best
@@ -21,7 +22,7 @@ from pathlib import Path
 from safetensors import safe_open
 from torch import nn
 
-from distilwhisper import clsr
+from distilwhisper import clsr, methods
 from distilwhisper.hub import load_model
 from distilwhisper.io import atomic_write_json, file_sha256, read_json, recover_dir
 from distilwhisper.train.config import TrainConfig
@@ -144,19 +145,9 @@ class TrainedRun:
                    state)
 
     def load(self):
-        """(model, processor) of the kept model, ready to decode: the student with its experts (CLSR methods),
-        with its LoRA adapters merged (lora), or the fine-tuned model (ft)."""
-        config, best = self.config, self.layout.best
-        if config.method == "ft":
-            return load_model(str(best))
-        model, processor = load_model(config.student)
-        if config.method == "lora":
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(best)).merge_and_unload()
-        else:
-            attach_kept_experts(model, best, config.languages)
-        return model.eval(), processor
+        """(model, processor) of the kept model, ready to decode, as its method loads it (e.g. the student with
+        its experts, with its LoRA adapters merged, or the fine-tuned model)."""
+        return methods.get(self.config.method).load(self.config, self.layout.best)
 
     @property
     def finished(self) -> bool:

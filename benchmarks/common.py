@@ -1,0 +1,31 @@
+"""What the benchmark scripts share: reading their comma-separated flags, one way, naming the item and the flag
+that cannot be read (Python's bare "could not convert string to float: 'x'" names neither)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+def comma_list(text: str, flag: str, item: Callable[[str], T] = str, known: Iterable[str] | None = None) -> list[T]:
+    """The items of `text` ('a,b,c'; empty items left out), each read by `item`, whose ValueError says what the
+    item is not (e.g. 'is not a number'); with `known`, an item outside it is refused, listing them."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if known is not None and part not in known:
+            raise ValueError(f"{flag}: unknown {part} (known: {', '.join(known)})")
+        try:
+            values.append(item(part))
+        except ValueError as err:
+            raise ValueError(f"{flag}: {part!r} {err}") from None
+    return values
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("is not a number") from None
