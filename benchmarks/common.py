@@ -24,6 +24,13 @@ def comma_list(text: str, flag: str, item: Callable[[str], T] = str, known: Iter
     return values
 
 
+def whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("is not a whole number") from None
+
+
 def number(text: str) -> float:
     try:
         return float(text)

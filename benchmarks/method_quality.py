@@ -25,23 +25,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from distilwhisper import stats
 from distilwhisper.cli import add_config_flags, given_flags
+from distilwhisper.data.fillets import SCENE
 from distilwhisper.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, setting_changes
 from distilwhisper.quantize import cpu_name
-from distilwhisper.report import markdown_table, num, pyplot, save_figure
+from distilwhisper.report import markdown_table, num, p_phrase, pyplot, save_figure
+from distilwhisper.results import rate, read_results, where
 from distilwhisper.studies.comparison import changes_markdown, results_table, table_markdown
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.experiments import (SPECIALIST, TRANSLATE, Planned, System, claimed, evaluate_base,
                                                evaluate_run, title, train_system)
-from distilwhisper.studies.demo_corpus import Corpus, build_corpus
 from distilwhisper.runs import RunLayout, TrainedRun
+from distilwhisper.studies.demo_corpus import SETS, Corpus, build_corpus
 from distilwhisper.train.caches import EncoderCache
-from common import comma_list, number
+from common import comma_list, number, whole
 
 # (key, method, row name, teacher): FT first, it is the specialist teacher
 METHODS = (("ft", "ft", title("ft"), None),
@@ -50,6 +55,7 @@ METHODS = (("ft", "ft", title("ft"), None),
            ("clsr-ft", "clsr-ft", title("clsr-ft"), None),
            ("lora", "lora", title("lora"), None))
 SPECIALIST_KEY = "ft"  # the grid whose chosen run is the specialist teacher
+BASE_KEY = "base"  # the record's folder of the base model's test decodes
 DEFAULTS = dict(steps=1200, eval_every=100, patience=3)  # a cap, not a budget: runs stop on dev
 # the grid's centre rates and the paper's recipe (--quick too): a record outlives the demo's defaults
 PINNED = dict(lr=1e-3, ft_lr=1e-4, keep_translate=0.0)
@@ -68,6 +74,7 @@ class Choice:
     runs: dict[float, TrainedRun]  # learning rate -> its finished run (from the record: settings and counters only)
     system: System | None = None  # the chosen run's row, once its test sets are decoded
     expert_mib: dict[str, float] = dataclasses.field(default_factory=dict)  # language -> expert file size
+    seeds: dict[int, System] = dataclasses.field(default_factory=dict)  # training seed -> the chosen rate's test row
 
     @property
     def lr(self) -> float:
@@ -97,26 +104,31 @@ class Record:
         else:
             atomic_write_json(path, settings)
 
-    def _run_folder(self, key: str, lr: float) -> Path:
-        return self.root / key / f"lr-{lr:g}"
+    def _method(self, key: str, seed: int = 0) -> Path:
+        """A method's folder at a training seed: KEY for seed 0 (the grid), KEY/seed-S for the others."""
+        return self.root / key / (f"seed-{seed}" if seed else "")
 
-    def run(self, key: str, lr: float) -> TrainedRun | None:
-        """The finished run recorded for this method and rate, or None."""
-        folder = self._run_folder(key, lr)
+    def _run_folder(self, key: str, lr: float, seed: int = 0) -> Path:
+        return self._method(key, seed) / f"lr-{lr:g}"
+
+    def run(self, key: str, lr: float, seed: int = 0) -> TrainedRun | None:
+        """The finished run recorded for this method, rate and training seed, or None."""
+        folder = self._run_folder(key, lr, seed)
         return TrainedRun.open(folder, kept=False) if (folder / "config.json").is_file() else None
 
-    def keep_run(self, key: str, lr: float, run: TrainedRun, teacher: TrainedRun | None = None) -> None:
+    def keep_run(self, key: str, lr: float, run: TrainedRun, teacher: TrainedRun | None = None,
+                 seed: int = 0) -> None:
         """Record a finished run, the machine it trained on and its teacher's kept dev WER (a retrained specialist
         is another teacher where it retrained on another kind of CPU, docs/results.md).  A retrained run that differs
         from its record is said so, and the record, which chose the rate and was tested, is kept."""
-        earlier = self.run(key, lr)
+        earlier = self.run(key, lr, seed)
         if earlier is not None:
             if earlier.state.dev_counts != run.state.dev_counts:
                 print(f"WARNING: {run.layout.root}, retrained on {cpu_name()}, differs from its record (trained on "
-                      f"{self.about(key, lr).get('machine')}): kept dev WER {num(run.state.best_dev_wer)}, recorded "
+                      f"{self.about(key, lr, seed).get('machine')}): kept dev WER {num(run.state.best_dev_wer)}, recorded "
                       f"{num(earlier.state.best_dev_wer)}; the record is kept", flush=True)
             return
-        folder = self._run_folder(key, lr)
+        folder = self._run_folder(key, lr, seed)
         layout = RunLayout(folder)
         atomic_write_bytes(layout.config, run.layout.config.read_bytes())
         atomic_write_bytes(layout.state, run.layout.state.read_bytes())
@@ -124,26 +136,28 @@ class Record:
             "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
             "teacher_kept_dev_wer": teacher.state.best_dev_wer if teacher else None})
 
-    def about(self, key: str, lr: float) -> dict:
+    def about(self, key: str, lr: float, seed: int = 0) -> dict:
         """Where a recorded run trained (`machine`) and its teacher's kept dev WER (`teacher_kept_dev_wer`)."""
-        path = self._run_folder(key, lr) / "about.json"
+        path = self._run_folder(key, lr, seed) / "about.json"
         return read_json(path) if path.is_file() else {}
 
-    def system(self, key: str) -> tuple[System, dict[str, float]] | None:
-        """The recorded row of a method's chosen run (its decodes under KEY/eval) and expert file sizes, or None."""
-        path = self.root / key / "system.json"
+    def system(self, key: str, seed: int = 0) -> tuple[System, dict[str, float]] | None:
+        """The recorded row of a method's chosen run at a training seed (its decodes under eval/) and expert file
+        sizes, or None."""
+        path = self._method(key, seed) / "system.json"
         if not path.is_file():
             return None
         saved = read_json(path)
-        return System(**saved["system"], directory=self.root / key / "eval"), saved["expert_mib"]
+        return System(**saved["system"], directory=self._method(key, seed) / "eval"), saved["expert_mib"]
 
-    def keep_system(self, key: str, system: System, expert_mib: dict[str, float]) -> None:
+    def keep_system(self, key: str, system: System, expert_mib: dict[str, float], seed: int = 0) -> None:
         """Record a method's row: its test decodes (transcription and translate task), then its counters."""
+        folder = self._method(key, seed)
         for name in ("results.jsonl", "summary.json", f"{TRANSLATE}/results.jsonl", f"{TRANSLATE}/summary.json"):
             if (system.directory / name).is_file():
-                atomic_write_bytes(self.root / key / "eval" / name, (system.directory / name).read_bytes())
+                atomic_write_bytes(folder / "eval" / name, (system.directory / name).read_bytes())
         fields = {k: v for k, v in dataclasses.asdict(system).items() if k != "directory"}
-        atomic_write_json(self.root / key / "system.json", {"system": fields, "expert_mib": expert_mib})
+        atomic_write_json(folder / "system.json", {"system": fields, "expert_mib": expert_mib})
 
 
 def record_settings(config: DemoConfig) -> dict:
@@ -169,21 +183,35 @@ def expert_mib(run: TrainedRun) -> dict[str, float]:
 
 
 def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path, corpus: Corpus,
-            record: Record) -> list[Choice]:
+            record: Record, seeds: list[int]) -> list[Choice]:
     """Every method at every grid point (FT first: its chosen run is the specialist teacher), then the test sets
-    of its chosen run; what the record holds is reused."""
+    of its chosen run; at every other training seed of `seeds`, the chosen rate only (the rate is chosen once, on
+    seed 0's grid), with its test sets; what the record holds is reused."""
     encodings, choices, specialist = EncoderCache(), [], None
 
-    def trained(choice: Choice, lr: float) -> TrainedRun:
+    def trained(choice: Choice, lr: float, seed: int = 0) -> TrainedRun:
         """A run with its weights: this --out's, or trained again when only recorded (on another kind of CPU it
-        may differ from its record: `Record.keep_run` says so)."""
+        may differ from its record: `Record.keep_run` says so).  At another seed the specialist teacher is FT at
+        that seed too: each seed repeats the whole recipe."""
         planned, teacher = choice.plans[lr], None
+        if seed:
+            planned = dataclasses.replace(planned, key=f"{choice.key}/seed-{seed}/lr-{lr:g}", seed=seed,
+                                          teacher_cache=f"{choice.key}/seed-{seed}")
         if planned.teacher == SPECIALIST:  # FT at its chosen rate, with its weights
-            teacher = trained(specialist, specialist.lr)
+            teacher = trained(specialist, specialist.lr, seed)
             planned = dataclasses.replace(planned, teacher=str(teacher.layout.root))
         run = train_system(planned, config, corpus.train, out, encodings)
-        record.keep_run(choice.key, lr, run, teacher)
+        record.keep_run(choice.key, lr, run, teacher, seed)
         return run
+
+    def tested(choice: Choice, seed: int) -> tuple[System, dict[str, float]]:
+        """The chosen run's test row at `seed`: recorded, or decoded once now."""
+        if record.system(choice.key, seed) is None:
+            run = trained(choice, choice.lr, seed)
+            folder = out / "eval" / choice.key / (f"seed-{seed}" if seed else "")
+            record.keep_system(choice.key, evaluate_run(choice.name, run, folder, out, config, corpus),
+                               expert_mib(run), seed)
+        return record.system(choice.key, seed)
 
     for key, method, name, teacher in METHODS:
         if key not in keys:
@@ -209,13 +237,11 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
             print(f"\n{name}, lr {lr:g}: up to {config.steps} steps, dev every {config.eval_every}, patience "
                   f"{config.patience}", flush=True)
             choice.runs[lr] = trained(choice, lr)
-        tested = record.system(key)
-        if tested is None:  # the test sets, once per method: its chosen run only
-            run = trained(choice, choice.lr)
-            record.keep_system(key, evaluate_run(name, run, out / "eval" / key, out, config, corpus),
-                               expert_mib(run))
-            tested = record.system(key)
-        choice.system, choice.expert_mib = tested
+        choice.system, choice.expert_mib = tested(choice, 0)
+        for seed in seeds:
+            if seed:
+                print(f"\n{name}, lr {choice.lr:g} (chosen), training seed {seed}", flush=True)
+                choice.seeds[seed] = tested(choice, seed)[0]
         choices.append(choice)
         if key == SPECIALIST_KEY:
             specialist = choice
@@ -275,18 +301,51 @@ def tradeoff_figure(table: list[dict], path: Path) -> None:
                 "control WER change (points vs base)", "in-domain WER change (points vs base)")
 
 
+def seeds_markdown(base: System, choices: list[Choice], seeds: list[int]) -> list[str]:
+    """Per method at its chosen rate, per set and language (real and synthetic speech apart): WER at each training
+    seed, their mean and sd, each seed's change against the base model, and the mean change with the interval of
+    the bootstrap over seeds and scenes (`stats.seeds_delta`).  A change holds across seeds where every seed's change
+    has its sign and that interval excludes 0."""
+    base_rows = read_results(base.directory / "results.jsonl")
+    order = {name: i for i, name in enumerate(SETS)}
+    parts = sorted({(r["domain"], r["language"]) for r in base_rows}, key=lambda p: (order.get(p[0], len(order)), p))
+    table = []
+    for choice in choices:
+        systems = {0: choice.system, **choice.seeds}
+        if sorted(systems) != seeds:
+            continue
+        decoded = [read_results(systems[seed].directory / "results.jsonl") for seed in seeds]
+        for domain, language in parts:
+            before = where(base_rows, domain=domain, language=language)
+            got = [where(rows, domain=domain, language=language) for rows in decoded]
+            wers = [rate(g, "wer") for g in got]
+            each = [stats.paired_delta(before, g, "wer").value for g in got]
+            mean = stats.seeds_delta(before, got, "wer", cluster=SCENE)
+            holds = mean.significant and all(math.copysign(1, d) == math.copysign(1, mean.value) for d in each)
+            table.append([choice.name, domain, language, " / ".join(num(w) for w in wers),
+                          f"{num(float(np.mean(wers)))} ± {num(float(np.std(wers, ddof=1)))}",
+                          " / ".join(f"{d:+.1f}" for d in each),
+                          f"{mean.value:+.1f} [{mean.low:+.1f}, {mean.high:+.1f}], {p_phrase(mean.p)}",
+                          "yes" if holds else "no"])
+    return markdown_table(["method", "set", "language", f"WER at seeds {','.join(map(str, seeds))}", "mean ± sd",
+                           "change vs base per seed", "mean change [seeds x scenes 95 % CI]", "holds across seeds"],
+                          table)
+
+
 def expert_sizes(choices: list[Choice]) -> list[str]:
     """What shipping one language costs: the size of each language's expert file (CLSR methods)."""
     rows = [[c.name, lang, f"{mib:.1f}"] for c in choices for lang, mib in c.expert_mib.items()]
     return markdown_table(["method", "language", "expert file (MiB)"], rows) if rows else []
 
 
-def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record) -> str:
+def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record, seeds: list[int]) -> str:
     out = Path(config.out)
     corpus = build_corpus(config, out)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, corpus, "fp32")
-    choices = measure(config, factors, keys, out, corpus, record)
+    if record.system(BASE_KEY) is None:  # the base model's test decodes too: every change is recomputable
+        record.keep_system(BASE_KEY, base, {})
+    choices = measure(config, factors, keys, out, corpus, record, seeds)
     headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
     systems = [base, *(c.system for c in headline_first)]
     table = results_table(systems)
@@ -300,6 +359,9 @@ def run(config: DemoConfig, factors: list[float], keys: list[str], record: Recor
     tradeoff_figure(table, out / "gain_vs_control.png")
     dev_curves_figure(choices, out / "dev_curves.png")
     against = [f"Against {versus[0]['system']}:", "", *changes_markdown(versus[1:]), ""] if versus[1:] else []
+    if len(seeds) > 1:
+        against += [f"Across training seeds {','.join(map(str, seeds))} (each method at its chosen rate; the corpus "
+                    "is seed 0's; the rows above are seed 0):", "", *seeds_markdown(base, choices, seeds), ""]
     return "\n".join([table_markdown(table), "", f"Against {table[0]['system']}:", "", *changes_markdown(table[1:]),
                       "", *against,
                       "Learning rates (kept dev WER of each; the lowest is chosen):", "", *grid_markdown(choices), "",
@@ -317,12 +379,17 @@ def main() -> None:
                              "default: 0.3,1,3)")
     parser.add_argument("--methods", default=",".join(key for key, *_ in METHODS),
                         help="methods to train (default: all; the specialist-taught DistilWhisper needs ft)")
+    parser.add_argument("--seeds", default="0",
+                        help="training seeds: seed 0 trains the grid and chooses each method's rate; every other "
+                             "seed trains that rate again, with its test decodes (the corpus stays seed 0's); "
+                             "default 0")
     parser.add_argument("--record", type=Path, help="where finished runs and test decodes are kept for later "
                         f"invocations (default: {RECORD.relative_to(RECORD.parents[2])} in the repository; "
                         "--quick: OUT/record)")
     args = parser.parse_args()
     factors = comma_list(args.lr_factors, "--lr-factors", number)
     keys = comma_list(args.methods, "--methods")
+    seeds = sorted({0, *comma_list(args.seeds, "--seeds", whole)})
     unknown = sorted(set(keys) - {key for key, *_ in METHODS})
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}")
@@ -335,7 +402,7 @@ def main() -> None:
     start = time.perf_counter()
     with claimed(config):
         record = Record(args.record or (Path(config.out, "record") if quick else RECORD), record_settings(config))
-        text = run(config, factors, keys, record)
+        text = run(config, factors, keys, record, seeds)
     header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
               f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
               f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the centre "

@@ -3,6 +3,7 @@ from it (only the baselines are trained and evaluated on top)."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +222,48 @@ def test_each_method_trains_at_its_own_rate_times_the_grid_factor(monkeypatch, t
     for key, factor in (("ft", 1.0), ("lora", 1.0), ("clsr-ft", 0.5), ("ft", 3.0)):
         train_system(Planned(f"{key}-{factor}", key, key, None, factor), config, tmp_path / "train.jsonl", tmp_path)
     assert [s.lr for s in settings] == pytest.approx([5e-5, 2e-3, 1e-3, 1.5e-4])
+
+
+def test_the_comparison_reports_a_scene_bootstrap_beside_the_utterance_one(tmp_path):
+    """Sets of scene lines (a `level` column) get the interval of the bootstrap over whole scenes beside the one
+    over utterances; a set without scenes (synthetic sentences) gets the utterance one only."""
+    from distilwhisper.io import append_jsonl
+    from distilwhisper.studies.comparison import changes_markdown, language_markdown, language_table, results_table
+    from distilwhisper.studies.experiments import System
+
+    systems = [System("base", "base", tmp_path / "base"), System("trained", "ft", tmp_path / "trained")]
+    for k, system in enumerate(systems):
+        system.directory.mkdir()
+        rows = [{"id": f"cs{scene}-{line}", "language": "cs", "domain": "in-domain", "level": f"scene{scene}",
+                 "word_errors": 4 - k * (2 if scene % 2 else 0), "words": 10, "char_errors": 0, "chars": 40,
+                 "decode_seconds": 0.1} for scene in range(6) for line in range(5)]
+        rows += [{"id": f"ca{i}", "language": "ca", "domain": "out-of-domain", "word_errors": 3 - k, "words": 10,
+                  "char_errors": 0, "chars": 40, "decode_seconds": 0.1} for i in range(8)]
+        with (system.directory / "results.jsonl").open("w") as f:
+            append_jsonl(f, rows)
+    table = results_table(systems)
+    trained = table[1]
+    assert trained["in-domain_scenes"] == 6 and trained["out-of-domain_scenes"] == 0
+    assert trained["in-domain_scene_high"] - trained["in-domain_scene_low"] > (
+        trained["in-domain_delta_high"] - trained["in-domain_delta_low"])
+    cells = "\n".join(changes_markdown(table))
+    assert "by scene (6 clusters)" in cells and cells.count("by scene") == 2  # in-domain of both rows only
+    per_language = {(r["system"], r["language"]): r for r in language_table(systems)}
+    assert per_language["trained", "cs"]["scenes"] == 6 and per_language["trained", "ca"]["scenes"] == 0
+    assert per_language["trained", "ca"]["delta"] == pytest.approx(-10.0)  # 3 -> 2 errors in 10 words
+    assert "by scene (6)" in "\n".join(language_markdown(language_table(systems)))
+
+
+def test_the_confirmation_set_is_recorded_and_the_demo_never_decodes_it():
+    """The reserved real-Czech lines are the recorded ones, and no set of the demo's default corpus (train, dev, the
+    in-domain and translate tests) holds any of them."""
+    from distilwhisper.studies.demo import DemoConfig
+    from distilwhisper.studies.demo_corpus import _real, reserved
+
+    recorded = json.loads((Path(__file__).parents[1] / "benchmarks" / "records" / "confirmation" / "cs.json")
+                          .read_text())
+    config = DemoConfig()
+    ids = [u.id for u in reserved("cs", config)]
+    assert ids == recorded["ids"] and len(ids) == recorded["lines"] > 100
+    used = {u.id for part in _real("cs", config, config.seed) for u in part}
+    assert used and not used & set(ids)

@@ -127,7 +127,12 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert about["machine"].startswith(cpu_name()) and about["machine"] in proc.stdout
     # the test sets are decoded once per method: only its chosen run, not the other grid points, not FT again
     assert sorted(p.name for p in (out / "eval").iterdir()) == ["base-fp32", "distilwhisper-specialist"]
-    assert sorted(p.name for p in record.iterdir()) == ["distilwhisper-specialist", "ft", "settings.json"]
+    assert sorted(p.name for p in record.iterdir()) == ["base", "distilwhisper-specialist", "ft", "settings.json"]
+    def decoded(path: Path) -> list[tuple[str, str]]:
+        return [(row["id"], row["hypothesis"]) for row in map(json.loads, path.read_text().splitlines())]
+
+    assert decoded(record / "base" / "eval" / "results.jsonl") == decoded(out / "eval" / "base-fp32" /
+                                                                          "results.jsonl")  # recorded once
     assert [r["system"] for r in result["table"]] == ["bundled:base fp32", "DistilWhisper", "FT"]
     assert "kept dev WER per lr" in proc.stdout and "Against DistilWhisper" in proc.stdout
     assert "| DistilWhisper | cs |" in proc.stdout  # the size of each language's expert file
@@ -147,6 +152,21 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
 
     assert scores(json.loads((tmp_path / "mq-3" / "method_quality.json").read_text())["table"]) == scores(
         result["table"])
+    # another training seed: each method's chosen rate only, the specialist retrained at that seed as its teacher
+    dw_lr = result["grid"]["distilwhisper-specialist"]["chosen_lr"]
+    seeded = _method_quality(tmp_path / "mq-6", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "1")
+    assert seeded.returncode == 0, seeded.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "mq-6" / "train" / "ft").iterdir()] == ["seed-1"]
+    assert sorted(p.name for p in (record / "ft" / "seed-1").iterdir()) == ["eval", f"lr-{ft_lr:g}", "system.json"]
+    seed_run = json.loads((record / "ft" / "seed-1" / f"lr-{ft_lr:g}" / "config.json").read_text())
+    assert seed_run["seed"] == 1 and seed_run["lr"] == ft_lr
+    taught = json.loads((tmp_path / "mq-6" / "train" / "distilwhisper-specialist" / "seed-1" / f"lr-{dw_lr:g}"
+                         / "config.json").read_text())
+    assert taught["seed"] == 1 and taught["teacher"] == str(tmp_path / "mq-6" / "train" / "ft" / "seed-1" /
+                                                             f"lr-{ft_lr:g}")
+    assert "Across training seeds 0,1" in seeded.stdout and "| FT | in-domain | cs |" in seeded.stdout
+    again = _method_quality(tmp_path / "mq-7", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "0,1")
+    assert again.returncode == 0 and not (tmp_path / "mq-7" / "train").exists()  # every seed recorded
     # recorded runs taught by another teacher than FT's chosen run are refused before anything trains
     config = record / "distilwhisper-specialist" / "lr-0.001" / "config.json"
     taught = json.loads(config.read_text())

@@ -67,3 +67,48 @@ def test_spearman_and_its_degenerate_cases():
 def test_empty_groups_give_nan():
     assert np.isnan(stats.group_gap([], _rows(5, 0.1, 0), "wer").value)
     assert np.isnan(stats.paired_delta(_rows(5, 0.1, 0, "a"), _rows(5, 0.1, 0, "b"), "wer").value)
+
+
+def _scenes(n_scenes: int, per_scene: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Rows of `n_scenes` scenes whose lines move together: a system that is better on some scenes and worse on
+    others by the same amount on every line of a scene (perfectly correlated within a scene)."""
+    rng = np.random.default_rng(seed)
+    base, other = [], []
+    for scene in range(n_scenes):
+        shift = int(rng.choice([-2, 2]))
+        for line in range(per_scene):
+            row = {"id": f"s{scene}-{line}", "level": f"scene{scene}", "word_errors": 4, "words": 10}
+            base.append(row)
+            other.append(dict(row, word_errors=4 + shift))
+    return base, other
+
+
+def test_a_set_whose_scenes_move_together_gets_a_wider_interval_by_scene():
+    base, other = _scenes(12, 10, seed=7)
+    lines = stats.paired_delta(base, other, "wer", n_resamples=2000)
+    scenes = stats.paired_delta(base, other, "wer", n_resamples=2000, cluster="level")
+    assert scenes.value == lines.value and (lines.n, scenes.n) == (120, 12)
+    assert scenes.high - scenes.low > 2 * (lines.high - lines.low)  # ~sqrt(10) wider: 10 lines per scene
+    assert scenes.p > lines.p
+
+
+def test_one_cluster_per_utterance_is_the_utterance_bootstrap():
+    base = _rows(80, 0.2, seed=8)
+    other = [dict(r, word_errors=r["word_errors"] + i % 3) for i, r in enumerate(base)]
+    by_id = [dict(r, scene=r["id"]) for r in base]
+    assert stats.paired_delta(by_id, other, "wer", cluster="scene") == stats.paired_delta(base, other, "wer")
+    # rows without the column are clusters of one each: the same answer again
+    assert stats.paired_delta(base, other, "wer", cluster="level") == stats.paired_delta(base, other, "wer")
+
+
+def test_seeds_delta_averages_the_runs_and_widens_when_they_disagree():
+    base, _ = _scenes(12, 10, seed=9)
+    better = [dict(r, word_errors=3) for r in base]  # every line one error fewer: -10 points
+    worse = [dict(r, word_errors=5) for r in base]  # +10 points
+    agree = stats.seeds_delta(base, [better, better, better], "wer", cluster="level")
+    assert agree.value == pytest.approx(-10.0) and agree.high < 0 and agree.p < 0.01 and agree.n == 12
+    split = stats.seeds_delta(base, [better, worse, better], "wer", cluster="level")
+    assert split.value == pytest.approx(-10.0 / 3)  # the mean of the three runs' changes
+    assert split.low < 0 < split.high and split.p > 0.05  # one run against: the claim does not hold across seeds
+    one = stats.seeds_delta(base, [better], "wer", cluster="level")
+    assert one.value == stats.paired_delta(base, better, "wer", cluster="level").value

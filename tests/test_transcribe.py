@@ -276,7 +276,7 @@ def test_the_default_precision_follows_the_cpu_flags(tiny, tmp_path, monkeypatch
     assert len(transcriber._decoders) == (2 if precision == "bf16" else 1)  # loaded once, on demand
 
 
-def test_longform_dev_recordings_share_no_prompt_with_the_test_ones(tmp_path):
+def test_longform_dev_recordings_share_no_prompt_with_the_test_ones(tmp_path, monkeypatch):
     """benchmarks/longform.py --split dev chooses settings on recordings made of the prompts the reported (test)
     recordings leave, so the test recordings stay as they were and no prompt is in both."""
     import importlib.util
@@ -285,8 +285,9 @@ def test_longform_dev_recordings_share_no_prompt_with_the_test_ones(tmp_path):
 
     from conftest import write_wav
 
-    spec = importlib.util.spec_from_file_location("longform", Path(__file__).parent.parent / "benchmarks" /
-                                                  "longform.py")
+    benchmarks = Path(__file__).parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # the script's own imports (benchmarks/common.py), as when run
+    spec = importlib.util.spec_from_file_location("longform", benchmarks / "longform.py")
     longform = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(longform)
     clips = [SimpleNamespace(audio=str(write_wav(tmp_path / f"{i}.wav", 3.0)), text=f"prompt {i}") for i in range(60)]

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from distilwhisper.audio import SAMPLE_RATE
-from distilwhisper.decoding import DecodingOptions, Transcript, previous_context, prompt_tokens, resolve_options
+from distilwhisper.decoding import (DecodingOptions, Transcript, among, context_tokens, prompt_tokens,
+                                    resolve_options)
 
 SUPPORTED_BINARY_VERSIONS = (5, 6)
 
@@ -248,12 +249,16 @@ class CT2Decoder:
         """As `WhisperDecoder.transcribe` (a language of None is detected first); with `timestamps` CTranslate2
         applies Whisper's timestamp rules itself (a prompt without <|notimestamps|>) and the tokens keep the times."""
         options = resolve_options(options, changes)
+        if options.word_timestamps:
+            raise ValueError("--word-timestamps needs the torch decoder's cross-attention; CTranslate2 precisions "
+                             "(ct2-*) cannot give them: use fp32, bf16 or int8-dynamic")
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages):
-            detected = [max(p, key=p.get) for p in self.language_probabilities(audios)]
+            detected = [max(p, key=p.get) for p in (among(q, options.detect_languages)
+                                                     for q in self.language_probabilities(audios))]
             languages = [lang or det for lang, det in zip(languages, detected)]
-        context = previous_context(list(options.previous), self.start_of_previous, self.max_positions)
+        context = context_tokens(self.processor.tokenizer, options, self.start_of_previous, self.max_positions)
         prompts = [context + prompt_tokens(self.generation_config, lang, options.task, options.timestamps)
                    for lang in languages]
         max_new_tokens = min(options.max_new_tokens, self.max_positions - len(prompts[0]))

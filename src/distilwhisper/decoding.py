@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +38,7 @@ from distilwhisper import clsr
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 from distilwhisper.search import LogitFilter, SuppressAtBegin, SuppressTokens, TimestampRules, beam_search, sample
+from distilwhisper.timing import Word, find_words
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
 TASKS = clsr.TASKS  # Whisper's two tasks; translate = speech to English text
@@ -61,7 +63,11 @@ class DecodingOptions:
     seed: int = 0
     max_new_tokens: int = MAX_NEW_TOKENS
     timestamps: bool = False  # the model writes segment times (greedy or sampled only)
+    word_timestamps: bool = False  # each word's times from the alignment heads' cross-attention (`timing.py`)
     previous: tuple[int, ...] = ()  # text tokens before the clip, given after <|startofprev|> as context
+    hotwords: str | None = None  # text given before every clip's previous text: names and terms to spell right
+    detect_languages: tuple[str, ...] = ()  # a detection chooses among these (empty: every language of the model)
+    initial_prompt: str | None = None  # long-form: the text before the first window (every window cut at pauses)
     fallback_temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES  # () = one pass (eval's protocol)
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
@@ -73,6 +79,10 @@ class DecodingOptions:
         if self.timestamps and self.beam_size > 1 and self.temperature == 0:
             raise ValueError("timestamp decoding is greedy or sampled, not beam search")
         object.__setattr__(self, "previous", tuple(self.previous or ()))
+        try:
+            object.__setattr__(self, "detect_languages", tuple(check_language(c) for c in self.detect_languages))
+        except ValueError as err:
+            raise ValueError(f"--detect-languages: {err}") from None
         object.__setattr__(self, "fallback_temperatures", tuple(self.fallback_temperatures))
 
     def with_(self, **changes) -> "DecodingOptions":
@@ -96,6 +106,7 @@ class Transcript:
     avg_logprob: float
     no_speech_prob: float = float("nan")  # probability of <|nospeech|> right after <|startoftranscript|>
     temperature: float = 0.0
+    words: list[Word] | None = None  # with `word_timestamps`: seconds from the clip's start
 
 
 class Decoder(Protocol):
@@ -104,6 +115,7 @@ class Decoder(Protocol):
 
     processor: object  # its tokenizer decodes the tokens of a `Transcript`
     timestamp_begin: int  # the token of <|0.00|>
+    max_positions: int  # the decoder's positions: prompt, context and new tokens together
 
     def language_probabilities(self, audios: list[np.ndarray]) -> list[dict[str, float]]:
         """Per clip, the probability of each language."""
@@ -136,10 +148,42 @@ def prompt_tokens(generation_config, language: str | None, task: str = "transcri
     return tokens
 
 
-def previous_context(previous: list[int] | None, start_of_previous: int, max_positions: int) -> list[int]:
-    """`<|startofprev|>` and the last tokens of the text before a window (at most half the decoder's positions, as
-    openai-whisper keeps), the context Whisper's sequential long-form decoding puts before the prompt."""
-    return [start_of_previous, *previous[-(max_positions // 2 - 1):]] if previous else []
+def among(probabilities: dict[str, float], candidates: tuple[str, ...]) -> dict[str, float]:
+    """The probabilities of `candidates` alone, renormalised to sum to 1 (all of them when there are none): a small
+    language is often detected as its neighbour, and a user who knows which few it can be says so."""
+    if not candidates:
+        return probabilities
+    unknown = [c for c in candidates if c not in probabilities]
+    if unknown:
+        raise ValueError(f"--detect-languages: the model has no language token for {', '.join(unknown)}")
+    total = sum(probabilities[c] for c in candidates)
+    return {c: probabilities[c] / total if total > 0 else 1.0 / len(candidates) for c in candidates}
+
+
+def context_limit(max_positions: int) -> int:
+    """Tokens of context a window may be given: half the decoder's positions, less <|startofprev|> (openai-whisper
+    and faster-whisper keep as much)."""
+    return max_positions // 2 - 1
+
+
+def text_tokens(tokenizer, text: str, flag: str, max_positions: int) -> list[int]:
+    """A prompt text's tokens (with the leading space a word has mid-sentence); one longer than the context a
+    window can be given is refused, naming the flag, rather than cut where the model would see half a word."""
+    tokens = tokenizer.encode(" " + text.strip(), add_special_tokens=False)
+    limit = context_limit(max_positions)
+    if len(tokens) > limit:
+        raise ValueError(f"{flag} is {len(tokens)} tokens long; a window's context holds at most {limit}")
+    return tokens
+
+
+def context_tokens(tokenizer, options: DecodingOptions, start_of_previous: int, max_positions: int) -> list[int]:
+    """What comes before the prompt: `<|startofprev|>`, the hotwords, then the last tokens of the text before the
+    window, together at most `context_limit` tokens (the previous text gives way to the hotwords), as Whisper's
+    long-form decoding and faster-whisper's hotwords put them."""
+    hot = text_tokens(tokenizer, options.hotwords, "--hotwords", max_positions) if options.hotwords else []
+    room = context_limit(max_positions) - len(hot)
+    previous = list(options.previous)[-room:] if room > 0 and options.previous else []
+    return [start_of_previous, *hot, *previous] if hot or previous else []
 
 
 def trimmed_frames(num_samples: list[int], total: int = 3000) -> int:
@@ -258,9 +302,10 @@ class WhisperDecoder:
         codes = [tok[2:-2] for tok in self.lang_to_id]
         return [dict(zip(codes, row)) for row in probs.tolist()]
 
-    def detect_language(self, audios: list[np.ndarray]) -> list[str]:
-        """Most likely language per clip."""
-        return [max(p, key=p.get) for p in self.language_probabilities(audios)]
+    def detect_language(self, audios: list[np.ndarray], candidates: tuple[str, ...] = ()) -> list[str]:
+        """Most likely language per clip (among `candidates`, when given)."""
+        return [max(p, key=p.get) for p in map(partial(among, candidates=candidates),
+                                                    self.language_probabilities(audios))]
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], languages: list[str | None] | str | None,
@@ -273,13 +318,13 @@ class WhisperDecoder:
         if isinstance(languages, str) or languages is None:
             languages = [languages] * len(audios)
         if any(lang is None for lang in languages) and self.lang_to_id:
-            detected = self.detect_language(audios)
+            detected = self.detect_language(audios, options.detect_languages)
             languages = [lang or det for lang, det in zip(languages, detected)]
         if clsr.clsr_modules(self.model):
             if len(set(languages)) != 1:
                 raise ValueError("a model with language experts decodes one language per batch")
             clsr.set_language(self.model, languages[0], shared_fallback=True, task=options.task)  # their tasks
-        context = previous_context(list(options.previous), self.start_of_previous, self.max_positions)
+        context = context_tokens(self.processor.tokenizer, options, self.start_of_previous, self.max_positions)
         prompts = [context + self.prompt(lang, options.task, options.timestamps) for lang in languages]
         max_new = min(options.max_new_tokens, self.max_positions - len(prompts[0]))
         enc, filters = self.encode(*self.features(audios)), self.logit_filters(options)
@@ -294,8 +339,15 @@ class WhisperDecoder:
                 outputs.append(beam_search(step, reorder, p, filters, self.eot, options.beam_size, max_new,
                                            self.device) + (float("nan"),))
         tokenizer = self.processor.tokenizer
-        return [Transcript(tokens=tokens, text=tokenizer.decode([t for t in tokens if t < self.eot],
-                                                                skip_special_tokens=True).strip(),
-                           language=lang or "en", avg_logprob=logprob, no_speech_prob=no_speech,
-                           temperature=options.temperature)
-                for (tokens, logprob, no_speech), lang in zip(outputs, languages)]
+        transcripts = [Transcript(tokens=tokens, text=tokenizer.decode([t for t in tokens if t < self.eot],
+                                                                       skip_special_tokens=True).strip(),
+                                  language=lang or "en", avg_logprob=logprob, no_speech_prob=no_speech,
+                                  temperature=options.temperature)
+                       for (tokens, logprob, no_speech), lang in zip(outputs, languages)]
+        if options.word_timestamps:
+            for i, (transcript, audio) in enumerate(zip(transcripts, audios)):
+                transcript.words = find_words(self.model, tokenizer, enc[i:i + 1],
+                                              self.prompt(transcript.language, options.task),
+                                              [t for t in transcript.tokens if t < self.eot], self.eot,
+                                              len(audio) / SAMPLE_RATE, transcript.language)
+        return transcripts

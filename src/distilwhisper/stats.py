@@ -2,11 +2,16 @@
 
 Every rate is a corpus rate (total errors / total reference units, in %), so every test resamples *utterances* and
 recomputes corpus rates, never averages per-utterance rates:
-- `paired_delta`: the same utterances under two systems (e.g. fp32 vs int8): paired bootstrap (Bisani & Ney 2004);
+- `paired_delta`: the same utterances under two systems (e.g. fp32 vs int8): paired bootstrap (Bisani & Ney 2004),
+  over utterances or, with `cluster`, over whole clusters (scenes, speakers) when utterances come in groups that
+  are not independent (lines of one scene share its words and acoustics: resampling them one by one understates
+  the interval);
 - `group_gap`: two disjoint speaker groups under one system (e.g. female vs male): permutation test of the gap, and
   a bootstrap interval resampling within each group;
 - `gap_change`: how a group gap moves between two systems on the same utterances (difference-in-differences):
   bootstrap resampling utterances within each group, the same draw for both systems;
+- `seeds_delta`: the mean change of several training runs (seeds) against one base, with an interval that
+  resamples the runs as well as the scenes (or utterances);
 - `spearman`: rank correlation across languages (e.g. WER vs log training hours).
 
 p-values treat utterances as independent; utterances of one speaker are not, so with few speakers per group a gap
@@ -77,9 +82,24 @@ def _pairs(base: list[dict], other: list[dict]) -> tuple[list[dict], list[dict]]
     return kept, [other_by_id[r["id"]] for r in kept]
 
 
+def cluster_labels(rows: list[dict], column: str) -> list[str]:
+    """Each row's cluster: its `column` value, or its own id where it has none (a row of a set without that
+    column, e.g. a synthetic sentence among scene lines, is a cluster of one)."""
+    return [str(r[column]) if r.get(column) not in (None, "") else f"id:{r['id']}" for r in rows]
+
+
+def _by_cluster(paired: tuple[np.ndarray, np.ndarray, np.ndarray], labels: list[str]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paired counts summed per cluster, clusters in order of first appearance (so that one cluster per utterance
+    gives the utterances' own arrays, and the same draws as the utterance bootstrap)."""
+    index = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    groups = np.array([index[label] for label in labels])
+    return tuple(np.bincount(groups, weights=a, minlength=len(index)) for a in paired)
+
+
 def _delta_draws(paired: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator,
                  n_resamples: int) -> tuple[float, np.ndarray]:
-    """rate(other) - rate(base) of paired counts, and its bootstrap draws (utterances resampled, same draw for both)."""
+    """rate(other) - rate(base) of paired counts, and its bootstrap draws (units resampled, same draw for both)."""
     e_base, e_other, units = paired
     idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
     draws = ratio(e_other[idx], units[idx]) - ratio(e_base[idx], units[idx])
@@ -87,13 +107,43 @@ def _delta_draws(paired: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.rand
 
 
 def paired_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0) -> Estimate:
-    """rate(other) - rate(base) on the utterances both scored (matched by id)."""
+                 seed: int = 0, cluster: str | None = None) -> Estimate:
+    """rate(other) - rate(base) on the utterances both scored (matched by id); with `cluster`, a column of the
+    rows, the bootstrap resamples whole clusters (`cluster_labels`) instead of utterances, and `n` counts them."""
     paired = _paired_counts(base, other, metric)
     if paired is None:
         return NAN
+    if cluster is not None:
+        paired = _by_cluster(paired, cluster_labels(_pairs(base, other)[0], cluster))
     value, draws = _delta_draws(paired, np.random.default_rng(seed), n_resamples)
     return Estimate(float(value), *_interval(draws), _two_sided(draws), len(paired[2]))
+
+
+def seeds_delta(base: list[dict], others: list[list[dict]], metric: str, cluster: str | None = None,
+                n_resamples: int = N_RESAMPLES, seed: int = 0) -> Estimate:
+    """The mean over training seeds of rate(other) - rate(base), on the utterances every system scored, with the
+    interval of a two-level bootstrap: each draw picks as many seeds as there are, with replacement, and clusters
+    (`cluster`; utterances without it) with replacement, the same clusters for every seed it picked, and averages
+    their changes.  So the interval holds the spread between training runs as well as the sampling of scenes: a
+    change that one seed shows and another does not gets a wide one.  `n` counts clusters."""
+    common = set.intersection({r["id"] for r in base}, *({r["id"] for r in rows} for rows in others))
+    kept = [r for r in base if r["id"] in common]
+    if not kept or not others:
+        return NAN
+    e_base, units = counts(kept, metric)
+    if units.sum() == 0:
+        return NAN
+    labels = cluster_labels(kept, cluster) if cluster else [r["id"] for r in kept]
+    e_base, units, *e_others = _by_cluster((e_base, units, *(counts(_pairs(kept, rows)[1], metric)[0]
+                                                            for rows in others)), labels)
+    e_others = np.stack(e_others)  # (seeds, clusters)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(units), size=(n_resamples, len(units)))
+    per_seed = ratio(e_others[:, idx], units[idx]) - ratio(e_base[idx], units[idx])  # (seeds, draws)
+    picked = rng.integers(0, len(others), size=(n_resamples, len(others)))
+    draws = per_seed[picked, np.arange(n_resamples)[:, None]].mean(axis=1)
+    value = float(np.mean(100.0 * (e_others.sum(axis=1) - e_base.sum()) / units.sum()))
+    return Estimate(value, *_interval(draws), _two_sided(draws), len(units))
 
 
 def paired_translation_delta(base: list[dict], other: list[dict], metric: str, n_resamples: int = N_RESAMPLES,

@@ -1,8 +1,8 @@
 """Transcribe recordings of any length, with the experts of the detected language: the `transcribe` command and
 `distilwhisper.transcribe()`.
 
-A recording is cut into windows of at most 30 s at its pauses (frame energy; a window without speech is skipped),
-and the windows are decoded in batches.  The language is detected from the first windows (softmax over Whisper's
+A recording is cut into windows of at most 30 s at its pauses (`windows.py`: frame energy; a window without speech
+is skipped), and the windows are decoded in batches.  The language is detected from the first windows (softmax over Whisper's
 language tokens) unless given; a model with experts for it uses them, any other language runs on the shared FFNs
 (the base model), so one loaded model serves every language without reloading.  Like openai-whisper, a window whose
 text compresses too well (a repetition loop, gzip ratio > 2.4) or whose average log-probability is below -1 is
@@ -22,14 +22,15 @@ import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.clsr import served_tasks, trained_languages
-from distilwhisper.decoding import TASKS, Decoder, DecodingOptions, Transcript, WhisperDecoder, resolve_options
+from distilwhisper.decoding import (TASKS, Decoder, DecodingOptions, Transcript, WhisperDecoder, among,
+                                    resolve_options, text_tokens)
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
+from distilwhisper.timing import Word
+from distilwhisper.windows import FRAME, WINDOW_SECONDS, speech_windows, timed_segments
 
-WINDOW_SECONDS = 30.0
-FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
-MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
-TIME_STEP = 0.02  # seconds per timestamp token
+DETECT_MAX_WINDOWS = 9  # while the likeliest language has less than half the probability, more are read, up to these
+TOP_CANDIDATES = 5  # languages a detection reports with their probabilities
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Segment:
     no_speech_prob: float
     temperature: float
     compression_ratio: float
+    words: list[Word] = field(default_factory=list)  # with word timestamps: inside the segment, in order
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Transcription:
     experts: str | None  # the experts' language, or None: decoded by the base model
     precision: str  # what the model computed in (`auto` resolved)
     segments: list[Segment] = field(default_factory=list)
+    language_candidates: dict[str, float] = field(default_factory=dict)  # detected: the likeliest, with probability
 
     @property
     def text(self) -> str:
@@ -70,38 +73,6 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of at most `max_seconds` covering the speech, cut in the latest pause that fits
-    (a hard cut where there is none); stretches without speech are left out."""
-    n_frames = len(audio) // FRAME
-    if n_frames == 0:
-        return [(0, len(audio))] if len(audio) else []
-    rms = np.sqrt(np.mean(audio[:n_frames * FRAME].reshape(n_frames, FRAME) ** 2, axis=1))
-    speech = rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
-    limit = int(max_seconds * SAMPLE_RATE) // FRAME
-    windows, frame = [], 0
-    while True:
-        voiced = np.flatnonzero(speech[frame:])
-        if not len(voiced):
-            return windows
-        start = frame + int(voiced[0])
-        end = min(start + limit, n_frames)
-        if end < n_frames:
-            end = _latest_pause(speech, start, end) or end
-        last_voiced = start + int(np.flatnonzero(speech[start:end])[-1])
-        stop = len(audio) if end == n_frames else min(last_voiced + MIN_PAUSE_FRAMES // 2 + 1, end) * FRAME
-        windows.append((max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
-        frame = end
-
-
-def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
-    """The middle of the latest run of at least MIN_PAUSE_FRAMES silent frames inside (start, end)."""
-    run = 0
-    for i in range(end - 1, start, -1):
-        run = run + 1 if not speech[i] else 0
-        if run >= MIN_PAUSE_FRAMES and i + run < end:
-            return i + run // 2
-    return None
 
 
 def resolve_precision(precision: str, sequential: bool = False) -> str:
@@ -129,12 +100,21 @@ class Transcriber:
         self.experts = set() if plain else set(trained_languages(self.decoder.model))
         self.tasks = () if plain else served_tasks(self.decoder.model)  # the others decode on the shared FFNs
 
-    def detect(self, windows: list[np.ndarray]) -> tuple[str, float]:
-        """The most likely language of the first windows and its probability (averaged over them)."""
-        probs = self.decoder.language_probabilities(windows[:DETECT_WINDOWS])
-        mean = {lang: float(np.mean([p[lang] for p in probs])) for lang in probs[0]}
-        best = max(mean, key=mean.get)
-        return best, mean[best]
+    def detect(self, windows: list[np.ndarray], candidates: tuple[str, ...] = ()
+               ) -> tuple[str, float, dict[str, float]]:
+        """The most likely language of the first windows (among `candidates` when given), its probability averaged
+        over them, and the `TOP_CANDIDATES` likeliest with theirs.  When no language reaches half the probability,
+        the detection reads more windows (up to `DETECT_MAX_WINDOWS`) before it decides."""
+        probs = [among(p, candidates) for p in self.decoder.language_probabilities(windows[:DETECT_WINDOWS])]
+        while True:
+            mean = {lang: float(np.mean([p[lang] for p in probs])) for lang in probs[0]}
+            best = max(mean, key=mean.get)
+            more = windows[len(probs):DETECT_MAX_WINDOWS]
+            if mean[best] >= 0.5 or not more:
+                break
+            probs += [among(p, candidates) for p in self.decoder.language_probabilities(more)]
+        top = dict(sorted(mean.items(), key=lambda item: -item[1])[:TOP_CANDIDATES])
+        return best, mean[best], top
 
     def __call__(self, audio: np.ndarray | str | Path, language: str | None = None,
                  options: DecodingOptions | None = None, batch_size: int = 8, fallback: bool = True,
@@ -153,23 +133,29 @@ class Transcriber:
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
         ranges = speech_windows(samples)
         windows = [samples[a:b] for a, b in ranges]
-        probability = None
+        probability, candidates = None, {}
         if language in (None, "auto"):
-            language, probability = self.detect(windows) if windows else ("en", None)
+            language, probability, candidates = (self.detect(windows, options.detect_languages) if windows
+                                                 else ("en", None, {}))
         precision = resolve_precision(self.requested, sequential)
         result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
-                               language if language in self.experts and task in self.tasks else None, precision)
+                               language if language in self.experts and task in self.tasks else None, precision,
+                               language_candidates=candidates)
+        decoder = self._decoder(precision)
+        initial = (text_tokens(decoder.processor.tokenizer, options.initial_prompt, "--initial-prompt",
+                               decoder.max_positions) if options.initial_prompt else [])
         if sequential:
-            result.segments = self._sequential(self._decoder(precision), samples, language, options,
-                                               condition_on_previous_text)
+            result.segments = self._sequential(decoder, samples, language, options, condition_on_previous_text,
+                                               initial)
             return result
-        for i in range(0, len(windows), batch_size):
-            decoded = self._decode(windows[i:i + batch_size], language, options)
+        for i in range(0, len(windows), batch_size):  # every window is given the initial prompt as its context
+            decoded = self._decode(windows[i:i + batch_size], language, options.with_(previous=initial))
             for (a, b), tr in zip(ranges[i:i + batch_size], decoded):
                 silent = _silent(tr, options)
-                result.segments.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3),
-                                               "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob,
-                                               tr.temperature, compression_ratio(tr.text)))
+                start, end = round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)
+                result.segments.append(Segment(start, end, "" if silent else tr.text, tr.avg_logprob,
+                                               tr.no_speech_prob, tr.temperature, compression_ratio(tr.text),
+                                               [] if silent else placed(tr.words or [], start, start, end)))
         return result
 
     def _decode(self, windows: list[np.ndarray], language: str, options: DecodingOptions) -> list[Transcript]:
@@ -192,25 +178,29 @@ class Transcriber:
         return self._decoders[precision]
 
     def _sequential(self, decoder: Decoder, samples: np.ndarray, language: str, options: DecodingOptions,
-                    condition: bool) -> list[Segment]:
-        """Whisper's sequential long-form decoding with timestamp tokens."""
-        window, segments, seek, context = int(WINDOW_SECONDS * SAMPLE_RATE), [], 0, []
+                    condition: bool, initial: list[int]) -> list[Segment]:
+        """Whisper's sequential long-form decoding with timestamp tokens; the `initial` prompt's tokens are the
+        first window's context, and stay at the start of the context while later windows are conditioned on it."""
+        window, segments, seek, context = int(WINDOW_SECONDS * SAMPLE_RATE), [], 0, list(initial)
         begin = decoder.timestamp_begin
         while seek < len(samples):
             chunk = samples[seek:seek + window]
             if len(chunk) < FRAME:  # a last sliver shorter than one frame holds no speech
                 break
-            tr = self._decode_window(decoder, chunk, language, options.with_(previous=context if condition else ()))
+            previous = context if condition or seek == 0 else ()
+            tr = self._decode_window(decoder, chunk, language, options.with_(previous=previous))
             offset = seek / SAMPLE_RATE
             if _silent(tr, options):
                 seek += len(chunk)  # silence: no text, next window
                 continue
             pieces, advance, consumed = timed_segments(tr.tokens, begin, len(chunk))
             ratio = compression_ratio(tr.text)  # the window's, as its log-probability
-            for start, end, tokens in pieces:
+            heard = round(offset + len(chunk) / SAMPLE_RATE, 3)  # a time the model writes past it is kept at it
+            for (start, end, tokens), words in zip(pieces, shared_out(tr.words or [], pieces)):
                 text = decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                segments.append(Segment(round(offset + start, 3), round(offset + end, 3), text, tr.avg_logprob,
-                                        tr.no_speech_prob, tr.temperature, ratio))
+                start, end = min(round(offset + start, 3), heard), min(round(offset + end, 3), heard)
+                segments.append(Segment(start, end, text, tr.avg_logprob, tr.no_speech_prob, tr.temperature, ratio,
+                                        placed(words, offset, start, end)))
             # the context is the segments kept: a cut-off last segment is heard again in the next window, and as
             # context it would be text the model sees before hearing it; a sampled window is no context
             # (openai-whisper's rules)
@@ -229,31 +219,29 @@ class Transcriber:
         return tr
 
 
-def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[list[tuple[float, float, list[int]]],
-                                                                                  int, int]:
-    """Segments (start s, end s, text tokens) of one window's tokens under the timestamp grammar, how many
-    samples the next window moves on (to the last complete segment's end, or the whole window when the output
-    ends with a lone time -- the model heard everything up to the end -- or holds no complete segment), and how many
-    tokens those segments take (the rest is decoded again in the next window)."""
-    is_time = [t >= begin for t in tokens]
-    seconds = [(t - begin) * TIME_STEP for t in tokens]
-    closes = [i for i in range(1, len(tokens)) if is_time[i - 1] and is_time[i]]  # between two times: a boundary
-    lone_end = len(tokens) >= 2 and is_time[-1] and not is_time[-2]
-    if not closes:  # one segment at most: from its opening time (or 0) to its closing time (or the window's end)
-        text = [t for t, time_ in zip(tokens, is_time) if not time_]
-        start = seconds[0] if is_time[0:1] == [True] else 0.0
-        end = seconds[-1] if len(tokens) > 1 and is_time[-1] else window_samples / SAMPLE_RATE
-        return ([(start, end, text)] if text else []), window_samples, len(tokens)
-    cuts = closes + ([len(tokens)] if lone_end else [])
-    pieces, last = [], 0
-    for cut in cuts:
-        piece = tokens[last:cut]
-        text = [t for t in piece if t < begin]
-        if text and is_time[last] and is_time[cut - 1]:
-            pieces.append((seconds[last], seconds[cut - 1], text))
-        last = cut
-    advance = window_samples if lone_end else int(round(seconds[last - 1] * SAMPLE_RATE))
-    return pieces, advance, last
+
+
+def placed(words: list[Word], offset: float, start: float, end: float) -> list[Word]:
+    """A window's words moved to the recording's time (`offset`: the window's start) and kept inside their segment
+    [start, end] (a window's words never pass its audio's end: `find_words` clips them)."""
+    def clip(t: float) -> float:
+        return round(min(max(offset + t, start), end), 3)
+
+    return [Word(w.word, clip(w.start), clip(w.end), w.probability, w.tokens) for w in words]
+
+
+def shared_out(words: list[Word], pieces: list[tuple[float, float, list[int]]]) -> list[list[Word]]:
+    """A window's words, in order, shared out to its timed segments by their text tokens (a word goes with the
+    segment of its first token; the words of a cut-off last segment, decoded again in the next window, go nowhere)."""
+    shares, i = [], 0
+    for _, _, tokens in pieces:
+        taken, count = [], 0
+        while i < len(words) and count < len(tokens):
+            taken.append(words[i])
+            count += len(words[i].tokens)
+            i += 1
+        shares.append(taken)
+    return shares
 
 
 def _silent(tr: Transcript, options: DecodingOptions) -> bool:
@@ -287,6 +275,17 @@ class TranscribeConfig:
     experts: str | None = field(default=None, metadata={"help": "experts (a `train` run folder or its best/): "
                                                                 "the detected language's are used"})
     language: str | None = field(default=None, metadata={"help": "force a language (default: detected per file)"})
+    detect_languages: list[str] = field(default_factory=list, metadata={
+        "help": "detect the language among these only, e.g. cs,sk,pl (default: every language of the model); the "
+                "JSON output lists the likeliest with their probabilities"})
+    initial_prompt: str | None = field(default=None, metadata={
+        "help": "text given as what came before the recording (names, terms, a style to follow): every window's "
+                "context, or with --sequential the first window's"})
+    hotwords: str | None = field(default=None, metadata={
+        "help": "words or phrases given before every window's context (faster-whisper's hotwords), e.g. names"})
+    word_timestamps: bool = field(default=False, metadata={
+        "help": "the start and end of every word (cross-attention of the alignment heads; torch precisions): in "
+                "the JSON output, each segment's words with their probabilities"})
     task: str = field(default="transcribe", metadata={"help": "transcribe, or translate into English",
                                                       "choices": TASKS})
     output_format: list[str] = field(default_factory=list, metadata={
@@ -310,7 +309,9 @@ class TranscribeConfig:
 
     def options(self) -> DecodingOptions:
         """How each window is decoded."""
-        return DecodingOptions(task=self.task, beam_size=self.beam_size,
+        return DecodingOptions(task=self.task, beam_size=self.beam_size, initial_prompt=self.initial_prompt,
+                               word_timestamps=self.word_timestamps,
+                               hotwords=self.hotwords, detect_languages=tuple(self.detect_languages),
                                **({"fallback_temperatures": ()} if self.greedy_only else {}))
 
     def __post_init__(self) -> None:
@@ -320,3 +321,7 @@ class TranscribeConfig:
         if self.sequential and self.beam_size > 1:
             raise ValueError(f"--sequential decodes greedily, with the temperature fallback (Whisper's algorithm); "
                              f"--beam-size {self.beam_size} applies to windows cut at pauses")
+        self.options()  # its checks (e.g. an unknown language among --detect-languages) before any model loads
+        if self.word_timestamps and self.precision.startswith("ct2-"):
+            raise ValueError(f"--word-timestamps needs the torch decoder's cross-attention; --precision "
+                             f"{self.precision} runs on CTranslate2, which cannot give them")

@@ -22,6 +22,7 @@ from distilwhisper.data.manifest import Utterance
 from distilwhisper.languages import check as check_language
 
 ROOT = Path("/usr/share/games/fillets-ng")
+SCENE = "level"  # the manifest column naming a line's level (scene): the unit splits, and scene bootstraps, keep whole
 MAIN_CHARACTERS = {"font_small": ("small-fish", "female"), "font_big": ("big-fish", "male")}
 MAIN_DOMAIN, MINOR_DOMAIN = "dialogue", "held-out-characters"
 _PLACEHOLDER = re.compile(r"%\d")
@@ -158,7 +159,7 @@ def load_fillets(language: str = "cs", root: str | Path = ROOT, seed: int = 0, d
             id=f"fillets-{language}-{line.level}-{line.id}", audio=str(audio), text=line.text.strip(),
             language=language, speaker=character, gender=gender, split=splits[line.level] if main else "test",
             domain=MAIN_DOMAIN if main else MINOR_DOMAIN, source="fillets",
-            extra={"translation_en": line.english.strip(), "level": line.level}))
+            extra={"translation_en": line.english.strip(), SCENE: line.level}))
     return utterances, skipped
 
 

@@ -22,9 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distilwhisper.io import atomic_write_json, atomic_write_text
-from distilwhisper.report import markdown_table, num
-from distilwhisper.studies.comparison import (figure, language_table, reported, results_table, sentence,
-                                              table_markdown)
+from distilwhisper.report import markdown_table
+from distilwhisper.studies.comparison import (figure, language_markdown, language_table, reported, results_table,
+                                              sentence, table_markdown)
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import REAL_SPEECH, build_corpus
 from distilwhisper.studies.experiments import (SPECIALIST, Planned, System, claimed, evaluate_base, evaluate_run,
@@ -35,6 +35,7 @@ from distilwhisper.train.caches import EncoderCache
 def _stage(number: int, total: int, text: str) -> float:
     print(f"\n[{number}/{total}] {text}", flush=True)
     return time.perf_counter()
+
 
 def planned_runs(config: DemoConfig) -> tuple[list[Planned], list[Planned]]:
     """(runs in training order, runs in table order): a specialist teacher trains before the students it teaches;
@@ -58,6 +59,7 @@ def planned_runs(config: DemoConfig) -> tuple[list[Planned], list[Planned]]:
     others = [other] if other else []
     return [ft, headline, *others, *baselines], [headline, *others, baselines[0], ft, baselines[1]]
 
+
 def _kept(entry: dict, steps: int) -> str:
     """Which checkpoint a trained system is, in words (the best dev WER among step 0 and the evaluated steps; for
     experts, per language)."""
@@ -75,10 +77,12 @@ def _kept(entry: dict, steps: int) -> str:
                  "experts (0 % would make it the base model)")
     return text + "."
 
+
 def _teacher_words(config: DemoConfig) -> str:
     if config.teacher == SPECIALIST:
         return "the specialist (this demo's FT baseline, trained first on the same data)"
     return f"{config.teacher} (the student itself)" if config.teacher == config.student else config.teacher
+
 
 def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict], timings: dict[str, float],
                     versus: list[dict]) -> str:
@@ -118,9 +122,8 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
                   "Same data, steps and layers; paired bootstrap over the same utterances (a positive change: the "
                   "baseline makes more errors).", ""]
         lines += [sentence(entry, versus[0]["system"], name) for entry in versus[1:] for name in reported(versus)]
-    lines += ["", "## Per language", "", *markdown_table(
-        ["system", "set", "language", "utts", "WER", "CER"],
-        ([r["system"], r["set"], r["language"], r["utterances"], num(r["wer"]), num(r["cer"])] for r in languages))]
+    lines += ["", "## Per language", "", "Real speech and synthetic speech are apart here (the in-domain set pools "
+              "them); a change is against the base model on the same utterances.", "", *language_markdown(languages)]
     lines += ["", "## Time per stage", "", *markdown_table(
         ["stage", "minutes"], ([stage, f"{seconds / 60:.1f}"] for stage, seconds in
                                [*timings.items(), ("total (this run; stages reused from an earlier run count 0)",
@@ -128,10 +131,12 @@ def report_markdown(config: DemoConfig, table: list[dict], languages: list[dict]
     lines += ["", "![WER per evaluation set](demo.png)", ""]
     return "\n".join(lines)
 
+
 def run_demo(config: DemoConfig) -> list[dict]:
     """Run every stage (resuming finished ones); prints the table and writes `out/report.md`; returns the table."""
     with claimed(config) as out:
         return _run_stages(config, out)
+
 
 def _run_stages(config: DemoConfig, out: Path) -> list[dict]:
     trained, shown = planned_runs(config)

@@ -15,6 +15,7 @@ SPECIALIST = "specialist"  # a run's teacher: the FT baseline of the same output
 QUICK = dict(per_language=10, test_per_language=2, control_per_language=3, real_test_per_language=3,
              held_out_per_language=2, dev_per_language=2, steps=3, batch_size=4)
 
+
 @dataclass
 class DemoConfig:
     """`distilwhisper demo`: the whole story offline: corpus, base model, DistilWhisper experts, baselines.

@@ -59,6 +59,16 @@ def _real(language: str, config, seed: int) -> tuple[list[Utterance], list[Utter
     return train + dev, test, held_out
 
 
+def reserved(language: str, config, seed: int = 0) -> list[Utterance]:
+    """The confirmation set of a language with real speech: its main voices' lines from test scenes that the demo
+    leaves out of its in-domain test (the test scenes' lines after the first `real_test_per_language` of the
+    seeded order).  No choice reads them: they are decoded once, by the final systems, for the confirmation of a
+    headline (`benchmarks/records/confirmation/`)."""
+    utterances, _ = REAL_SPEECH[language](language, seed=seed)
+    test = [u for u in utterances if u.domain != HELD_OUT and u.split == "test"]
+    return _first(test, len(test), seed)[config.real_test_per_language:]
+
+
 def build_corpus(config, out: Path) -> Corpus:
     """Write the demo's manifests under `out/corpus` (reusing what a previous run synthesised).  A folder whose
     corpus was built under other settings is refused: its trained runs and results belong to that corpus, and the

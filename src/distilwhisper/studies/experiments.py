@@ -30,9 +30,11 @@ from distilwhisper.train.model import weights_fingerprint
 
 TRANSLATE = "translate"  # the translate task on real speech: BLEU/chrF against the English lines
 
+
 def title(method: str) -> str:
     """A method's name in tables (its registered title)."""
     return methods.get(method).title
+
 
 @dataclass
 class System:
@@ -48,12 +50,14 @@ class System:
     kept_step: int | None = None  # training step of the kept (best dev WER) checkpoint; 0 = the untrained start
     kept_steps: dict[str, int] = field(default_factory=dict)  # CLSR methods: language -> step of its kept experts
 
+
 def evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision: str) -> None:
     for task, data, out in tasks(system, corpus):
         run_eval(EvalConfig(model=config.student, data=str(data), out=str(out), batch_size=config.batch_size,
                             trim=True, precision=precision, threads=config.threads, task=task))
     variant = system.directory / "variant.json"
     system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
+
 
 def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
                  ) -> System:
@@ -75,6 +79,7 @@ def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config:
                  weights=weights)  # a run retrained in place: decoded again
     return system
 
+
 def tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
     """(task, manifest, output folder) of a system's evaluations: transcription of every set, and translation of
     the real speech into English."""
@@ -82,6 +87,7 @@ def tasks(system: System, corpus: Corpus) -> list[tuple[str, Path, Path]]:
     if corpus.translation is not None:
         tasks.append((TRANSLATE, corpus.translation, system.directory / TRANSLATE))
     return tasks
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -95,6 +101,8 @@ class Planned:
     teacher_cache: str | None = None  # its folder under teacher-cache/ (default: `key`); runs of one teacher share it
     gate_target: float = 0.5  # the gate budget of a CLSR run (TrainConfig.gate_target, gate_weight): a benchmark's
     gate_weight: float = 1.0  # point; the demo keeps the paper's
+    seed: int | None = None  # the training seed (default: the config's, which also draws the corpus)
+
 
 def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out: Path,
                  encodings: EncoderCache | None = None) -> TrainedRun:
@@ -112,7 +120,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
         scope=config.scope, trim=True, cache_encoder=config.scope == "decoder", bf16=config.bf16,
         expert_dropout=config.expert_dropout, keep_translate=config.keep_translate if methods.get(method).uses_experts else 0.0,
         eval_every=config.eval_every or (config.steps if config.quick else max(config.steps // 2, 1)),
-        save_every=max(config.steps // 6, 1), seed=config.seed)
+        save_every=max(config.steps // 6, 1), seed=config.seed if planned.seed is None else planned.seed)
     layout = RunLayout(run)
     if layout.config.is_file():
         # paths may differ in a moved demo folder; the specialist is this folder's own FT run
@@ -128,6 +136,7 @@ def train_system(planned: Planned, config: DemoConfig, train_manifest: Path, out
             return earlier  # finished before: reused as it is
     train(settings, resume=layout.state.exists(), encodings=encodings)
     return TrainedRun.open(run)
+
 
 @contextmanager
 def claimed(config: DemoConfig) -> Iterator[Path]:

@@ -1,0 +1,78 @@
+"""Where a recording is cut into windows of at most 30 s, and the segments one window's timestamp tokens give.
+
+Windows are cut at pauses (frame energy; a stretch without speech is left out), so that batched decoding never
+splits a word; Whisper's sequential long-form decoding instead moves a 30 s window on to where the last complete
+segment the model timed ended (`timed_segments`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distilwhisper.audio import SAMPLE_RATE
+
+WINDOW_SECONDS = 30.0
+FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
+MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
+TIME_STEP = 0.02  # seconds per timestamp token
+
+
+def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of at most `max_seconds` covering the speech, cut in the latest pause that fits
+    (a hard cut where there is none); stretches without speech are left out."""
+    n_frames = len(audio) // FRAME
+    if n_frames == 0:
+        return [(0, len(audio))] if len(audio) else []
+    rms = np.sqrt(np.mean(audio[:n_frames * FRAME].reshape(n_frames, FRAME) ** 2, axis=1))
+    speech = rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
+    limit = int(max_seconds * SAMPLE_RATE) // FRAME
+    windows, frame = [], 0
+    while True:
+        voiced = np.flatnonzero(speech[frame:])
+        if not len(voiced):
+            return windows
+        start = frame + int(voiced[0])
+        end = min(start + limit, n_frames)
+        if end < n_frames:
+            end = _latest_pause(speech, start, end) or end
+        last_voiced = start + int(np.flatnonzero(speech[start:end])[-1])
+        stop = len(audio) if end == n_frames else min(last_voiced + MIN_PAUSE_FRAMES // 2 + 1, end) * FRAME
+        windows.append((max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
+        frame = end
+
+
+def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
+    """The middle of the latest run of at least MIN_PAUSE_FRAMES silent frames inside (start, end)."""
+    run = 0
+    for i in range(end - 1, start, -1):
+        run = run + 1 if not speech[i] else 0
+        if run >= MIN_PAUSE_FRAMES and i + run < end:
+            return i + run // 2
+    return None
+
+
+def timed_segments(tokens: list[int], begin: int, window_samples: int) -> tuple[list[tuple[float, float, list[int]]],
+                                                                                  int, int]:
+    """Segments (start s, end s, text tokens) of one window's tokens under the timestamp grammar, how many
+    samples the next window moves on (to the last complete segment's end, or the whole window when the output
+    ends with a lone time -- the model heard everything up to the end -- or holds no complete segment), and how many
+    tokens those segments take (the rest is decoded again in the next window)."""
+    is_time = [t >= begin for t in tokens]
+    seconds = [(t - begin) * TIME_STEP for t in tokens]
+    closes = [i for i in range(1, len(tokens)) if is_time[i - 1] and is_time[i]]  # between two times: a boundary
+    lone_end = len(tokens) >= 2 and is_time[-1] and not is_time[-2]
+    if not closes:  # one segment at most: from its opening time (or 0) to its closing time (or the window's end)
+        text = [t for t, time_ in zip(tokens, is_time) if not time_]
+        start = seconds[0] if is_time[0:1] == [True] else 0.0
+        end = seconds[-1] if len(tokens) > 1 and is_time[-1] else window_samples / SAMPLE_RATE
+        return ([(start, end, text)] if text else []), window_samples, len(tokens)
+    cuts = closes + ([len(tokens)] if lone_end else [])
+    pieces, last = [], 0
+    for cut in cuts:
+        piece = tokens[last:cut]
+        text = [t for t in piece if t < begin]
+        if text and is_time[last] and is_time[cut - 1]:
+            pieces.append((seconds[last], seconds[cut - 1], text))
+        last = cut
+    advance = window_samples if lone_end else int(round(seconds[last - 1] * SAMPLE_RATE))
+    return pieces, advance, last

@@ -1,0 +1,99 @@
+"""Word timestamps (issue #36): the alignment path, words and their times on a tiny model (batched and sequential,
+with experts), the refusal where they cannot be given, and word times on real recorded speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distilwhisper import clsr
+from distilwhisper.cli import main
+from distilwhisper.timing import Word, dtw, merge_punctuation, split_words, truncate_at_sentence_ends
+from distilwhisper.transcribe import SAMPLE_RATE, Transcriber
+from conftest import tone
+
+
+def test_the_alignment_path_is_monotonic_and_spans_the_matrix():
+    rng = np.random.default_rng(0)
+    cost = rng.random((7, 40))
+    tokens, frames = dtw(cost)
+    assert (tokens[0], frames[0]) == (0, 0) and (tokens[-1], frames[-1]) == (6, 39)
+    steps = np.stack([np.diff(tokens), np.diff(frames)], axis=1)
+    assert ((steps >= 0) & (steps <= 1)).all() and (steps.sum(axis=1) >= 1).all()
+    valley = np.ones((4, 8))
+    for i, j in enumerate((0, 2, 4, 6)):  # token i is cheapest from frame 2i on
+        valley[i, j:j + 2] = 0.0
+    tokens, frames = dtw(valley)
+    entered = [int(frames[list(tokens).index(i)]) for i in range(4)]
+    assert entered == [0, 2, 4, 6]
+
+
+def test_words_split_at_spaces_and_punctuation_joins_its_word(tiny):
+    tokenizer = tiny[1].tokenizer
+    tokens = tokenizer.encode(" „Dobrý den, Pepíčku!", add_special_tokens=False)
+    words, word_tokens = split_words(tokenizer, tokens, "cs")
+    assert "".join(words) == " „Dobrý den, Pepíčku!" and sum(map(len, word_tokens)) == len(tokens)
+    timed = [Word(w, i, i + 1, 0.5, t) for i, (w, t) in enumerate(zip(words, word_tokens))]
+    merged = [w.word for w in merge_punctuation(timed)]
+    assert merged == [" „Dobrý", " den,", " Pepíčku!"]
+    characters = split_words(tokenizer, tokenizer.encode("日本語", add_special_tokens=False), "ja")[0]
+    assert "".join(characters) == "日本語" and len(characters) >= 2  # no spaces: split at every whole token
+
+
+def test_a_sentence_end_does_not_take_the_pause_after_it():
+    words = [Word(" a", 0.0, 0.3, 1, [1]), Word(".", 0.3, 3.0, 1, [2]), Word(" b", 3.0, 3.3, 1, [3]),
+             Word(" c", 3.3, 3.6, 1, [4])]
+    cut = truncate_at_sentence_ends(words)
+    assert cut[1].end == pytest.approx(0.3 + 2 * 0.3) and cut[2].start == 3.0
+
+
+@pytest.fixture
+def tiny_with_experts(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    experts = clsr.to_distilwhisper(model.__class__.from_pretrained(tmp_path / "tiny"), ["ca"], "decoder")
+    clsr.save_experts(experts, tmp_path / "experts", str(tmp_path / "tiny"), ["ca"])
+    return str(tmp_path / "tiny"), str(tmp_path / "experts")
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_words_lie_inside_their_segments_and_the_audio_with_and_without_experts(tiny_with_experts, sequential):
+    model, experts = tiny_with_experts
+    audio = np.concatenate([tone(12.0), np.zeros(SAMPLE_RATE, np.float32), tone(20.0, freq=300.0)])
+    for transcriber in (Transcriber(model, precision="fp32"), Transcriber(model, experts, precision="fp32")):
+        result = transcriber(audio, "ca", word_timestamps=True, fallback=False, sequential=sequential,
+                             max_new_tokens=12)
+        words = [w for s in result.segments for w in s.words]
+        assert words, "the tiny model writes some tokens"
+        for segment in result.segments:
+            for word in segment.words:
+                assert segment.start <= word.start <= word.end <= min(segment.end, len(audio) / SAMPLE_RATE)
+                assert 0.0 <= word.probability <= 1.0 and word.tokens
+        starts = [w.start for w in words]
+        assert starts == sorted(starts)
+        assert "".join(w.word for s in result.segments for w in s.words).strip()  # the words carry the text
+
+
+def test_word_timestamps_on_ctranslate2_are_refused_before_loading(tmp_path, capsys):
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--word-timestamps", "--precision", "ct2-int8"]) == 2
+    assert "--word-timestamps needs the torch decoder's cross-attention" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_word_times_follow_real_speech(bundled, speech):
+    """Recorded prompts joined with 1 s pauses: each clip's first word starts near its onset, its last word ends
+    near its offset (the benchmark measures this against faster-whisper; here a generous bound)."""
+    from distilwhisper.audio import load_audio
+    from distilwhisper.decoding import WhisperDecoder
+
+    english = [u for u in speech if u.language == "en"][:3]
+    clips = [load_audio(u.audio) for u in english]
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([part for clip in clips for part in (clip, gap)])
+    onsets = np.cumsum([0] + [len(c) / SAMPLE_RATE + 1 for c in clips])[:-1]
+    transcript = WhisperDecoder(*bundled).transcribe([audio], "en", word_timestamps=True)[0]
+    words = transcript.words
+    assert words and all(0 <= w.start <= w.end <= len(audio) / SAMPLE_RATE for w in words)
+    first_starts = [min((w.start for w in words if w.start >= onset - 0.5), default=np.inf) for onset in onsets]
+    assert max(abs(s - o) for s, o in zip(first_starts, onsets)) < 0.6, (first_starts, onsets)
