@@ -258,12 +258,12 @@ def test_the_confirmation_set_is_recorded_and_the_demo_never_decodes_it():
     """The reserved real-Czech lines are the recorded ones, and no set of the demo's default corpus (train, dev, the
     in-domain and translate tests) holds any of them."""
     from distilwhisper.studies.demo import DemoConfig
-    from distilwhisper.studies.demo_corpus import _real, reserved
+    from distilwhisper.studies.demo_corpus import real_speech_sets, reserved
 
     recorded = json.loads((Path(__file__).parents[1] / "benchmarks" / "records" / "confirmation" / "cs.json")
                           .read_text())
     config = DemoConfig()
     ids = [u.id for u in reserved("cs", config)]
     assert ids == recorded["ids"] and len(ids) == recorded["lines"] > 100
-    used = {u.id for part in _real("cs", config, config.seed) for u in part}
+    used = {u.id for part in real_speech_sets("cs", config, config.seed) for u in part}
     assert used and not used & set(ids)

@@ -197,11 +197,11 @@ def test_temperature_fallback_retries_loops_and_keeps_silence_silent():
     transcriber = object.__new__(Transcriber)
     transcriber.decoder, transcriber.experts = Stub(), set()
     windows = [np.zeros(10, np.float32), np.ones(10, np.float32)]
-    looped, silent = transcriber._decode(windows, "en", DecodingOptions())
+    looped, silent = transcriber.decode(windows, "en", DecodingOptions())
     assert (looped.text, looped.temperature) == ("a real sentence", 0.4) and Stub.calls == [0.0, 0.2, 0.4]
     assert silent.temperature == 0.0  # never retried
     Stub.calls = []
-    assert transcriber._decode(windows, "en", DecodingOptions(fallback_temperatures=()))[0].text.startswith("la la")
+    assert transcriber.decode(windows, "en", DecodingOptions(fallback_temperatures=()))[0].text.startswith("la la")
     assert Stub.calls == [0.0]
 
 

@@ -152,6 +152,13 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from distilwhisper.serve import ServeConfig, run_server
+
+    run_server(config_from(args, ServeConfig))
+    return 0
+
+
 def _write(utterances, out: Path, skipped: list[str]) -> int:
     from distilwhisper.data.manifest import write_manifest
 
@@ -255,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distilwhisper.studies.bias import BiasConfig
     from distilwhisper.studies.demo import DemoConfig
     from distilwhisper.train import TrainConfig
+    from distilwhisper.serve import ServeConfig
     from distilwhisper.transcribe import TranscribeConfig
 
     parser = argparse.ArgumentParser(prog="distilwhisper", description="Measure and improve multilingual Whisper "
@@ -273,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint (mid-epoch too); "
                    "a folder without a checkpoint yet starts from the beginning")
     _command(sub, "transcribe", TranscribeConfig, _cmd_transcribe, epilog=EPILOG)
+    _command(sub, "serve", ServeConfig, _cmd_serve, epilog=EPILOG)
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
     _add_corpus_importers(data)
     _add_offline_corpora(data)

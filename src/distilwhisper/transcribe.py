@@ -126,9 +126,24 @@ class Transcriber:
         options = resolve_options(options, changes)
         if not fallback:
             options = options.with_(fallback_temperatures=())
-        task = options.task
         if sequential and options.beam_size > 1:
             raise ValueError("sequential decoding is greedy with the temperature fallback, not beam search")
+        job = self.prepare(audio, language, options, sequential)
+        if sequential:
+            job.result.segments = self._sequential(job.decoder, job.samples, job.result.language, options,
+                                                   condition_on_previous_text, list(job.options.previous))
+            return job.result
+        for i in range(0, len(job.windows), batch_size):
+            decoded = self.decode(job.windows[i:i + batch_size], job.result.language, job.options)
+            job.result.segments += [window_segment(r, tr, options) for r, tr in zip(job.ranges[i:i + batch_size],
+                                                                                     decoded)]
+        return job.result
+
+    def prepare(self, audio: np.ndarray | str | Path, language: str | None, options: DecodingOptions,
+                sequential: bool = False) -> Prepared:
+        """A recording read, cut into windows at its pauses, its language detected (unless given) and its result
+        started; its options carry the initial prompt's tokens as the windows' previous text (a prompt that cannot
+        fit is refused here, before any decoding)."""
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
         ranges = speech_windows(samples)
@@ -138,28 +153,16 @@ class Transcriber:
             language, probability, candidates = (self.detect(windows, options.detect_languages) if windows
                                                  else ("en", None, {}))
         precision = resolve_precision(self.requested, sequential)
-        result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE,
-                               language if language in self.experts and task in self.tasks else None, precision,
+        experts = language if language in self.experts and options.task in self.tasks else None
+        result = Transcription(path, language, probability, len(samples) / SAMPLE_RATE, experts, precision,
                                language_candidates=candidates)
         decoder = self._decoder(precision)
         initial = (text_tokens(decoder.processor.tokenizer, options.initial_prompt, "--initial-prompt",
                                decoder.max_positions) if options.initial_prompt else [])
-        if sequential:
-            result.segments = self._sequential(decoder, samples, language, options, condition_on_previous_text,
-                                               initial)
-            return result
-        for i in range(0, len(windows), batch_size):  # every window is given the initial prompt as its context
-            decoded = self._decode(windows[i:i + batch_size], language, options.with_(previous=initial))
-            for (a, b), tr in zip(ranges[i:i + batch_size], decoded):
-                silent = _silent(tr, options)
-                start, end = round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)
-                result.segments.append(Segment(start, end, "" if silent else tr.text, tr.avg_logprob,
-                                               tr.no_speech_prob, tr.temperature, compression_ratio(tr.text),
-                                               [] if silent else placed(tr.words or [], start, start, end)))
-        return result
+        return Prepared(samples, ranges, windows, result, options.with_(previous=initial), decoder)
 
-    def _decode(self, windows: list[np.ndarray], language: str, options: DecodingOptions) -> list[Transcript]:
-        """Decode, then decode again at the next temperature the windows that looped or failed."""
+    def decode(self, windows: list[np.ndarray], language: str, options: DecodingOptions) -> list[Transcript]:
+        """Decode windows of one language, then decode again at the next temperature those that looped or failed."""
         results = self.decoder.transcribe(windows, language, options)
         for step, temperature in enumerate(options.fallback_temperatures):
             redo = [i for i, tr in enumerate(results) if _needs_fallback(tr, options)]
@@ -219,6 +222,27 @@ class Transcriber:
         return tr
 
 
+
+
+@dataclass
+class Prepared:
+    """A recording ready for its windows to be decoded (`Transcriber.prepare`), in batches of its own or, in the
+    server, beside other recordings' windows of the same language."""
+
+    samples: np.ndarray
+    ranges: list[tuple[int, int]]  # each window's sample range in the recording
+    windows: list[np.ndarray]
+    result: Transcription  # language, probabilities and experts filled in; segments to come
+    options: DecodingOptions  # with the initial prompt's tokens as the windows' previous text
+    decoder: Decoder
+
+
+def window_segment(window: tuple[int, int], tr: Transcript, options: DecodingOptions) -> Segment:
+    """The segment of a window cut at pauses: its sample range's times, its text (none for silence) and words."""
+    silent = _silent(tr, options)
+    start, end = round(window[0] / SAMPLE_RATE, 3), round(window[1] / SAMPLE_RATE, 3)
+    return Segment(start, end, "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob, tr.temperature,
+                   compression_ratio(tr.text), [] if silent else placed(tr.words or [], start, start, end))
 
 
 def placed(words: list[Word], offset: float, start: float, end: float) -> list[Word]:

@@ -46,7 +46,7 @@ def _first(utterances: list[Utterance], n: int, seed: int) -> list[Utterance]:
     return chosen[:n]
 
 
-def _real(language: str, config, seed: int) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
+def real_speech_sets(language: str, config, seed: int) -> tuple[list[Utterance], list[Utterance], list[Utterance]]:
     """(train + dev, in-domain test, held-out-character test) utterances of a language's real speech."""
     utterances, _ = REAL_SPEECH[language](language, seed=seed)
     main = [u for u in utterances if u.domain != HELD_OUT]
@@ -90,7 +90,7 @@ def build_corpus(config, out: Path) -> Corpus:
     tests = [u for u in synth if u.split == "test" and (u.language not in real or u.domain == OUT_OF_DOMAIN)]
     translation: list[Utterance] = []
     for language in real:
-        lang_train, lang_test, held_out = _real(language, config, config.seed)
+        lang_train, lang_test, held_out = real_speech_sets(language, config, config.seed)
         train += lang_train
         tests += lang_test + held_out
         translation += lang_test

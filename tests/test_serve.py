@@ -1,0 +1,179 @@
+"""The OpenAI-compatible server (issue #37): the batcher gives each request what `transcribe` gives its file alone;
+a real uvicorn process on 127.0.0.1, driven by the official `openai` client for every response format and the
+stream, and by raw requests for every error."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx  # what the openai client itself sends requests with
+import numpy as np
+import pytest
+
+from distilwhisper.batcher import Batcher, Job
+from distilwhisper.decoding import DecodingOptions
+from distilwhisper.transcribe import SAMPLE_RATE, Transcriber
+from conftest import tone, write_wav
+
+KEY = "test-key"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny, tmp_path_factory):
+    model, processor = tiny
+    root = tmp_path_factory.mktemp("serve")
+    model.save_pretrained(root / "tiny")
+    processor.save_pretrained(root / "tiny")
+    return root
+
+
+def _recording(seconds: list[float], freq: float) -> np.ndarray:
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    return np.concatenate([part for s in seconds for part in (tone(s, freq=freq), gap)])
+
+
+def test_requests_of_two_languages_batched_together_get_what_each_gets_alone(tiny_dir):
+    transcriber = Transcriber(str(tiny_dir / "tiny"), precision="fp32")
+    audios = {"ca": _recording([20.0, 12.0], 440.0), "cs": _recording([15.0], 300.0)}
+    alone = {lang: transcriber(audio, lang) for lang, audio in audios.items()}
+    batcher = Batcher(transcriber, max_batch=8, max_wait=0.5)
+    try:
+        jobs = {lang: batcher.submit(Job(audio, lang, DecodingOptions())) for lang, audio in audios.items()}
+        for job in jobs.values():
+            assert job.done.wait(120) and job.error is None
+    finally:
+        batcher.stop()
+    for lang, job in jobs.items():
+        assert [(s.start, s.end, s.text) for s in job.result.segments] == \
+            [(s.start, s.end, s.text) for s in alone[lang].segments]
+        assert job.result.language == lang
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir):
+    """A real server process on 127.0.0.1 (tiny model, API key, 2 MB uploads); stopped by its PID at teardown."""
+    port = _free_port()
+    log = open(tiny_dir / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--model", str(tiny_dir / "tiny"),
+                             "--port", str(port), "--api-key", KEY, "--max-upload-mb", "2", "--precision", "fp32",
+                             "--threads", "1"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(tiny_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_dir) -> Path:
+    return write_wav(tiny_dir / "clip.wav", 6.0)
+
+
+def test_the_openai_client_gets_every_response_format(server, tiny_dir, clip):
+    from openai import OpenAI
+
+    base, _ = server
+    client = OpenAI(base_url=f"{base}/v1", api_key=KEY)
+    expected = Transcriber(str(tiny_dir / "tiny"), precision="fp32")(clip, "ca")
+    assert [m.id for m in client.models.list().data] == ["whisper-1"]
+    plain = client.audio.transcriptions.create(model="whisper-1", file=clip.open("rb"), language="ca")
+    assert plain.text == expected.text
+    text = client.audio.transcriptions.create(model="whisper-1", file=clip.open("rb"), language="ca",
+                                              response_format="text")
+    assert text.strip() == expected.text
+    for fmt, marker in (("srt", "00:00:00,"), ("vtt", "WEBVTT")):
+        subtitles = client.audio.transcriptions.create(model="whisper-1", file=clip.open("rb"), language="ca",
+                                                       response_format=fmt)
+        assert marker in subtitles
+    detailed = client.audio.transcriptions.create(model="whisper-1", file=clip.open("rb"), language="ca",
+                                                  response_format="verbose_json",
+                                                  timestamp_granularities=["word", "segment"])
+    assert detailed.language == "ca" and detailed.text == expected.text and detailed.duration == pytest.approx(6.0)
+    assert detailed.segments and all(0 <= w.start <= w.end <= 6.0 for w in detailed.words or [])
+    translated = client.audio.translations.create(model="whisper-1", file=clip.open("rb"))
+    assert isinstance(translated.text, str)
+
+
+def test_the_stream_sends_deltas_then_the_whole_text(server, tiny_dir):
+    from openai import OpenAI
+
+    base, _ = server
+    audio = write_wav(tiny_dir / "long.wav", 1.0)
+    long = _recording([20.0, 20.0], 440.0)
+    import soundfile as sf
+
+    sf.write(str(audio), long, SAMPLE_RATE)
+    client = OpenAI(base_url=f"{base}/v1", api_key=KEY)
+    events = list(client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb"), language="ca",
+                                                     stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[-1] == "transcript.text.done" and set(kinds[:-1]) <= {"transcript.text.delta"}
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("no key", 401, "invalid_api_key"), ("unknown model", 404, "model_not_found"),
+    ("a path as the model", 404, "model_not_found"), ("unknown language", 400, "unsupported_language"),
+    ("unreadable audio", 400, "invalid_audio"), ("too large", 413, "file_too_large"),
+    ("unknown format", 400, None), ("no file", 400, None)])
+def test_every_error_is_answered_in_openais_shape(server, tiny_dir, clip, case, status, code):
+    base, _ = server
+    headers = {} if case == "no key" else {"Authorization": f"Bearer {KEY}"}
+    data = {"model": "whisper-1", "language": "ca"}
+    files = {"file": ("clip.wav", clip.read_bytes(), "audio/wav")}
+    if case == "unknown model":
+        data["model"] = "whisper-9"
+    elif case == "a path as the model":
+        data["model"] = str(tiny_dir / "tiny")
+    elif case == "unknown language":
+        data["language"] = "klingon"
+    elif case == "unreadable audio":
+        files = {"file": ("clip.wav", b"RIFF not really a wave file", "audio/wav")}
+    elif case == "too large":
+        files = {"file": ("big.wav", b"\0" * (3 * 2**20), "audio/wav")}
+    elif case == "unknown format":
+        data["response_format"] = "docx"
+    elif case == "no file":
+        files = {}
+    response = httpx.post(f"{base}/v1/audio/transcriptions", data=data, files=files or None, headers=headers,
+                          timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code:
+        assert error["code"] == code
+
+
+def test_the_server_logs_one_json_line_per_request_and_stops_by_its_pid(server, tiny_dir):
+    base, proc = server
+    assert httpx.get(f"{base}/health", timeout=10).json()["status"] == "ok"
+    assert proc.poll() is None
+    lines = [json.loads(line) for line in (tiny_dir / "server.log").read_text().splitlines()
+             if line.startswith("{")]
+    assert any(r["path"] == "/health" and r["status"] == 200 for r in lines)
+    assert any(r["path"] == "/v1/audio/transcriptions" and "audio_s" in r and "latency_s" in r for r in lines)
