@@ -298,8 +298,11 @@ def load_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[WhisperFor
                                  "run code; convert them to safetensors, or pass --allow-pickle if you trust them")
     local = not path.is_dir() and not _hub_reachable()  # the cache only: no minute of retries without a network
     try:
+        # use_kernels=False: transformers 5.x otherwise swaps layers for kernels it fetches from the hub when a model
+        # on a GPU changes mode (train/eval): remote code, and a failure offline (seen on an H200, gpu_smoke.py)
         model = WhisperForConditionalGeneration.from_pretrained(target, dtype=dtype, local_files_only=local,
-                                                                use_safetensors=None if pickle_allowed() else True)
+                                                                use_safetensors=None if pickle_allowed() else True,
+                                                                use_kernels=False)
         processor = WhisperProcessor.from_pretrained(target, local_files_only=local)
     except OSError as err:
         if path.is_dir():

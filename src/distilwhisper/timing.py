@@ -156,8 +156,8 @@ def find_words(model, tokenizer, enc: torch.Tensor, prompt: list[int], text: lis
         return []
     frames = max(1, min(enc.shape[1], int(round(seconds * FRAMES_PER_SECOND))))
     weights, logits = cross_attention(model, enc, prompt + text + [eot])
+    logits, weights = logits.cpu(), weights[:, :, :frames].cpu()  # a GPU's too: the rest runs in numpy
     probabilities = logits[len(prompt) - 1:-1, :eot].softmax(-1)[torch.arange(len(text)), torch.tensor(text)]
-    weights = weights[:, :, :frames]
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
     weights = median_filter(((weights - mean) / std.clamp_min(1e-10)).numpy(), (1, 1, MEDIAN_WIDTH))
     matrix = weights.mean(axis=0)[len(prompt) - 1:-1]  # rows predicting each text token, then the end of text
