@@ -152,6 +152,13 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from distilwhisper.export import ExportConfig, export
+
+    print(export(config_from(args, ExportConfig)))
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from distilwhisper.serve import ServeConfig, run_server
 
@@ -262,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distilwhisper.studies.bias import BiasConfig
     from distilwhisper.studies.demo import DemoConfig
     from distilwhisper.train import TrainConfig
+    from distilwhisper.export import ExportConfig
     from distilwhisper.serve import ServeConfig
     from distilwhisper.transcribe import TranscribeConfig
 
@@ -282,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "a folder without a checkpoint yet starts from the beginning")
     _command(sub, "transcribe", TranscribeConfig, _cmd_transcribe, epilog=EPILOG)
     _command(sub, "serve", ServeConfig, _cmd_serve, epilog=EPILOG)
+    _command(sub, "export", ExportConfig, _cmd_export)
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
     _add_corpus_importers(data)
     _add_offline_corpora(data)

@@ -163,6 +163,24 @@ def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
     return model
 
 
+def merge_experts(model: nn.Module, language: str) -> nn.Module:
+    """A plain Whisper model, in place, whose FFNs are `language`'s experts with the gate forced open (every token
+    through the expert): what a format without per-token gates (CTranslate2, a transformers folder) can hold of a
+    DistilWhisper model.  An approximation: the trained model sends only the tokens its gate picks to the experts."""
+    whisper = model.model
+    for layer in [*whisper.encoder.layers, *whisper.decoder.layers]:
+        block = layer.fc1
+        if isinstance(block, CLSRFeedForward):
+            if language not in block.experts:
+                raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(block.experts)}")
+            expert = block.experts[language]
+            layer.fc1, layer.fc2, layer.activation_fn = expert.fc1, expert.fc2, expert.activation
+    for name in ("distilwhisper_scope", "distilwhisper_tasks"):
+        if hasattr(model, name):
+            delattr(model, name)
+    return model
+
+
 def set_language(model: nn.Module, language: str, shared_fallback: bool = False, task: str = "transcribe") -> None:
     """Select the experts every CLSR block uses (a batch holds one language); a no-op for plain models.  A language
     without experts is an error, or with `shared_fallback` runs on the shared FFNs: the frozen original model, which

@@ -1,0 +1,116 @@
+"""`distilwhisper export` (issue #38): FT and merged LoRA runs as transformers and CTranslate2 folders that the other
+libraries load and decode to the same tokens; runs with experts as an experts folder, refused as a plain model
+unless the merge is asked for; on a tiny model with the real tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import WhisperForConditionalGeneration, pipeline
+
+from distilwhisper import clsr
+from distilwhisper.cli import main
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.hub import load_model
+from distilwhisper.runs import TrainedRun
+from conftest import tiny_on_disk, tone
+
+
+@pytest.fixture(scope="module")
+def runs(tiny, tmp_path_factory):
+    """A tiny FT, LoRA and CLSR-FT run on generated clips (a few steps: weights that differ from the start)."""
+    root = tmp_path_factory.mktemp("export")
+    manifest = tiny_on_disk(tiny, root, per_language=3)
+    folders = {}
+    for method in ("ft", "lora", "clsr-ft"):
+        folders[method] = root / method
+        assert main(["train", "--method", method, "--student", str(root / "tiny"), "--languages", "ca,cs",
+                     "--train", str(manifest), "--out", str(folders[method]), "--max-steps", "3", "--batch-size",
+                     "2", "--lr", "0.05", "--warmup", "0", "--scope", "decoder"]) == 0
+    return root, folders
+
+
+def _clips() -> list[np.ndarray]:
+    return [tone(2.0, freq=330.0), tone(3.5, freq=520.0)]
+
+
+def _tokens(model, processor, language: str = "ca") -> list[list[int]]:
+    return [t.tokens for t in WhisperDecoder(model.eval(), processor).transcribe(_clips(), language,
+                                                                                  max_new_tokens=10)]
+
+
+@pytest.mark.parametrize("method", ["ft", "lora"])
+def test_a_plain_run_exports_to_transformers_and_decodes_the_same(runs, tmp_path, method):
+    _, folders = runs
+    out = tmp_path / "hf"
+    assert main(["export", str(folders[method]), "--format", "hf", "--out", str(out)]) == 0
+    kept, processor = TrainedRun.open(folders[method]).load()
+    exported = WhisperForConditionalGeneration.from_pretrained(out)
+    assert not any("lora" in name for name in exported.state_dict())  # LoRA merged into the weights
+    assert all(torch.equal(exported.state_dict()[k], v) for k, v in kept.state_dict().items())
+    assert exported.generation_config.alignment_heads == kept.generation_config.alignment_heads
+    assert _tokens(*load_model(str(out))) == _tokens(kept, processor)
+    asr = pipeline("automatic-speech-recognition", model=str(out))  # the transformers pipeline loads it as it is
+    assert isinstance(asr(_clips()[0], generate_kwargs={"language": "ca", "max_new_tokens": 10})["text"], str)
+
+
+def test_a_run_exports_to_ctranslate2_that_faster_whisper_loads(runs, tmp_path):
+    from faster_whisper import WhisperModel
+
+    from distilwhisper.ct2 import CT2Decoder
+
+    _, folders = runs
+    out = tmp_path / "ct2"
+    assert main(["export", str(folders["ft"]), "--format", "ct2", "--out", str(out)]) == 0
+    assert {"model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in
+                                                                                           out.iterdir()}
+    kept, processor = TrainedRun.open(folders["ft"]).load()
+    engine = CT2Decoder(str(out), processor, kept.generation_config, "float32", threads=1)
+    same = [a.tokens == b for a, b in zip(engine.transcribe(_clips(), "ca", max_new_tokens=10),
+                                          _tokens(kept, processor))]
+    assert sum(same) >= len(same) - 1  # the same weights on another engine (float rounding may move one token)
+    segments, info = WhisperModel(str(out), device="cpu", compute_type="float32").transcribe(
+        _clips()[1], language="ca", beam_size=1, vad_filter=False)
+    list(segments)
+    assert info.language == "ca"
+    int8 = tmp_path / "ct2-int8"
+    assert main(["export", str(folders["ft"]), "--format", "ct2", "--quantization", "int8", "--out", str(int8)]) == 0
+    assert (int8 / "model.bin").stat().st_size < (out / "model.bin").stat().st_size
+
+
+def test_a_run_with_experts_is_refused_as_a_plain_model_unless_merged(runs, tmp_path, capsys):
+    _, folders = runs
+    assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--out", str(tmp_path / "no")]) == 2
+    assert "neither transformers nor CTranslate2 can express" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+    merged = tmp_path / "merged"
+    assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "ca", "--out",
+                 str(merged)]) == 0
+    model, _ = TrainedRun.open(folders["clsr-ft"]).load()
+    plain = WhisperForConditionalGeneration.from_pretrained(merged)
+    block = model.model.decoder.layers[0].fc1
+    assert torch.equal(plain.model.decoder.layers[0].fc1.weight, block.experts["ca"].fc1.weight)
+    assert torch.equal(plain.model.encoder.layers[0].fc1.weight, model.model.encoder.layers[0].fc1.weight)
+    assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "de", "--out",
+                 str(tmp_path / "de")]) == 2
+    assert "no experts for language 'de'" in capsys.readouterr().err
+
+
+def test_an_experts_folder_attaches_to_its_base_model(runs, tmp_path, capsys):
+    root, folders = runs
+    out = tmp_path / "experts"
+    assert main(["export", str(folders["clsr-ft"]), "--format", "experts", "--languages", "cs", "--out",
+                 str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cs.safetensors", clsr.EXPERTS_CONFIG]
+    assert json.loads((out / clsr.EXPERTS_CONFIG).read_text())["languages"] == ["cs"]
+    base, processor = load_model(str(root / "tiny"))
+    clsr.attach_experts(base, out)
+    kept, _ = TrainedRun.open(folders["clsr-ft"]).load()
+    assert _tokens(base, processor, "cs") == _tokens(kept, processor, "cs")
+    assert main(["export", str(folders["ft"]), "--format", "experts", "--out", str(tmp_path / "x")]) == 2
+    assert "has no experts" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
+    assert "not a `train` run folder" in capsys.readouterr().err
