@@ -114,10 +114,11 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_of_the_package_inside_a_function_outside_the_cli():
-    """A function-level import is how a cycle hides; the CLI's are there to start fast (`--help` loads no torch)."""
+    """A function-level import is how a cycle hides; the CLI's (cli.py and the `data` commands' parser) are there
+    to start fast (`--help` loads no torch)."""
     hidden = []
     for name, path in _modules().items():
-        if name == "distilwhisper.cli":
+        if name in ("distilwhisper.cli", "distilwhisper.data.commands"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
