@@ -18,7 +18,6 @@ and the time relative to faster-whisper; then the share of clips (single prompts
 of real Czech dialogue from Fish Fillets NG) whose language is detected right, per language, for distilwhisper and
 faster-whisper.
 
-    pip install '.[bench]'   # faster-whisper
     .venv/bin/python benchmarks/longform.py [--minutes 3,6] [--languages en,es] [--threads 2] [--split dev]
 """
 

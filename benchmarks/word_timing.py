@@ -10,7 +10,6 @@ sequential (Whisper's algorithm), fp32; faster-whisper's sequential `transcribe`
 RUN`, distilwhisper with those experts too.  Prints the median and 90th-percentile absolute errors in seconds, the
 clips a system gave no word, WER, and wall seconds.
 
-    pip install '.[bench]'   # faster-whisper
     .venv/bin/python benchmarks/word_timing.py [--per-recording 8] [--recordings 3] [--experts RUN]
 """
 

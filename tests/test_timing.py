@@ -97,3 +97,41 @@ def test_word_times_follow_real_speech(bundled, speech):
     assert words and all(0 <= w.start <= w.end <= len(audio) / SAMPLE_RATE for w in words)
     first_starts = [min((w.start for w in words if w.start >= onset - 0.5), default=np.inf) for onset in onsets]
     assert max(abs(s - o) for s, o in zip(first_starts, onsets)) < 0.6, (first_starts, onsets)
+
+
+def test_vad_windows_hold_the_speech_and_leave_out_long_silence(speech):
+    """Recorded prompts with 20 s of silence between them: every window is inside a prompt's stretch (a cut never
+    falls inside speech), none lies in the silence, and every prompt is covered."""
+    from distilwhisper.audio import load_audio
+    from distilwhisper.windows import vad_windows
+
+    clips = [load_audio(u.audio) for u in speech[:3]]
+    silence = np.zeros(20 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([part for clip in clips for part in (clip, silence)])
+    spans, t = [], 0
+    for clip in clips:
+        spans.append((t, t + len(clip)))
+        t += len(clip) + len(silence)
+    windows = vad_windows(audio)
+    assert windows and all(b - a <= 30 * SAMPLE_RATE for a, b in windows)
+    pad = int(0.5 * SAMPLE_RATE)  # the VAD's own padding around speech
+    for a, b in windows:
+        assert any(start - pad <= a and b <= end + pad for start, end in spans), (a / SAMPLE_RATE, b / SAMPLE_RATE)
+    for start, end in spans:
+        assert any(a < end and b > start for a, b in windows)
+
+
+def test_vad_is_for_windows_cut_at_pauses(tiny_with_experts, capsys):
+    model, _ = tiny_with_experts
+    with pytest.raises(ValueError, match="--vad cuts the windows"):
+        Transcriber(model, precision="fp32")(tone(2.0), "ca", vad=True, sequential=True)
+    assert main(["transcribe", "x.wav", "--vad", "--sequential"]) == 2
+    assert "--vad cuts the windows" in capsys.readouterr().err
+
+
+def test_noise_gives_windows_by_energy_and_none_by_vad(tiny_with_experts):
+    model, _ = tiny_with_experts
+    noise = (0.1 * np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE)).astype(np.float32)
+    transcriber = Transcriber(model, precision="fp32")
+    assert transcriber(noise, "ca", fallback=False, max_new_tokens=4).segments  # energy: the noise is "speech"
+    assert transcriber(noise, "ca", vad=True, fallback=False).segments == []  # Silero: nothing to decode

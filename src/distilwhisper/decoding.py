@@ -68,6 +68,7 @@ class DecodingOptions:
     hotwords: str | None = None  # text given before every clip's previous text: names and terms to spell right
     detect_languages: tuple[str, ...] = ()  # a detection chooses among these (empty: every language of the model)
     initial_prompt: str | None = None  # long-form: the text before the first window (every window cut at pauses)
+    vad: bool = False  # long-form: windows are the speech Silero VAD finds, not the stretches between pauses
     fallback_temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES  # () = one pass (eval's protocol)
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0

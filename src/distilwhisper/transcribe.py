@@ -26,7 +26,7 @@ from distilwhisper.decoding import (TASKS, Decoder, DecodingOptions, Transcript,
                                     resolve_options, text_tokens)
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
 from distilwhisper.timing import Word
-from distilwhisper.windows import FRAME, WINDOW_SECONDS, speech_windows, timed_segments
+from distilwhisper.windows import FRAME, WINDOW_SECONDS, speech_windows, timed_segments, vad_windows
 
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
 DETECT_MAX_WINDOWS = 9  # while the likeliest language has less than half the probability, more are read, up to these
@@ -128,6 +128,9 @@ class Transcriber:
             options = options.with_(fallback_temperatures=())
         if sequential and options.beam_size > 1:
             raise ValueError("sequential decoding is greedy with the temperature fallback, not beam search")
+        if sequential and options.vad:
+            raise ValueError("--vad cuts the windows that are decoded in batches; --sequential decodes the recording "
+                             "as it is (use one or the other)")
         job = self.prepare(audio, language, options, sequential)
         if sequential:
             job.result.segments = self._sequential(job.decoder, job.samples, job.result.language, options,
@@ -146,7 +149,7 @@ class Transcriber:
         fit is refused here, before any decoding)."""
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
-        ranges = speech_windows(samples)
+        ranges = vad_windows(samples) if options.vad else speech_windows(samples)
         windows = [samples[a:b] for a, b in ranges]
         probability, candidates = None, {}
         if language in (None, "auto"):
@@ -307,6 +310,9 @@ class TranscribeConfig:
                 "context, or with --sequential the first window's"})
     hotwords: str | None = field(default=None, metadata={
         "help": "words or phrases given before every window's context (faster-whisper's hotwords), e.g. names"})
+    vad: bool = field(default=False, metadata={
+        "help": "decode only the speech Silero VAD finds (faster-whisper's model): silence, music and noise give "
+                "no text; windows cut at pauses only"})
     word_timestamps: bool = field(default=False, metadata={
         "help": "the start and end of every word (cross-attention of the alignment heads; torch precisions): in "
                 "the JSON output, each segment's words with their probabilities"})
@@ -334,7 +340,7 @@ class TranscribeConfig:
     def options(self) -> DecodingOptions:
         """How each window is decoded."""
         return DecodingOptions(task=self.task, beam_size=self.beam_size, initial_prompt=self.initial_prompt,
-                               word_timestamps=self.word_timestamps,
+                               word_timestamps=self.word_timestamps, vad=self.vad,
                                hotwords=self.hotwords, detect_languages=tuple(self.detect_languages),
                                **({"fallback_temperatures": ()} if self.greedy_only else {}))
 
@@ -346,6 +352,9 @@ class TranscribeConfig:
             raise ValueError(f"--sequential decodes greedily, with the temperature fallback (Whisper's algorithm); "
                              f"--beam-size {self.beam_size} applies to windows cut at pauses")
         self.options()  # its checks (e.g. an unknown language among --detect-languages) before any model loads
+        if self.vad and self.sequential:
+            raise ValueError("--vad cuts the windows that are decoded in batches; --sequential decodes the recording "
+                             "as it is (use one or the other)")
         if self.word_timestamps and self.precision.startswith("ct2-"):
             raise ValueError(f"--word-timestamps needs the torch decoder's cross-attention; --precision "
                              f"{self.precision} runs on CTranslate2, which cannot give them")

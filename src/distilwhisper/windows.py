@@ -41,6 +41,19 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
         frame = end
 
 
+def vad_windows(audio: np.ndarray, threshold: float = 0.5, min_silence_ms: int = 2000,
+                max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of the speech Silero VAD finds (faster-whisper's ONNX model, run by onnxruntime;
+    its defaults: probability threshold 0.5, a pause of 2 s ends a stretch of speech), each at most `max_seconds`
+    with its padding: what is not speech -- silence, music, noise -- is never decoded, where Whisper would write
+    text into it."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(threshold=threshold, min_silence_duration_ms=min_silence_ms,
+                         max_speech_duration_s=max_seconds - 1)  # room for the padding on each side
+    return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(audio, options)]
+
+
 def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
     """The middle of the latest run of at least MIN_PAUSE_FRAMES silent frames inside (start, end)."""
     run = 0
