@@ -291,9 +291,11 @@ def read_experts_config(directory: str | Path) -> dict:
 
 
 def attach_experts(model: nn.Module, directory: str | Path, languages: list[str] | None = None,
-                   missing_ok: bool = False) -> nn.Module:
+                   missing_ok: bool = False, unsaved_tasks: tuple[str, ...] = TRAINED_FOR) -> nn.Module:
     """Add saved experts to a plain Whisper model (converted in place); checks they belong to this model.  With
-    `missing_ok`, requested languages without experts are left out (decoding runs them on the shared FFNs)."""
+    `missing_ok`, requested languages without experts are left out (decoding runs them on the shared FFNs).
+    `unsaved_tasks`: what experts serve whose folder saved no tasks (runs of bc74f00..96c5aa5: their run's settings
+    say what they learnt; a bare folder of that time, transcription)."""
     directory = Path(directory)
     info = read_experts_config(directory)
     languages = languages or info["languages"]
@@ -310,7 +312,7 @@ def attach_experts(model: nn.Module, directory: str | Path, languages: list[str]
                                f"this model has {getattr(config, key)} (base model of the experts: "
                                f"{info['base_model']})")
     to_distilwhisper(model, languages, info.get("scope", "all"))
-    serve_tasks(model, info.get("tasks", TRAINED_FOR))  # folders written before tasks were saved: transcription
+    serve_tasks(model, info.get("tasks", unsaved_tasks))
     if _fingerprint(model) != info["fingerprint"]:
         raise ExpertsError(f"{directory}: experts were trained on other base weights ({info['base_model']}); "
                            "load them with that model")

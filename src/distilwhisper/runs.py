@@ -216,8 +216,8 @@ def attach_kept_experts(model: nn.Module, path: str | Path, languages: list[str]
                         missing_ok: bool = False) -> None:
     """`clsr.attach_experts` from a run folder, its `best/` or any experts folder.  Runs trained between bc74f00
     and 96c5aa5 saved no tasks with their experts: a run's own settings say what its experts learnt (translation
-    too with --keep-translate), where `attach_experts` alone would serve them transcription only."""
+    too with --keep-translate), where a bare folder would serve them transcription only."""
     folder = experts_folder(path)
-    clsr.attach_experts(model, folder, languages, missing_ok)
-    if "tasks" not in clsr.read_experts_config(folder) and is_run_folder(folder.parent):
-        clsr.serve_tasks(model, TrainedRun.open(folder.parent).config.expert_tasks)
+    run = folder.parent if is_run_folder(folder.parent) else None
+    clsr.attach_experts(model, folder, languages, missing_ok,
+                        TrainedRun.open(run).config.expert_tasks if run else clsr.TRAINED_FOR)

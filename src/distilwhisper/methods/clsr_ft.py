@@ -34,9 +34,7 @@ class Experts(Method):
 
     def load(self, config, folder: Path) -> tuple[nn.Module, object]:
         model, processor = load_model(config.student)
-        clsr.attach_experts(model, folder, config.languages)
-        if "tasks" not in clsr.read_experts_config(folder):  # runs of bc74f00..96c5aa5 saved no tasks with them
-            clsr.serve_tasks(model, config.expert_tasks)
+        clsr.attach_experts(model, folder, config.languages, unsaved_tasks=config.expert_tasks)
         return model.eval(), processor
 
 
