@@ -177,3 +177,29 @@ def test_the_server_logs_one_json_line_per_request_and_stops_by_its_pid(server, 
              if line.startswith("{")]
     assert any(r["path"] == "/health" and r["status"] == 200 for r in lines)
     assert any(r["path"] == "/v1/audio/transcriptions" and "audio_s" in r and "latency_s" in r for r in lines)
+
+
+def test_a_request_past_the_time_limit_is_answered_504_and_the_server_stays_up(tiny_dir):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--model", str(tiny_dir / "tiny"),
+                             "--port", str(port), "--timeout-s", "0.3", "--precision", "fp32", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        long = write_wav(tiny_dir / "timeout.wav", 1.0)
+        import soundfile as sf
+
+        sf.write(str(long), _recording([25.0, 25.0], 440.0), SAMPLE_RATE)  # two windows and their fallbacks
+        response = httpx.post(f"{base}/v1/audio/transcriptions", data={"model": "whisper-1", "language": "ca"},
+                              files={"file": ("timeout.wav", long.read_bytes(), "audio/wav")}, timeout=120)
+        assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
