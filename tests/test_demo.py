@@ -56,6 +56,7 @@ def test_quick_demo_runs_every_stage(quick_demo):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsys):
     out = quick_demo
     before = (out / "eval" / "distilwhisper-specialist" / "results.jsonl").read_text()

@@ -114,6 +114,7 @@ def _timeless(node):
     return node
 
 
+@pytest.mark.long  # `make test` keeps the training and synthesis chains; `make test-all` (CI) runs every chain
 def test_eval_killed_at_every_kind_of_point_completes_with_every_utterance_once(setup, tmp_path):
     args = ["eval", "--model", str(setup / "tiny"), "--data", str(setup / "m.jsonl"), "--batch-size", "2"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -129,6 +130,7 @@ def test_eval_killed_at_every_kind_of_point_completes_with_every_utterance_once(
     assert summaries[0] == summaries[1]
 
 
+@pytest.mark.long
 def test_bias_killed_at_every_kind_of_point_gives_the_uninterrupted_tables(setup, tmp_path):
     args = ["bias", "--data", str(setup / "m.jsonl"), "--models", str(setup / "tiny"), "--precisions",
             "fp32,int8-dynamic", "--batch-size", "2"]

@@ -41,6 +41,7 @@ def _releases(root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_paper_script_runs_from_release_folders_to_the_tables_on_two_processes(tiny, tmp_path):
     model, processor = tiny
     model.save_pretrained(tmp_path / "tiny")
