@@ -9,13 +9,21 @@ is in peft.
 
 from __future__ import annotations
 
+from dataclasses import MISSING, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 if TYPE_CHECKING:
     from distilwhisper.train.config import TrainConfig
+
+
+def setting(default: Any, help: str, **extra) -> Any:
+    """A training setting: its default (`MISSING`: a required one) and the help of its `train` flag
+    (`cli.add_config_flags` reads them, and `min`/`choices` in `extra`)."""
+    metadata = {"help": help, **extra}
+    return field(metadata=metadata) if default is MISSING else field(default=default, metadata=metadata)
 
 
 class Method:

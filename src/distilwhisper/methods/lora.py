@@ -3,15 +3,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from distilwhisper.hub import load_model
-from distilwhisper.methods.base import Method
+from distilwhisper.methods.base import Method, setting
 
 SIDES = {"all": "(en|de)coder", "encoder": "encoder", "decoder": "decoder"}
 BASE_MODEL = "base_model.txt"
+
+
+@dataclass(kw_only=True)
+class LoraSettings:
+    """LoRA's own settings (the paper's baseline: r = alpha = 64, dropout 0.05)."""
+
+    lora_r: int = setting(64, "LoRA rank", min=1)
+    lora_alpha: int = setting(64, "LoRA alpha")
+    lora_dropout: float = setting(0.05, "LoRA dropout")
 
 
 class LoRA(Method):

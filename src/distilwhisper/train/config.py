@@ -8,87 +8,67 @@ divergence, gate skipping 0.2, expert dropout 0.3, LoRA r = alpha = 64 with drop
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from distilwhisper import methods
+from distilwhisper.methods.base import setting
+from distilwhisper.methods.clsr_ft import ExpertSettings
+from distilwhisper.methods.distilwhisper import DistillSettings
+from distilwhisper.methods.lora import LoraSettings
 from distilwhisper.clsr import SCOPES, TRAINED_FOR
 from distilwhisper.distributed import DEFAULT_TIMEOUT_MINUTES
 from distilwhisper.languages import check as check_language
 
 
-def _help(text: str, **extra) -> dict:
-    return {"metadata": {"help": text, **extra}}
+@dataclass
+class SharedSettings:
+    """The settings of every method: data, model, optimizer, schedule, evaluation, precision."""
+
+    method: str = setting(MISSING, "distilwhisper: experts + gates with CE, gate budget and distillation; clsr-ft: "
+                                   "the same without the teacher; ft: full fine-tuning; lora: LoRA adapters",
+                          choices=methods.names)
+    student: str = setting(MISSING, "student model reference (paper: openai/whisper-small)")
+    languages: list[str] = setting(MISSING, "languages to train experts for (comma-separated)")
+    train: str = setting(MISSING, "training manifest (only its split=train lines if it has a split column)")
+    out: str = setting(MISSING, "output folder: best/, checkpoint/, dev/, tensorboard/, metrics.jsonl")
+    dev: str | None = setting(None, "dev manifest (only split=dev lines if it has a split column): WER at each "
+                                    "evaluation; the best checkpoint is kept")
+    max_steps: int | None = setting(None, "optimizer steps (overrides --epochs)", min=1)
+    epochs: float = setting(10.0, "passes over the training set")
+    batch_size: int = setting(16, "utterances per batch and process (one language per batch; a launch of N processes "
+                                  "trains on global batches of N x this)", min=1)
+    grad_accum: int = setting(1, "gradient accumulation steps", min=1)
+    lr: float = setting(1e-4, "peak learning rate (AdamW, linear schedule)")
+    beta2: float = setting(0.98, "AdamW beta2")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    warmup: float = setting(0.1, "share of the steps spent warming up")
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy")
+    w_ce: float = setting(0.25, "weight of CE + gate budget")
+    scope: str = setting("all", "layers that train: where experts or LoRA adapters go, which layers ft updates "
+                                "(paper: all)", choices=SCOPES)
+    eval_every: int = setting(0, "steps between dev evaluations (0: at the end of each epoch)")
+    save_every: int = setting(0, "steps between resumable checkpoints besides those at dev evaluations (0: only at "
+                                 "evaluations)")
+    eval_limit: int | None = setting(None, "dev utterances used per evaluation", min=1)
+    patience: int = setting(0, "stop once this many dev evaluations in a row have not improved the kept model (0: "
+                               "train to the last step, the cap --max-steps/--epochs sets either way)", min=0)
+    bf16: bool = setting(False, "bf16 autocast (fast only on CPUs/GPUs with bf16 units)")
+    trim: bool = setting(False, "padding-free encoding: encode only the frames holding audio (at least 15 s); one "
+                                "process only")
+    cache_encoder: bool = setting(False, "encode each clip once and keep the output in memory (needs --scope "
+                                         "decoder: the encoder is then frozen); one process only")
+    seed: int = setting(0, "random seed")
+    timeout_minutes: float = setting(DEFAULT_TIMEOUT_MINUTES, "under accelerate launch: how long a process waits for "
+                                                              "the others (e.g. at a checkpoint)")
+
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DistillSettings, ExpertSettings, LoraSettings, SharedSettings):
     """`distilwhisper train`: DistilWhisper experts, or a baseline (clsr-ft, ft, lora); runs under
-    `accelerate launch --num_processes N` too."""
-
-    method: str = field(**_help("distilwhisper: experts + gates with CE, gate budget and distillation; clsr-ft: "
-                                "the same without the teacher; ft: full fine-tuning; lora: LoRA adapters",
-                                choices=methods.names))
-    student: str = field(**_help("student model reference (paper: openai/whisper-small)"))
-    languages: list[str] = field(**_help("languages to train experts for (comma-separated)"))
-    train: str = field(**_help("training manifest (only its split=train lines if it has a split column)"))
-    out: str = field(**_help("output folder: best/, checkpoint/, dev/, tensorboard/, metrics.jsonl"))
-    dev: str | None = field(default=None, **_help("dev manifest (only split=dev lines if it has a split column): "
-                                                  "WER at each evaluation; the best checkpoint is kept"))
-    teacher: str | None = field(default=None, **_help("teacher for distilwhisper: a model reference (paper: "
-                                                      "openai/whisper-large-v2) or a `train` run folder of any "
-                                                      "method (e.g. a fine-tuned specialist)"))
-    max_steps: int | None = field(default=None, **_help("optimizer steps (overrides --epochs)", min=1))
-    epochs: float = field(default=10.0, **_help("passes over the training set"))
-    batch_size: int = field(default=16, **_help("utterances per batch and process (one language per batch; a "
-                                                "launch of N processes trains on global batches of N x this)",
-                                                min=1))
-    grad_accum: int = field(default=1, **_help("gradient accumulation steps", min=1))
-    lr: float = field(default=1e-4, **_help("peak learning rate (AdamW, linear schedule)"))
-    beta2: float = field(default=0.98, **_help("AdamW beta2"))
-    weight_decay: float = field(default=0.0, **_help("AdamW weight decay"))
-    warmup: float = field(default=0.1, **_help("share of the steps spent warming up"))
-    label_smoothing: float = field(default=0.1, **_help("label smoothing of the cross-entropy"))
-    w_ce: float = field(default=0.25, **_help("weight of CE + gate budget"))
-    w_kd: float = field(default=0.5, **_help("weight of the distillation term"))
-    gate_target: float = field(default=0.5, **_help("CLSR methods: the mean gate value the budget term pulls towards "
-                                                    "(paper: 0.5, half the tokens through the experts)"))
-    gate_weight: float = field(default=1.0, **_help("CLSR methods: weight of the gate-budget term beside CE (paper: "
-                                                    "1); 0 drops it, the gates then learn from CE and distillation "
-                                                    "alone"))
-    keep_translate: float = field(default=0.0, **_help(
-        "CLSR methods: weight of a term that keeps Whisper's translate task: the training clips that have an English "
-        "line (manifest column translation_en) also run with the translate prompt, and the experts' outputs on it "
-        "are pulled towards the frozen shared FFNs' (the base model's) by --kd; 0: off (the paper trains on "
-        "transcription only)"))
-    kd: str = field(default="js", **_help("distillation divergence (paper: js)", choices=("js", "kl")))
-    temperature: float = field(default=1.0, **_help("distillation temperature"))
-    scope: str = field(default="all", **_help("layers that train: where experts or LoRA adapters go, which layers "
-                                              "ft updates (paper: all)", choices=SCOPES))
-    skip_probability: float = field(default=0.2, **_help("chance per layer and step of routing to the shared FFN"))
-    expert_dropout: float = field(default=0.3, **_help("dropout after an expert's fc2 in training"))
-    lora_r: int = field(default=64, **_help("LoRA rank", min=1))
-    lora_alpha: int = field(default=64, **_help("LoRA alpha"))
-    lora_dropout: float = field(default=0.05, **_help("LoRA dropout"))
-    teacher_cache: str | None = field(default=None, **_help("folder storing the teacher's top-k log-probs, reused "
-                                                            "across epochs and runs"))
-    top_k: int = field(default=64, **_help("teacher log-probs kept per position in the cache", min=1))
-    eval_every: int = field(default=0, **_help("steps between dev evaluations (0: at the end of each epoch)"))
-    save_every: int = field(default=0, **_help("steps between resumable checkpoints besides those at dev "
-                                               "evaluations (0: only at evaluations)"))
-    eval_limit: int | None = field(default=None, **_help("dev utterances used per evaluation", min=1))
-    patience: int = field(default=0, **_help("stop once this many dev evaluations in a row have not improved the "
-                                             "kept model (0: train to the last step, the cap --max-steps/--epochs "
-                                             "sets either way)", min=0))
-    bf16: bool = field(default=False, **_help("bf16 autocast (fast only on CPUs/GPUs with bf16 units)"))
-    trim: bool = field(default=False, **_help("padding-free encoding: encode only the frames holding audio (at "
-                                              "least 15 s); one process only"))
-    cache_encoder: bool = field(default=False, **_help("encode each clip once and keep the output in memory "
-                                                       "(needs --scope decoder: the encoder is then frozen); one "
-                                                       "process only"))
-    seed: int = field(default=0, **_help("random seed"))
-    timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, **_help(
-        "under accelerate launch: how long a process waits for the others (e.g. at a checkpoint)"))
+    `accelerate launch --num_processes N` too.  One flat set of settings (the run's config.json): those every
+    method shares, then each method's own, defined in its module (distillation, experts, LoRA)."""
 
     def check(self) -> "TrainConfig":
         """Validate (languages normalised); returns self."""
