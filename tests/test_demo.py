@@ -88,6 +88,7 @@ def test_compare_resumes_the_quick_demo_and_adds_the_baselines(quick_demo, capsy
 
 
 @pytest.mark.slow
+@pytest.mark.long  # it resumes the folder the comparison test (long too) filled: 7 systems
 def test_a_moved_demo_folder_resumes_without_redoing_anything(quick_demo, tmp_path, monkeypatch):
     out = quick_demo
     moved = tmp_path / "moved"

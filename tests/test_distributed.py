@@ -112,6 +112,7 @@ def test_a_shard_of_another_setting_is_refused(setup, tmp_path):
     assert "the main process stopped" in done.stderr  # the other process was told, not left at a barrier
 
 
+@pytest.mark.long  # the bias command end to end on two processes; the share-out itself is tested above
 def test_bias_with_two_processes_gives_the_tables_of_one(setup, tmp_path):
     args = ["bias", "--data", str(setup / "m.jsonl"), "--models", str(setup / "tiny"), "--precisions", "fp32",
             "--batch-size", "2"]

@@ -114,7 +114,7 @@ def _timeless(node):
     return node
 
 
-@pytest.mark.long  # `make test` keeps the training and synthesis chains; `make test-all` (CI) runs every chain
+@pytest.mark.long  # `make test` keeps the CLSR-FT training chain; `make test-all` (CI) runs every chain
 def test_eval_killed_at_every_kind_of_point_completes_with_every_utterance_once(setup, tmp_path):
     args = ["eval", "--model", str(setup / "tiny"), "--data", str(setup / "m.jsonl"), "--batch-size", "2"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -176,6 +176,7 @@ def test_training_killed_at_every_kind_of_point_resumes_to_the_uninterrupted_wei
     assert TrainedRun.open(cut).state.best_step == TrainedRun.open(whole).state.best_step
 
 
+@pytest.mark.long
 def test_synth_killed_at_every_kind_of_point_builds_the_uninterrupted_corpus(tmp_path):
     args = ["data", "synth", "--languages", "cs", "--per-language", "6", "--workers", "1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
