@@ -81,7 +81,7 @@ class EvalConfig:
 
     def options(self) -> DecodingOptions:
         """How every utterance is decoded: one pass (greedy or beam search), the paper's protocol."""
-        return DecodingOptions(task=self.task, beam_size=self.beam_size, fallback_temperatures=())
+        return ONE_PASS.with_(task=self.task, beam_size=self.beam_size)
 
     def identity(self) -> dict:
         """What determines the transcripts; a resumed evaluation must use the same (the task is recorded when it
