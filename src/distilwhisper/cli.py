@@ -134,6 +134,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     config = config_from(args, TranscribeConfig)
     chosen = subtitles.formats(config.output_format)
+    layout = subtitles.Layout(config.max_line_width, config.max_line_count, config.highlight_words)
+    layout.check(config.word_timestamps)
     if config.threads:
         torch.set_num_threads(config.threads)
     transcriber = Transcriber(config.model, config.experts, config.trim,
@@ -147,7 +149,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
             failed += 1
             continue
-        subtitles.write(result, config.output_dir, chosen)
+        subtitles.write(result, config.output_dir, chosen, layout)
         print(f"{path}\t{result.language}\t{result.text}", flush=True)
     return 1 if failed else 0
 

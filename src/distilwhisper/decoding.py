@@ -39,6 +39,7 @@ from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 from distilwhisper.search import LogitFilter, SuppressAtBegin, SuppressTokens, TimestampRules, beam_search, sample
 from distilwhisper.timing import Word, find_words
+from distilwhisper.windows import VAD_MIN_SILENCE_MS, VAD_THRESHOLD
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
 TASKS = clsr.TASKS  # Whisper's two tasks; translate = speech to English text
@@ -69,6 +70,8 @@ class DecodingOptions:
     detect_languages: tuple[str, ...] = ()  # a detection chooses among these (empty: every language of the model)
     initial_prompt: str | None = None  # long-form: the text before the first window (every window cut at pauses)
     vad: bool = False  # long-form: windows are the speech Silero VAD finds, not the stretches between pauses
+    vad_threshold: float = VAD_THRESHOLD  # Silero's speech probability above which a frame is speech
+    vad_min_silence_ms: int = VAD_MIN_SILENCE_MS  # a pause this long ends a stretch of speech
     fallback_temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES  # () = one pass (eval's protocol)
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
@@ -85,6 +88,10 @@ class DecodingOptions:
         except ValueError as err:
             raise ValueError(f"--detect-languages: {err}") from None
         object.__setattr__(self, "fallback_temperatures", tuple(self.fallback_temperatures))
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ValueError(f"--vad-threshold is a probability between 0 and 1, not {self.vad_threshold}")
+        if self.vad_min_silence_ms < 0:
+            raise ValueError(f"--vad-min-silence-ms cannot be negative ({self.vad_min_silence_ms})")
 
     def with_(self, **changes) -> "DecodingOptions":
         """A copy with `changes` (checked like any options)."""

@@ -26,7 +26,8 @@ from distilwhisper.decoding import (TASKS, Decoder, DecodingOptions, Transcript,
                                     resolve_options, text_tokens)
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
 from distilwhisper.timing import Word
-from distilwhisper.windows import FRAME, WINDOW_SECONDS, speech_windows, timed_segments, vad_windows
+from distilwhisper.windows import (FRAME, VAD_MIN_SILENCE_MS, VAD_THRESHOLD, WINDOW_SECONDS, speech_windows,
+                                   timed_segments, vad_windows)
 
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
 DETECT_MAX_WINDOWS = 9  # while the likeliest language has less than half the probability, more are read, up to these
@@ -149,7 +150,8 @@ class Transcriber:
         fit is refused here, before any decoding)."""
         path = str(audio) if isinstance(audio, (str, Path)) else "<array>"
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
-        ranges = vad_windows(samples) if options.vad else speech_windows(samples)
+        ranges = (vad_windows(samples, options.vad_threshold, options.vad_min_silence_ms) if options.vad
+                  else speech_windows(samples))
         windows = [samples[a:b] for a, b in ranges]
         probability, candidates = None, {}
         if language in (None, "auto"):
@@ -313,6 +315,10 @@ class TranscribeConfig:
     vad: bool = field(default=False, metadata={
         "help": "decode only the speech Silero VAD finds (faster-whisper's model): silence, music and noise give "
                 "no text; windows cut at pauses only"})
+    vad_threshold: float = field(default=VAD_THRESHOLD, metadata={
+        "help": "with --vad: Silero's speech probability above which a frame is speech"})
+    vad_min_silence_ms: int = field(default=VAD_MIN_SILENCE_MS, metadata={
+        "help": "with --vad: a pause this long (ms) ends a stretch of speech"})
     word_timestamps: bool = field(default=False, metadata={
         "help": "the start and end of every word (cross-attention of the alignment heads; torch precisions): in "
                 "the JSON output, each segment's words with their probabilities"})
@@ -321,6 +327,12 @@ class TranscribeConfig:
     output_format: list[str] = field(default_factory=list, metadata={
         "help": "files to write per recording: txt,srt,vtt,tsv,json or all (default: print only)"})
     output_dir: str = field(default=".", metadata={"help": "folder for the written files"})
+    max_line_width: int | None = field(default=None, metadata={
+        "help": "srt/vtt: cut cues at words into lines of at most this many characters (needs --word-timestamps)"})
+    max_line_count: int | None = field(default=None, metadata={
+        "help": "srt/vtt: at most this many lines per cue (with --max-line-width)"})
+    highlight_words: bool = field(default=False, metadata={
+        "help": "srt/vtt: one cue per word, the word underlined (needs --word-timestamps)"})
     beam_size: int = field(default=1, metadata={"help": "1 = greedy, >1 = beam search"})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "windows decoded together"})
     greedy_only: bool = field(default=False, metadata={"help": "no temperature fallback (eval's protocol)"})
@@ -341,6 +353,7 @@ class TranscribeConfig:
         """How each window is decoded."""
         return DecodingOptions(task=self.task, beam_size=self.beam_size, initial_prompt=self.initial_prompt,
                                word_timestamps=self.word_timestamps, vad=self.vad,
+                               vad_threshold=self.vad_threshold, vad_min_silence_ms=self.vad_min_silence_ms,
                                hotwords=self.hotwords, detect_languages=tuple(self.detect_languages),
                                **({"fallback_temperatures": ()} if self.greedy_only else {}))
 

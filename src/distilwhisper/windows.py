@@ -15,6 +15,8 @@ WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
 MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
 TIME_STEP = 0.02  # seconds per timestamp token
+VAD_THRESHOLD = 0.5  # Silero's speech probability for a speech frame (faster-whisper's default)
+VAD_MIN_SILENCE_MS = 2000  # a pause this long ends a stretch of speech (faster-whisper's default)
 
 
 def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
@@ -41,11 +43,11 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
         frame = end
 
 
-def vad_windows(audio: np.ndarray, threshold: float = 0.5, min_silence_ms: int = 2000,
+def vad_windows(audio: np.ndarray, threshold: float = VAD_THRESHOLD, min_silence_ms: int = VAD_MIN_SILENCE_MS,
                 max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of the speech Silero VAD finds (faster-whisper's ONNX model, run by onnxruntime;
-    its defaults: probability threshold 0.5, a pause of 2 s ends a stretch of speech), each at most `max_seconds`
-    with its padding: what is not speech -- silence, music, noise -- is never decoded, where Whisper would write
+    """(start, end) sample ranges of the speech Silero VAD finds (faster-whisper's ONNX model, run by onnxruntime:
+    frames whose speech probability is above `threshold`; a pause of `min_silence_ms` ends a stretch of speech),
+    each at most `max_seconds` with its padding: what is not speech -- silence, music, noise -- is never decoded, where Whisper would write
     text into it."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
