@@ -8,7 +8,7 @@ import pytest
 
 from distilwhisper import clsr
 from distilwhisper.cli import main
-from distilwhisper.timing import Word, dtw, merge_punctuation, split_words, truncate_at_sentence_ends
+from distilwhisper.timing import Word, dtw, merge_punctuation, split_words, trim_pauses, truncate_at_sentence_ends
 from distilwhisper.transcribe import SAMPLE_RATE, Transcriber
 from conftest import tone
 
@@ -45,6 +45,17 @@ def test_a_sentence_end_does_not_take_the_pause_after_it():
              Word(" c", 3.3, 3.6, 1, [4])]
     cut = truncate_at_sentence_ends(words)
     assert cut[1].end == pytest.approx(0.3 + 2 * 0.3) and cut[2].start == 3.0
+
+
+def test_words_leave_the_pauses_at_their_edges_and_keep_short_gaps():
+    voiced = np.array([1] * 10 + [0] * 20 + [1] * 10 + [0] * 3 + [1] * 5 + [0] * 30, dtype=bool)  # 10 ms frames
+    words = [Word(" a", 0.0, 0.29, 1.0, [1]), Word(" b", 0.10, 0.40, 1.0, [2]), Word(" c", 0.30, 0.70, 1.0, [3]),
+             Word(" d", 0.72, 0.75, 1.0, [4])]
+    a, b, c, d = [(round(w.start, 2), round(w.end, 2)) for w in trim_pauses(words, voiced, 0.01, 10)]
+    assert a == (0.0, 0.1)  # its end ran through a 0.2 s pause: back to the sound
+    assert b == (0.3, 0.4)  # it started in that pause: on to the sound
+    assert c == (0.3, 0.48)  # a 30 ms gap inside it is no pause; the 0.22 s after its sound is
+    assert d == (0.72, 0.75)  # no sound in it: left as found
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ from distilwhisper import clsr
 from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 from distilwhisper.search import LogitFilter, SuppressAtBegin, SuppressTokens, TimestampRules, beam_search, sample
-from distilwhisper.timing import Word, find_words
-from distilwhisper.windows import VAD_MIN_SILENCE_MS, VAD_THRESHOLD
+from distilwhisper.timing import Word, find_words, trim_pauses
+from distilwhisper.windows import FRAME, MIN_PAUSE_FRAMES, VAD_MIN_SILENCE_MS, VAD_THRESHOLD, voiced_frames
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
 TASKS = clsr.TASKS  # Whisper's two tasks; translate = speech to English text
@@ -354,8 +354,8 @@ class WhisperDecoder:
                        for (tokens, logprob, no_speech), lang in zip(outputs, languages)]
         if options.word_timestamps:
             for i, (transcript, audio) in enumerate(zip(transcripts, audios)):
-                transcript.words = find_words(self.model, tokenizer, enc[i:i + 1],
-                                              self.prompt(transcript.language, options.task),
-                                              [t for t in transcript.tokens if t < self.eot], self.eot,
-                                              len(audio) / SAMPLE_RATE, transcript.language)
+                words = find_words(self.model, tokenizer, enc[i:i + 1], self.prompt(transcript.language, options.task),
+                                   [t for t in transcript.tokens if t < self.eot], self.eot,
+                                   len(audio) / SAMPLE_RATE, transcript.language)
+                transcript.words = trim_pauses(words, voiced_frames(audio), FRAME / SAMPLE_RATE, MIN_PAUSE_FRAMES)
         return transcripts

@@ -187,3 +187,22 @@ def truncate_at_sentence_ends(words: list[Word]) -> list[Word]:
             elif words[i - 1].word.strip() in SENTENCE_ENDS:
                 word.start = word.end - longest
     return words
+
+
+def trim_pauses(words: list[Word], voiced: np.ndarray, frame_seconds: float, min_pause: int) -> list[Word]:
+    """Words moved out of the pauses at their edges: where a run of at least `min_pause` silent frames (`voiced`,
+    per frame of `frame_seconds`) ends a word, its end moves back to the pause; where one starts it, its start moves
+    on to the speech.  Why: a clip decoded without timestamp tokens (windows cut at pauses) has nothing in its text
+    to take a pause between two phrases, so the alignment path stays on the word before the pause and its end runs
+    to the next word's start (openai-whisper's sentence-end rule catches this only after punctuation); stable-ts
+    snaps words to sound for the same reason.  A word with no sound in it is left as found."""
+    for word in words:
+        first, last = int(word.start / frame_seconds), min(len(voiced), int(np.ceil(word.end / frame_seconds)))
+        sound = np.flatnonzero(voiced[first:last])
+        if not len(sound):
+            continue
+        if last - (first + sound[-1] + 1) >= min_pause:
+            word.end = (first + sound[-1] + 1) * frame_seconds
+        if sound[0] >= min_pause:
+            word.start = (first + sound[0]) * frame_seconds
+    return words

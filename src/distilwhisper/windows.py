@@ -25,8 +25,7 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
     n_frames = len(audio) // FRAME
     if n_frames == 0:
         return [(0, len(audio))] if len(audio) else []
-    rms = np.sqrt(np.mean(audio[:n_frames * FRAME].reshape(n_frames, FRAME) ** 2, axis=1))
-    speech = rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
+    speech = voiced_frames(audio)
     limit = int(max_seconds * SAMPLE_RATE) // FRAME
     windows, frame = [], 0
     while True:
@@ -41,6 +40,16 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
         stop = len(audio) if end == n_frames else min(last_voiced + MIN_PAUSE_FRAMES // 2 + 1, end) * FRAME
         windows.append((max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
         frame = end
+
+
+def voiced_frames(audio: np.ndarray) -> np.ndarray:
+    """Per FRAME of `audio`, whether it holds sound: above -50 dBFS and 5 % of the audio's 95th-percentile frame
+    energy (relative, so that a quiet recording is not all silence)."""
+    n_frames = len(audio) // FRAME
+    if n_frames == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(audio[:n_frames * FRAME].reshape(n_frames, FRAME) ** 2, axis=1))
+    return rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
 
 
 def vad_windows(audio: np.ndarray, threshold: float = VAD_THRESHOLD, min_silence_ms: int = VAD_MIN_SILENCE_MS,
