@@ -71,7 +71,7 @@ def test_every_bad_row_is_named_by_file_and_line_and_the_rest_imports(tmp_path):
     utts, skipped, _ = load_folder(tmp_path, "cs")
     assert [u.text for u in utts] == ["fine"]
     metadata = tmp_path / "metadata.csv"
-    assert skipped[0] == f"{metadata}:3: empty text"
+    assert skipped[0] == f"{metadata}:3: empty text (import it with --unlabelled to pseudo-label it)"
     assert skipped[1].startswith(f"{metadata}:4: audio file not found")
     assert skipped[2].startswith(f"{metadata}:5: 31.0 s is longer than Whisper's 30 s window")
     assert skipped[3].startswith(f"{metadata}:6: unreadable audio")

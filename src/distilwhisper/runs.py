@@ -39,6 +39,7 @@ class RunLayout:
         self.state = self.checkpoint / "state.json"
         self.trainable = self.checkpoint / "trainable.safetensors"
         self.metrics = self.root / "metrics.jsonl"
+        self.data = self.root / "data.json"  # what the run trained on (rows per language, pseudo-labelled rows)
         self.tensorboard = self.root / "tensorboard"
 
     def dev(self, step: int) -> Path:

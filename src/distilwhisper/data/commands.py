@@ -15,6 +15,7 @@ def add_data_commands(sub) -> None:
     data = sub.add_parser("data", help="build and check manifests").add_subparsers(dest="data_command", required=True)
     _add_corpus_importers(data)
     _add_offline_corpora(data)
+    _add_pseudo_label(data)
     p = data.add_parser("stats", help="hours, utterances, speakers per language x split x domain x gender")
     p.add_argument("manifest")
     p.set_defaults(func=_cmd_data_stats)
@@ -56,7 +57,7 @@ def _cmd_data_folder(args: argparse.Namespace) -> int:
     from distilwhisper.data.folder import load_folder
 
     utts, skipped, counts = load_folder(args.folder, args.language, args.table, args.path_column, args.text_column,
-                                        (args.dev, args.test), args.seed)
+                                        (args.dev, args.test), args.seed, args.unlabelled)
     print("rows per split: " + ", ".join(f"{split or 'none'} {n}" for split, n in sorted(counts.items())))
     return _write(utts, Path(args.out), skipped)
 
@@ -98,6 +99,61 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
                         tuple(args.conditions.split(",")), args.workers, test=args.test)
     print(f"wrote {path}")
     return _cmd_data_stats(argparse.Namespace(manifest=str(path)))
+
+
+def _cmd_data_pseudo_label(args: argparse.Namespace) -> int:
+    import torch
+
+    from distilwhisper.data.pseudo_label import pseudo_label
+    from distilwhisper.quantize import load_variant
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    teacher = load_variant(args.teacher, args.precision, threads=args.threads).decoder
+    student = load_variant(args.student, args.precision, threads=args.threads).decoder
+    path, counts, bad = pseudo_label(args.manifest, teacher, student, args.teacher, args.out, args.relabel,
+                                     args.max_disagreement,
+                                     args.batch_size)
+    for line in bad[:20]:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(f"wrote {path}: {counts.kept_human} rows with their own text, {counts.pseudo_labelled} pseudo-labelled; "
+          f"dropped {counts.dropped_disagreement} (teacher-student WER above {args.max_disagreement}), "
+          f"{counts.dropped_empty} (teacher wrote nothing), {counts.bad_lines} bad line(s)")
+    return 0
+
+
+def _limit(text: str) -> float | None:
+    """--max-disagreement: a WER (0.1 = 10 %) or `none`."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a WER such as 0.1, or none; not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a WER cannot be negative ({text})")
+    return value
+
+
+def _add_pseudo_label(data) -> None:
+    p = data.add_parser("pseudo-label", help="teacher transcripts for rows without text, filtered by agreement",
+                        description="Transcribe the rows without text (all with --relabel) with a teacher and a "
+                                    "student model; keep the teacher's text where the two agree (teacher-student "
+                                    "WER at most --max-disagreement). Resumable: rerun the same command.")
+    p.add_argument("manifest", help="a manifest whose rows without text are to be labelled (`data folder "
+                                    "--unlabelled` writes one)")
+    p.add_argument("--teacher", required=True, help="model reference or `train` run folder (any method)")
+    p.add_argument("--student", default="bundled:base",
+                   help="the model whose transcript the teacher's is checked against (default bundled:base)")
+    p.add_argument("--out", required=True, help="the manifest to write (.jsonl)")
+    p.add_argument("--relabel", action="store_true", help="label every row (the human text kept as human_text)")
+    p.add_argument("--max-disagreement", default=0.1, type=_limit,
+                   help="drop rows whose student transcript differs from the teacher's by more than this WER "
+                        "(default 0.1, distil-whisper's threshold; none keeps all)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--precision", default="fp32", help="fp32, bf16, ... (as eval's --precision)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.set_defaults(func=_cmd_data_pseudo_label)
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -151,6 +207,8 @@ def _add_corpus_importers(data) -> None:
     p.add_argument("--dev", type=float, default=0.1, help="without a split column: share of speakers in dev")
     p.add_argument("--test", type=float, default=0.1, help="without a split column: share of speakers in test")
     p.add_argument("--seed", type=int, default=0, help="seed of the speaker split")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="import audio without a transcript (empty text) for `data pseudo-label`, instead of skipping it")
     p.set_defaults(func=_cmd_data_folder)
     p = data.add_parser("hf", help="Hugging Face dataset (save_to_disk folder, or hub name online) -> manifest")
     p.add_argument("source")

@@ -40,10 +40,11 @@ class Row:
 
 
 def load_folder(folder: str | Path, language: str, table: str | None = None, path_column: str = "file_name",
-                text_column: str | None = None, split: tuple[float, float] = (0.1, 0.1), seed: int = 0
-                ) -> tuple[list[Utterance], list[str], dict[str, int]]:
+                text_column: str | None = None, split: tuple[float, float] = (0.1, 0.1), seed: int = 0,
+                unlabelled: bool = False) -> tuple[list[Utterance], list[str], dict[str, int]]:
     """(utterances, skipped rows as 'file:line: reason', rows per split) of a folder in any of the layouts;
-    `split`: the dev and test shares of speakers when the rows have no split column."""
+    `split`: the dev and test shares of speakers when the rows have no split column; `unlabelled`: audio without
+    text is imported with empty text (for `data pseudo-label`) instead of skipped."""
     folder, language = Path(folder), check_language(language)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
@@ -54,7 +55,7 @@ def load_folder(folder: str | Path, language: str, table: str | None = None, pat
                          "--table: nothing to import")
     utterances, skipped = [], []
     for row in rows:
-        problem = _problem(row)
+        problem = _problem(row, unlabelled)
         if problem:
             skipped.append(f"{row.where}: {problem}")
             continue
@@ -85,10 +86,10 @@ def speaker_split(utterances: list[Utterance], dev: float, test: float, seed: in
         u.split = split_of[u.speaker or f"row:{u.id}"]
 
 
-def _problem(row: Row) -> str | None:
+def _problem(row: Row, unlabelled: bool = False) -> str | None:
     """Why a row cannot be used, or None."""
-    if not row.text.strip():
-        return "empty text"
+    if not row.text.strip() and not unlabelled:
+        return "empty text (import it with --unlabelled to pseudo-label it)"
     if not row.audio.is_file():
         return f"audio file not found: {row.audio}"
     try:

@@ -53,6 +53,7 @@ class Utterance:
 
 
 _FIELD_NAMES = {f.name for f in fields(Utterance)}
+PSEUDO_LABEL = "pseudo_label"  # extra column of a row whose text a teacher wrote (`data pseudo-label`): the teacher
 
 
 class ManifestError(ValueError):
@@ -81,8 +82,11 @@ def _parse_line(raw: str, base: Path) -> Utterance:
     return utt
 
 
-def read_manifest(path: str | Path, check_audio: bool = True) -> tuple[list[Utterance], list[tuple[int, str]]]:
-    """Parse and check a manifest; returns the good utterances and the (line, reason) of each bad line."""
+def read_manifest(path: str | Path, check_audio: bool = True, unlabelled_ok: bool = False
+                  ) -> tuple[list[Utterance], list[tuple[int, str]]]:
+    """Parse and check a manifest; returns the good utterances and the (line, reason) of each bad line.
+    `unlabelled_ok`: a line without text is good (what `data pseudo-label` reads; training and evaluation need
+    text)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
@@ -98,7 +102,7 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> tuple[list[Utte
             except (json.JSONDecodeError, ValueError, TypeError) as err:
                 problems.append((number, f"invalid line: {err}"))
                 continue
-            reason = _check(utt, check_audio)
+            reason = _check(utt, check_audio, unlabelled_ok)
             if reason is None and utt.id in seen:
                 reason = f"duplicate id {utt.id!r} (first on line {seen[utt.id]})"
             if reason:
@@ -109,11 +113,11 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> tuple[list[Utte
     return good, problems
 
 
-def _check(utt: Utterance, check_audio: bool) -> str | None:
+def _check(utt: Utterance, check_audio: bool, unlabelled_ok: bool = False) -> str | None:
     if not utt.id:
         return "empty id"
-    if not utt.text.strip():
-        return "empty text"
+    if not utt.text.strip() and not unlabelled_ok:
+        return "empty text (no transcript: `distilwhisper data pseudo-label` writes one)"
     if not is_known(utt.language):
         return f"unknown language code {utt.language!r}"
     if utt.gender not in GENDERS:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from distilwhisper import losses
 from distilwhisper.audio import SAMPLE_RATE, load_audio
-from distilwhisper.data.manifest import TRANSLATION_REFERENCE, Utterance, validate_manifest
+from distilwhisper.data.manifest import PSEUDO_LABEL, TRANSLATION_REFERENCE, Utterance, validate_manifest
 
 
 def select_split(utterances: list[Utterance], split: str, source: str) -> list[Utterance]:
@@ -42,6 +42,16 @@ def training_utterances(config, processes: int) -> list[Utterance]:
         raise ValueError("--trim/--cache-encoder run the encoder outside the DDP wrapper: use them with one "
                          "process")
     return utterances
+
+
+def data_summary(source: str, utterances: list[Utterance]) -> dict:
+    """What a run trains on, for its `data.json`: rows per language and how many hold a teacher's pseudo-label
+    (`data pseudo-label`), so a result can say how much of its data no person transcribed."""
+    per_language: dict[str, int] = {}
+    for u in utterances:
+        per_language[u.language] = per_language.get(u.language, 0) + 1
+    return {"train": source, "utterances": len(utterances), "per_language": per_language,
+            "pseudo_labelled": sum(1 for u in utterances if u.extra.get(PSEUDO_LABEL))}
 
 
 class SpeechDataset(Dataset):

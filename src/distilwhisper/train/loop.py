@@ -28,7 +28,7 @@ from distilwhisper.runs import RunLayout, State
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
-from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, training_utterances
+from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, data_summary, training_utterances
 from distilwhisper.train.dev import dev_counts
 from distilwhisper.train.logs import RunLog
 from distilwhisper.train.model import load_teacher, same_encoder, weights_fingerprint, whisper_of
@@ -177,6 +177,7 @@ class Trainer:
     def _start(self) -> None:
         if self.accelerator.is_main_process:
             atomic_write_json(self.layout.config, asdict(self.config))
+            atomic_write_json(self.layout.data, data_summary(self.config.train, self.train_utts))
             rewrite_jsonl(self.layout.metrics, [])  # rows of an earlier attempt in this folder would repeat steps
 
     def _resume(self) -> torch.Tensor | None:

@@ -1,0 +1,124 @@
+"""Trained runs exported and decoded by the tools people already run, side by side with this toolkit (issue #38).
+
+For each run (`--run NAME=FOLDER`, any method): `distilwhisper export --format hf` (LoRA merged; a run with experts
+with `--merge-experts LANG`, the opt-in approximation) and `--format ct2` at float32 and int8; then the demo's real
+Czech test lines (Fish Fillets NG dialogue, never the reserved confirmation lines) are decoded greedily, the language
+given, one pass, by
+  - `distilwhisper eval`'s decoder on the run folder itself (exact: a run with experts decodes with its gates),
+  - the transformers `pipeline("automatic-speech-recognition")` on the exported folder,
+  - faster-whisper `WhisperModel` on the CTranslate2 folder, float32 and int8 (no timestamps, no VAD, no previous
+    text, temperature 0 only).
+Prints per run and system: lines whose transcript is identical to the run's own (text; for faster-whisper also the
+token ids), WER, and the WER change against the run's own.
+
+    .venv/bin/python benchmarks/export_fidelity.py --run ft=RUN [--run lora=RUN] [--run distilwhisper=RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+
+from distilwhisper.audio import load_audio
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.evaluate import ONE_PASS
+from distilwhisper.export import ExportConfig, export
+from distilwhisper.normalize import normalize
+from distilwhisper.quantize import cpu_name
+from distilwhisper.report import markdown_table
+from distilwhisper import methods
+from distilwhisper.runs import TrainedRun, model_or_run
+from distilwhisper.studies.demo_config import DemoConfig
+from distilwhisper.studies.demo_corpus import real_speech_sets
+
+LANGUAGE = "cs"
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    refs = [normalize(r, LANGUAGE) for r in references]
+    hyps = [normalize(h, LANGUAGE) or "-" for h in hypotheses]
+    out = jiwer.process_words(refs, hyps)
+    return 100 * (out.substitutions + out.deletions + out.insertions) / sum(len(r.split()) for r in refs)
+
+
+def ours(run: str, audios: list[np.ndarray]) -> tuple[list[str], list[list[int]]]:
+    decoder = WhisperDecoder(*model_or_run(run))
+    texts, tokens = [], []
+    for i in range(0, len(audios), 8):
+        for t in decoder.transcribe(audios[i:i + 8], LANGUAGE, ONE_PASS):
+            texts.append(t.text.strip())
+            tokens.append([k for k in t.tokens if k < decoder.eot])
+    return texts, tokens
+
+
+def pipeline_texts(folder: Path, audios: list[np.ndarray]) -> list[str]:
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(folder), device="cpu")
+    out = asr([{"raw": a, "sampling_rate": 16000} for a in audios], batch_size=8,
+              generate_kwargs={"language": LANGUAGE, "task": "transcribe", "num_beams": 1, "do_sample": False,
+                               "max_new_tokens": 225})
+    return [o["text"].strip() for o in out]
+
+
+def faster_whisper(folder: Path, audios: list[np.ndarray], compute_type: str,
+                   threads: int) -> tuple[list[str], list[list[int]]]:
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=threads)
+    texts, tokens = [], []
+    for audio in audios:
+        segments = list(model.transcribe(audio, language=LANGUAGE, beam_size=1, temperature=0.0,
+                                         without_timestamps=True, condition_on_previous_text=False,
+                                         vad_filter=False)[0])
+        texts.append(" ".join(s.text.strip() for s in segments).strip())
+        tokens.append([k for s in segments for k in s.tokens])
+    return texts, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, help="NAME=FOLDER of a `train` run (repeat)")
+    parser.add_argument("--out", default="bench-out/export-fidelity", help="where the exported folders go")
+    parser.add_argument("--lines", type=int, help="the first N test lines (default: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lines = real_speech_sets(LANGUAGE, DemoConfig(), 0)[1][:args.lines]
+    audios = [load_audio(u.audio) for u in lines]
+    references = [u.text for u in lines]
+    rows = []
+    for spec in args.run:
+        name, _, folder = spec.partition("=")
+        merge = LANGUAGE if methods.get(TrainedRun.open(folder).config.method).uses_experts else None
+        out = Path(args.out) / name
+        hf = export(ExportConfig(folder, "hf", str(out / "hf"), merge_experts=merge))
+        own_texts, own_tokens = ours(folder, audios)
+        own_wer = wer(references, own_texts)
+        rows.append([name, "distilwhisper eval (the run)" + (", exact experts" if merge else ""), "-", f"{own_wer:.2f}",
+                     "-"])
+        texts = pipeline_texts(hf, audios)
+        same = sum(a == b for a, b in zip(texts, own_texts))
+        rows.append([name, "transformers pipeline, exported hf" + (f" (experts merged: {merge})" if merge else ""),
+                     f"{100 * same / len(lines):.1f} % text", f"{wer(references, texts):.2f}",
+                     f"{wer(references, texts) - own_wer:+.2f}"])
+        for quantization in ("float32", "int8"):
+            ct2 = export(ExportConfig(folder, "ct2", str(out / f"ct2-{quantization}"), quantization=quantization,
+                                      merge_experts=merge))
+            texts, tokens = faster_whisper(ct2, audios, quantization, args.threads)
+            same_tokens = sum(a == b for a, b in zip(tokens, own_tokens))
+            same_text = sum(a == b for a, b in zip(texts, own_texts))
+            rows.append([name, f"faster-whisper {quantization}, exported ct2", f"{100 * same_tokens / len(lines):.1f} % "
+                         f"tokens, {100 * same_text / len(lines):.1f} % text", f"{wer(references, texts):.2f}",
+                         f"{wer(references, texts) - own_wer:+.2f}"])
+        print(f"{name} done", flush=True)
+    print(f"\n{len(lines)} real Czech test lines, greedy, {cpu_name()}, {args.threads} threads\n")
+    print("\n".join(markdown_table(["run", "decoded by", "identical to the run's own", "WER %", "change"], rows)))
+
+
+if __name__ == "__main__":
+    main()
