@@ -43,6 +43,19 @@ def test_rows_leaving_the_batch_do_not_change_others(tiny):
     assert [t.tokens for t in together] == [t.tokens for t in alone]
 
 
+def test_a_sampled_row_does_not_depend_on_its_batch(tiny):
+    """At a temperature each row draws from its own generator: the server batches windows of unrelated requests,
+    and a window's fallback text must be what it gets alone; another seed draws another text."""
+    model, processor = tiny
+    decoder = WhisperDecoder(model, processor)
+    audios = [_noise(2.0, 7), _noise(5.0, 8), _noise(3.0, 9)]
+    together = decoder.transcribe(audios, "ca", max_new_tokens=10, temperature=1.0, seed=3)
+    alone = [decoder.transcribe([a], "ca", max_new_tokens=10, temperature=1.0, seed=3)[0] for a in audios]
+    assert [t.tokens for t in together] == [t.tokens for t in alone]
+    reseeded = [decoder.transcribe([a], "ca", max_new_tokens=10, temperature=1.0, seed=4)[0] for a in audios]
+    assert [t.tokens for t in reseeded] != [t.tokens for t in alone]
+
+
 def test_an_encoding_memo_encodes_each_batch_once_and_changes_nothing(tiny, monkeypatch):
     """Training's dev evaluations decode the same clips with a frozen encoder many times: a memo serves the
     encodings of a batch seen before, with the transcripts of encoding it again."""

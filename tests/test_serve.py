@@ -4,6 +4,7 @@ stream, and by raw requests for every error."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -203,3 +204,61 @@ def test_a_request_past_the_time_limit_is_answered_504_and_the_server_stays_up(t
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def _disconnect_mid_upload(base: str) -> None:
+    """A client that announces a 1 MB upload, sends the form's start and half a WAV, then closes its socket."""
+    host, port = base.removeprefix("http://").split(":")
+    boundary = "faultboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+                      f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {2**20}\r\n\r\n"
+                      ).encode() + head + b"RIFF" + b"\0" * 2**18)
+
+
+def _disconnect_mid_stream(base: str, audio: bytes) -> bool:
+    """A streaming client that reads the first event, then goes away; True if an event came."""
+    with httpx.Client(timeout=120) as client, client.stream(
+            "POST", f"{base}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+            data={"model": "whisper-1", "language": "ca", "stream": "true"},
+            files={"file": ("long.wav", audio, "audio/wav")}) as response:
+        assert response.status_code == 200, response.read()
+        return any(line.startswith("data:") for line in itertools.islice(response.iter_lines(), 4))
+
+
+def test_faults_of_some_clients_leave_every_other_answer_correct(server, tiny_dir):
+    """While four clients wait for their answers, one client drops mid-upload, one mid-stream, one sends audio with
+    NaN samples and one a truncated WAV: the four get exactly what their file gets alone, the bad files 400, and the
+    server keeps serving."""
+    import soundfile as sf
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, proc = server
+    good = tiny_dir / "good.wav"
+    sf.write(str(good), _recording([9.0, 7.0], 330.0), SAMPLE_RATE)
+    expected = Transcriber(str(tiny_dir / "tiny"), precision="fp32")(good, "ca").text
+    long = tiny_dir / "stream.wav"
+    sf.write(str(long), _recording([25.0, 25.0], 440.0), SAMPLE_RATE)  # two windows, under the 2 MB limit
+    nan = tiny_dir / "nan.wav"
+    sf.write(str(nan), np.full(SAMPLE_RATE * 3, np.nan, np.float32), SAMPLE_RATE, subtype="FLOAT")
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def post(name: str, data: bytes) -> httpx.Response:
+        return httpx.post(f"{base}/v1/audio/transcriptions", headers=headers, timeout=300,
+                          data={"model": "whisper-1", "language": "ca"}, files={"file": (name, data, "audio/wav")})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(post, "good.wav", good.read_bytes()) for _ in range(4)]
+        faults = [pool.submit(_disconnect_mid_upload, base),
+                  pool.submit(_disconnect_mid_stream, base, long.read_bytes()),
+                  pool.submit(post, "nan.wav", nan.read_bytes()),
+                  pool.submit(post, "truncated.wav", good.read_bytes()[:40])]
+        assert faults[1].result()
+        assert [f.result().status_code for f in faults[2:]] == [400, 400]
+        assert faults[2].result().json()["error"]["code"] == "invalid_audio"
+        assert [a.result().status_code for a in answers] == [200] * 4
+    assert [a.result().json()["text"] for a in answers] == [expected] * 4
+    assert proc.poll() is None and post("good.wav", good.read_bytes()).json()["text"] == expected

@@ -146,3 +146,21 @@ def test_noise_gives_windows_by_energy_and_none_by_vad(tiny_with_experts):
     transcriber = Transcriber(model, precision="fp32")
     assert transcriber(noise, "ca", fallback=False, max_new_tokens=4).segments  # energy: the noise is "speech"
     assert transcriber(noise, "ca", vad=True, fallback=False).segments == []  # Silero: nothing to decode
+
+
+def test_vad_settings_reach_the_vad_and_bad_ones_are_refused(speech, capsys):
+    """A stricter threshold finds no more speech than a lenient one, and a long minimum silence joins stretches
+    that a short one keeps apart; out-of-range values are refused by name."""
+    from distilwhisper.audio import load_audio
+    from distilwhisper.decoding import DecodingOptions
+    from distilwhisper.windows import vad_windows
+
+    gap = np.zeros(SAMPLE_RATE, np.float32)  # 1 s pauses
+    audio = np.concatenate([part for u in speech[:3] for part in (load_audio(u.audio), gap)])
+    speech_of = lambda windows: sum(b - a for a, b in windows)  # noqa: E731
+    assert speech_of(vad_windows(audio, threshold=0.9)) <= speech_of(vad_windows(audio, threshold=0.2))
+    assert len(vad_windows(audio, min_silence_ms=3000)) < len(vad_windows(audio, min_silence_ms=300))
+    with pytest.raises(ValueError, match="--vad-threshold is a probability"):
+        DecodingOptions(vad_threshold=1.5)
+    assert main(["transcribe", "x.wav", "--vad", "--vad-min-silence-ms", "-5"]) == 2
+    assert "--vad-min-silence-ms" in capsys.readouterr().err

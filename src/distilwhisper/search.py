@@ -89,12 +89,14 @@ def sample(step: Step, keep: Callable[[torch.Tensor], None], prompts: torch.Tens
            no_speech: int | None = None) -> list[tuple[list[int], float, float]]:
     """Greedy (`temperature` 0) or sampled decoding of a batch: (tokens, average log-probability counting the end
     of text, no-speech probability after <|startoftranscript|>) per row.  Finished rows leave the batch (`keep` is
-    told which stay, so the caller drops their cache rows), so late steps cost only the unfinished ones."""
+    told which stay, so the caller drops their cache rows), so late steps cost only the unfinished ones.  Each row
+    samples from its own generator, seeded alike: a window's sampled text does not depend on which windows share
+    its batch (the server batches windows of unrelated requests)."""
     n, device = prompts.shape[0], prompts.device
     alive = torch.arange(n, device=device)  # original index of each row still decoding
     out: list[list[int]] = [[] for _ in range(n)]
     logprob_sum, no_speech_probs = [0.0] * n, [float("nan")] * n
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(n)] if temperature > 0 else []
     tokens = prompts
     for i in range(max_new):
         if i == 0:
@@ -106,7 +108,9 @@ def sample(step: Step, keep: Callable[[torch.Tensor], None], prompts: torch.Tens
         logits = filtered(logits, filters, [out[r] for r in alive.tolist()], i)
         logprobs = logits.log_softmax(-1)
         if temperature > 0:
-            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[:, 0]
+            probs = (logits / temperature).softmax(-1)
+            nxt = torch.cat([torch.multinomial(probs[j], 1, generator=generators[r])
+                             for j, r in enumerate(alive.tolist())])
         else:
             nxt = logits.argmax(-1)
         picked = logprobs.gather(1, nxt[:, None])[:, 0]
