@@ -301,11 +301,19 @@ def tradeoff_figure(table: list[dict], path: Path) -> None:
                 "control WER change (points vs base)", "in-domain WER change (points vs base)")
 
 
+def _speech(rows: list[dict]) -> str:
+    """Whether a set's lines are people or TTS voices (with the engines): the two are never pooled in a claim."""
+    engines = sorted({r.get("engine") or "?" for r in rows if r["source"] == "synth"})
+    if not engines:
+        return "real"
+    return f"synthetic ({', '.join(engines)})" if all(r["source"] == "synth" for r in rows) else "mixed"
+
+
 def seeds_markdown(base: System, choices: list[Choice], seeds: list[int]) -> list[str]:
     """Per method at its chosen rate, per set and language (real and synthetic speech apart): WER at each training
     seed, their mean and sd, each seed's change against the base model, and the mean change with the interval of
     the bootstrap over seeds and scenes (`stats.seeds_delta`).  A change holds across seeds where every seed's change
-    has its sign and that interval excludes 0."""
+    has its sign and that interval excludes 0; a set no seed changed (languages without experts) says so."""
     base_rows = read_results(base.directory / "results.jsonl")
     order = {name: i for i, name in enumerate(SETS)}
     parts = sorted({(r["domain"], r["language"]) for r in base_rows}, key=lambda p: (order.get(p[0], len(order)), p))
@@ -322,12 +330,12 @@ def seeds_markdown(base: System, choices: list[Choice], seeds: list[int]) -> lis
             each = [stats.paired_delta(before, g, "wer").value for g in got]
             mean = stats.seeds_delta(before, got, "wer", cluster=SCENE)
             holds = mean.significant and all(math.copysign(1, d) == math.copysign(1, mean.value) for d in each)
-            table.append([choice.name, domain, language, " / ".join(num(w) for w in wers),
+            table.append([choice.name, domain, language, _speech(before), " / ".join(num(w) for w in wers),
                           f"{num(float(np.mean(wers)))} ± {num(float(np.std(wers, ddof=1)))}",
                           " / ".join(f"{d:+.1f}" for d in each),
                           f"{mean.value:+.1f} [{mean.low:+.1f}, {mean.high:+.1f}], {p_phrase(mean.p)}",
-                          "yes" if holds else "no"])
-    return markdown_table(["method", "set", "language", f"WER at seeds {','.join(map(str, seeds))}", "mean ± sd",
+                          "unchanged" if not any(each) else "yes" if holds else "no"])
+    return markdown_table(["method", "set", "language", "speech", f"WER at seeds {','.join(map(str, seeds))}", "mean ± sd",
                            "change vs base per seed", "mean change [seeds x scenes 95 % CI]", "holds across seeds"],
                           table)
 
