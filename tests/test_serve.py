@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +54,38 @@ def test_requests_of_two_languages_batched_together_get_what_each_gets_alone(tin
         assert [(s.start, s.end, s.text) for s in job.result.segments] == \
             [(s.start, s.end, s.text) for s in alone[lang].segments]
         assert job.result.language == lang
+
+
+def test_requests_that_wait_while_the_worker_decodes_fill_whole_batches(tiny_dir):
+    """Eight one-window requests of two languages, alternating, queued while the worker is busy: the next round
+    takes all of them and decodes one full batch per language (taking `max_batch` requests made four half-full
+    batches), and each request still gets its alone answer."""
+    transcriber = Transcriber(str(tiny_dir / "tiny"), precision="fp32")
+    audios = [(lang, _recording([2.0 + 0.25 * i], 300.0 + 40 * i)) for i, lang in enumerate(["ca", "cs"] * 4)]
+    options = DecodingOptions(max_new_tokens=8)  # the batches' sizes are what is tested, not long random texts
+    alone = [transcriber(audio, lang, options).text for lang, audio in audios]
+    decode, sizes, busy, release = transcriber.decode, [], threading.Event(), threading.Event()
+
+    def recorded(windows, language, options):
+        sizes.append((language, len(windows)))
+        busy.set()
+        release.wait(60)
+        return decode(windows, language, options)
+
+    transcriber.decode = recorded
+    batcher = Batcher(transcriber, max_batch=4, max_wait=0.0)
+    try:
+        first = batcher.submit(Job(_recording([3.0], 500.0), "cs", options))
+        assert busy.wait(60)
+        jobs = [batcher.submit(Job(audio, lang, options)) for lang, audio in audios]
+        release.set()
+        for job in [first, *jobs]:
+            assert job.done.wait(120) and job.error is None
+    finally:
+        release.set()
+        batcher.stop()
+    assert sizes == [("cs", 1), ("ca", 4), ("cs", 4)]
+    assert [job.result.text for job in jobs] == alone
 
 
 def _free_port() -> int:

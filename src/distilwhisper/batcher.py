@@ -83,14 +83,19 @@ class Batcher:
         self.thread.join()
 
     def _gather(self) -> tuple[list[Job], bool]:
-        """The next requests: the first to arrive and those within `max_wait` of it; True once stopped."""
+        """The next requests: the first to arrive, those within `max_wait` of it, and every one that waits already;
+        True once stopped.  Taking all that wait (not `max_batch` requests) is what fills the batches under load:
+        windows are grouped by language and options before they are batched, so `max_batch` requests of three
+        languages made three part-filled batches."""
         first = self.jobs.get()
         if first is None:
             return [], True
         jobs, deadline = [first], time.monotonic() + self.max_wait
-        while len(jobs) < self.max_batch:
+        while True:
             try:
-                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                left = deadline - time.monotonic()
+                job = self.jobs.get(timeout=left) if left > 0 and len(jobs) < self.max_batch else \
+                    self.jobs.get_nowait()
             except queue.Empty:
                 break
             if job is None:
