@@ -1,9 +1,10 @@
-"""Dynamic batching across requests: the server's one worker thread owns the model; it gathers the requests that
-arrive within `max_wait` seconds of each other, cuts each recording into windows at its pauses (`Transcriber.prepare`:
-the language detected per request unless given, so each request gets its own language's experts), and decodes the
-windows of all requests that share a language and decoding options together, `max_batch` at a time.  Windows of
-different languages never share a batch (one expert set per batch), so a request gets exactly what
-`Transcriber.__call__` gives its file alone.  Segments are handed back as each batch finishes, in order (streaming).
+"""Dynamic batching across requests: the server's one worker thread owns the model; each round it gathers every
+request that waits and those that arrive within `max_wait` seconds of the first, cuts each recording into windows at
+its pauses (`Transcriber.prepare`: the language detected per request unless given, so each request gets its own
+language's experts), and decodes the windows of all requests that share a language and decoding options together,
+`max_batch` at a time.  Windows of different languages never share a batch (one expert set per batch), so a request
+gets exactly what `Transcriber.__call__` gives its file alone.  Segments are handed back as each batch finishes, in
+order (streaming).
 """
 
 from __future__ import annotations
