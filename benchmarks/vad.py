@@ -1,0 +1,239 @@
+"""Voice-activity detection side by side: this toolkit's `--vad` (Silero, faster-whisper's ONNX model) and its
+default windows cut at pauses, against faster-whisper with and without `vad_filter`, on the same bundled
+whisper-base weights, on real speech with long stretches of non-speech inserted (issue #36).
+
+Recordings: real clips (asterisk telephone prompts en/es, lines of Fish Fillets NG's Czech dialogue) joined with
+pauses of 0.5-1.5 s, with two stretches of 20-60 s of non-speech inserted between clips: room tone (white noise at
+-60 dBFS), pink or brown noise from sox at -30 to -20 dBFS, or tones (random notes with harmonics, as music is to a
+VAD).  Each recording is also decoded without its inserts.  The dev recordings (asterisk prompts of one seeded half,
+the demo's Czech dev lines) choose the VAD's threshold and minimum silence from a grid, and whether `--vad` should be
+on by default; the test recordings (the other prompts, the demo's in-domain Czech test lines, never the reserved
+confirmation lines) are decoded once with the chosen setting.
+
+Per system: words written inside the non-speech (each system's word timestamps; a word belongs where its middle
+lies), WER with the inserts, WER of the same recordings without them, and wall seconds.  All greedy (beam 1), the
+language given, each tool's temperature fallback on (its default), fp32.
+
+    .venv/bin/python benchmarks/vad.py [--per-recording 6] [--recordings 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+
+from distilwhisper.audio import SAMPLE_RATE, load_audio
+from distilwhisper.data.asterisk import import_asterisk
+from distilwhisper.decoding import DecodingOptions
+from distilwhisper.hub import resolve_ct2_dir
+from distilwhisper.normalize import normalize
+from distilwhisper.quantize import cpu_name
+from distilwhisper.report import markdown_table
+from distilwhisper.studies.demo_config import DemoConfig
+from distilwhisper.studies.demo_corpus import real_speech_sets
+from distilwhisper.transcribe import Transcriber
+from distilwhisper.windows import VAD_MIN_SILENCE_MS, VAD_THRESHOLD
+from common import comma_list
+
+KINDS = ("room tone", "noise", "tones")
+THRESHOLDS = (0.35, 0.5, 0.65)
+MIN_SILENCES_MS = (500, 2000)
+WER_SLACK = 0.5  # points of WER a VAD setting may lose to the best one and still be chosen for fewer inserted words
+
+
+@dataclass
+class Recording:
+    language: str
+    audio: np.ndarray  # with the non-speech inserted
+    clean: np.ndarray  # the same clips and pauses, without the inserts
+    reference: str
+    inserts: list[tuple[float, float]]  # seconds of non-speech in `audio`
+
+
+def sox_noise(seconds: float, colour: str, gain_db: float) -> np.ndarray:
+    """`seconds` of sox's white/pink/brown noise at 16 kHz, scaled to `gain_db` dBFS RMS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "noise.wav"
+        subprocess.run(["sox", "-n", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path), "synth",
+                        f"{seconds:.2f}", f"{colour}noise"], check=True, capture_output=True)
+        noise = load_audio(path)
+    return (noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-9) * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def tones(seconds: float, rng: random.Random) -> np.ndarray:
+    """Random notes of 0.2-0.6 s (three harmonics, a decaying envelope) at about -20 dBFS: music-like sound."""
+    parts, total = [], 0
+    while total < seconds * SAMPLE_RATE:
+        n = int(SAMPLE_RATE * rng.uniform(0.2, 0.6))
+        t = np.arange(n) / SAMPLE_RATE
+        f = 220.0 * 2 ** (rng.randrange(24) / 12)
+        note = sum(np.sin(2 * np.pi * f * k * t) / k for k in (1, 2, 3)) * np.exp(-3 * t)
+        parts.append(0.1 * note)
+        total += n
+    return np.concatenate(parts)[:int(seconds * SAMPLE_RATE)].astype(np.float32)
+
+
+def non_speech(kind: str, seconds: float, rng: random.Random) -> np.ndarray:
+    if kind == "room tone":
+        return sox_noise(seconds, "white", -60.0)
+    if kind == "noise":
+        return sox_noise(seconds, rng.choice(("pink", "brown")), rng.uniform(-30.0, -20.0))
+    return tones(seconds, rng)
+
+
+def recordings(clips: list, language: str, per_recording: int, count: int, rng: random.Random) -> list[Recording]:
+    """`count` recordings of `per_recording` distinct clips each, two inserts apiece (kinds in turn)."""
+    pool = clips[:]
+    rng.shuffle(pool)
+    made = []
+    for r in range(count):
+        chosen = [pool.pop() for _ in range(min(per_recording, len(pool)))]
+        at = set(rng.sample(range(1, len(chosen)), 2))  # inserted before these clips
+        parts, clean, inserts, t = [], [], [], 0.0
+        for k, clip in enumerate(chosen):
+            if k in at:
+                stretch = non_speech(KINDS[(2 * r + len(inserts)) % len(KINDS)], rng.uniform(20, 60), rng)
+                inserts.append((t, t + len(stretch) / SAMPLE_RATE))
+                parts.append(stretch)
+                t += len(stretch) / SAMPLE_RATE
+            audio = load_audio(clip.audio)
+            pause = np.zeros(int(SAMPLE_RATE * rng.uniform(0.5, 1.5)), np.float32)
+            parts += [audio, pause]
+            clean += [audio, pause]
+            t += (len(audio) + len(pause)) / SAMPLE_RATE
+        made.append(Recording(language, np.concatenate(parts), np.concatenate(clean),
+                              " ".join(c.text for c in chosen), inserts))
+    return made
+
+
+def splits(languages: list[str], per_recording: int, count: int, seed: int) -> dict[str, list[Recording]]:
+    """{"dev": ..., "test": ...} recordings of every language."""
+    rng = random.Random(seed)
+    made: dict[str, list[Recording]] = {"dev": [], "test": []}
+    for language in languages:
+        if language == "cs":
+            train_dev, test, _ = real_speech_sets("cs", DemoConfig(), 0)
+            pools = {"dev": [u for u in train_dev if u.split == "dev"], "test": test}
+        else:
+            prompts = import_asterisk([language], f"bench-out/vad/{language}")[0]
+            random.Random(seed).shuffle(prompts)
+            pools = {"dev": prompts[::2], "test": prompts[1::2]}
+        for split, pool in pools.items():
+            made[split] += recordings(pool, language, per_recording, count, rng)
+    return made
+
+
+def ours(transcriber: Transcriber, options: DecodingOptions):
+    def run(audio: np.ndarray, language: str) -> tuple[list[tuple[float, float]], str]:
+        result = transcriber(audio, language, options)
+        return [(w.start, w.end) for s in result.segments for w in s.words], result.text
+    return run
+
+
+def theirs(model, vad_filter: bool):
+    def run(audio: np.ndarray, language: str) -> tuple[list[tuple[float, float]], str]:
+        segments, _ = model.transcribe(audio, language=language, beam_size=1, word_timestamps=True,
+                                       vad_filter=vad_filter)
+        segments = list(segments)
+        return [(w.start, w.end) for s in segments for w in (s.words or [])], " ".join(s.text for s in segments)
+    return run
+
+
+def wer(pairs: list[tuple[str, str, str]]) -> float:
+    """Corpus WER (%) of (reference, hypothesis, language) triples, normalised per language."""
+    errors = words = 0
+    for reference, hypothesis, language in pairs:
+        ref = normalize(reference, language)
+        out = jiwer.process_words(ref, normalize(hypothesis, language) or "-")
+        errors += out.substitutions + out.deletions + out.insertions
+        words += len(ref.split())
+    return 100 * errors / words
+
+
+def measure(run, made: list[Recording]) -> dict[str, float]:
+    """Inserted words, WER with and without the inserts, wall seconds of one system on recordings."""
+    inserted, noisy, clean, wall = 0, [], [], 0.0
+    for rec in made:
+        begin = time.perf_counter()
+        words, text = run(rec.audio, rec.language)
+        wall += time.perf_counter() - begin
+        inserted += sum(any(a <= (s + e) / 2 < b for a, b in rec.inserts) for s, e in words)
+        noisy.append((rec.reference, text, rec.language))
+        clean.append((rec.reference, run(rec.clean, rec.language)[1], rec.language))
+    return {"inserted": inserted, "wer": wer(noisy), "clean_wer": wer(clean), "wall": wall}
+
+
+def row(name: str, m: dict[str, float]) -> list[str]:
+    return [name, str(m["inserted"]), f"{m['wer']:.2f}", f"{m['clean_wer']:.2f}", f"{m['wer'] - m['clean_wer']:+.2f}",
+            f"{m['wall']:.1f}"]
+
+
+HEADER = ["system", "words in non-speech", "WER %", "WER without inserts %", "change", "wall s"]
+
+
+def choose(grid: dict[tuple[float, int], dict[str, float]]) -> tuple[float, int]:
+    """The dev setting with the fewest words in non-speech among those within WER_SLACK of the best WER (ties:
+    the lower WER)."""
+    best = min(m["wer"] for m in grid.values())
+    eligible = [(m["inserted"], m["wer"], key) for key, m in grid.items() if m["wer"] <= best + WER_SLACK]
+    return min(eligible)[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--languages", default="en,es,cs", help="recordings per language (cs: real dialogue)")
+    parser.add_argument("--per-recording", type=int, default=6, help="clips per recording")
+    parser.add_argument("--recordings", type=int, default=2, help="recordings per language and split")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from faster_whisper import WhisperModel
+
+    torch.set_num_threads(args.threads)
+    made = splits(comma_list(args.languages, "--languages"), args.per_recording, args.recordings, args.seed)
+    transcriber = Transcriber(precision="fp32")
+    words = DecodingOptions(word_timestamps=True)
+    transcriber(made["dev"][0].clean[:5 * SAMPLE_RATE], made["dev"][0].language, words)  # warm-up
+    audio_s = {split: sum(len(r.audio) for r in recs) / SAMPLE_RATE for split, recs in made.items()}
+    print(f"{cpu_name()}, {args.threads} threads, bundled:base fp32; dev {len(made['dev'])} recordings "
+          f"({audio_s['dev']:.0f} s), test {len(made['test'])} ({audio_s['test']:.0f} s), {args.languages}\n",
+          flush=True)
+
+    off = measure(ours(transcriber, words), made["dev"])
+    grid = {(t, m): measure(ours(transcriber, words.with_(vad=True, vad_threshold=t, vad_min_silence_ms=m)),
+                            made["dev"])
+            for t in THRESHOLDS for m in MIN_SILENCES_MS}
+    chosen = choose(grid)
+    print("## dev: the VAD's settings\n")
+    rows = [row("windows at pauses (no VAD)", off)]
+    rows += [row(f"--vad threshold {t:g}, min silence {m} ms" + (" (chosen)" if (t, m) == chosen else ""), res)
+             for (t, m), res in grid.items()]
+    print("\n".join(markdown_table(HEADER, rows)), flush=True)
+    on = grid[chosen]
+    default_on = on["inserted"] < off["inserted"] and on["clean_wer"] <= off["clean_wer"] + WER_SLACK
+    print(f"\nchosen: threshold {chosen[0]:g}, min silence {chosen[1]} ms (defaults now {VAD_THRESHOLD:g}, "
+          f"{VAD_MIN_SILENCE_MS} ms); --vad by default: {'yes' if default_on else 'no'} (fewer words in non-speech "
+          f"and WER without inserts within {WER_SLACK} of no VAD's)\n", flush=True)
+
+    faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
+                          cpu_threads=args.threads)
+    systems = {"distilwhisper, windows at pauses (no VAD)": ours(transcriber, words),
+               f"distilwhisper --vad (threshold {chosen[0]:g}, {chosen[1]} ms)":
+                   ours(transcriber, words.with_(vad=True, vad_threshold=chosen[0], vad_min_silence_ms=chosen[1])),
+               "faster-whisper, no VAD": theirs(faster, False),
+               "faster-whisper, vad_filter=True (its defaults)": theirs(faster, True)}
+    print("## test\n")
+    print("\n".join(markdown_table(HEADER, [row(name, measure(run, made["test"])) for name, run in systems.items()])))
+
+
+if __name__ == "__main__":
+    main()
