@@ -1,9 +1,14 @@
 """What the benchmark scripts share: reading their comma-separated flags, one way, naming the item and the flag
-that cannot be read (Python's bare "could not convert string to float: 'x'" names neither)."""
+that cannot be read (Python's bare "could not convert string to float: 'x'" names neither); and the corpus WER of
+texts of several languages, counted as `eval` counts it."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Callable, Iterable, TypeVar
+
+from distilwhisper.normalize import normalize
+from distilwhisper.results import error_counts, rate
 
 T = TypeVar("T")
 
@@ -36,3 +41,9 @@ def number(text: str) -> float:
         return float(text)
     except ValueError:
         raise ValueError("is not a number") from None
+
+
+def corpus_wer(triples: Iterable[tuple[str, str, str]]) -> float:
+    """Corpus WER (%) of (reference, hypothesis, language) triples, each normalised for its language."""
+    return rate([asdict(error_counts(normalize(reference, language), normalize(hypothesis, language)))
+                 for reference, hypothesis, language in triples], "wer")

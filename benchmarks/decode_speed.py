@@ -14,8 +14,6 @@ import argparse
 import platform
 import time
 
-from dataclasses import asdict
-
 import torch
 
 from distilwhisper.audio import load_audio
@@ -23,14 +21,8 @@ from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.ct2 import CT2Decoder
 from distilwhisper.decoding import MAX_NEW_TOKENS, Decoder, WhisperDecoder
 from distilwhisper.hub import load_model, resolve_ct2_dir
-from distilwhisper.normalize import normalize
 from distilwhisper.quantize import quantize_dynamic_int8
-from distilwhisper.results import error_counts, rate
-
-
-def wer(refs: list[tuple[str, str]], hyps: list[str]) -> float:
-    return rate([asdict(error_counts(normalize(text, lang), normalize(hyp, lang)))
-                 for (text, lang), hyp in zip(refs, hyps)], "wer")
+from common import corpus_wer
 
 
 def batched(items: list, size: int):
@@ -114,7 +106,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, sec, texts, tokens in rows:
         same = "n/a" if tokens is None else f"{sum(t == g for t, g in zip(tokens, gen_tokens))}/{len(utts)}"
-        print(f"| {name} | {sec:.3f} | {base / sec:.2f}x | {wer(refs, texts):.2f} | {same} |")
+        print(f"| {name} | {sec:.3f} | {base / sec:.2f}x | {corpus_wer((text, hyp, lang) for (text, lang), hyp in zip(refs, texts)):.2f} | {same} |")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ joined prompts.  The same work for every row makes the WERs comparable (a fixed 
 subset per row).  Reported: throughput (audio seconds of the work per wall second, from the first request to the
 last answer), p50/p95 latency, WER (normalised per language), and failed requests.  The peer runs at its best
 `--batch-size` on the 16-client load (1 = faster-whisper's sequential `transcribe`; more = its
-`BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32.  With `--experts RUN` a last pair of rows:
-the mixed stream served with those experts loaded (each request's language picks its own) against the plain
-model.  `--soak S`: S seconds at 8 clients sending the recordings round-robin, the server's resident memory
+`BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32.  With `--experts RUN` a last row: the
+mixed stream served with those experts loaded (each request's language picks its own), to read against the plain
+model's row at the same clients.  `--soak S`: S seconds at 8 clients sending the recordings round-robin, the server's resident memory
 sampled every 10 s; growth is counted from the sample at 2 minutes (the first minute's growth is the allocator warming
 up to the largest batches: it levels off).
 
@@ -33,19 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2 as httpx  # what the openai client itself sends requests with
-import jiwer
 import numpy as np
 import soundfile as sf
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.hub import resolve_ct2_dir
-from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
-from common import comma_list
+from common import comma_list, corpus_wer
 
 PEER_BATCHES = (1, 8)
 WARM_UP = 120  # seconds of soak before the memory baseline: the allocator's pools grow with the largest batch seen
@@ -70,15 +68,9 @@ class Load:
     wall: float = 0.0
 
     def row(self, name: str, clients: int) -> list[str]:
-        errors = words = 0
-        for reference, answer, language in self.pairs:
-            ref = normalize(reference, language)
-            out = jiwer.process_words(ref, normalize(answer, language) or "-")
-            errors += out.substitutions + out.deletions + out.insertions
-            words += len(ref.split())
         lat = np.array(self.latencies or [np.nan])
         return [name, str(clients), f"{self.audio / self.wall:.2f}", f"{np.percentile(lat, 50):.2f}",
-                f"{np.percentile(lat, 95):.2f}", f"{100 * errors / max(words, 1):.2f}", str(len(self.latencies)),
+                f"{np.percentile(lat, 95):.2f}", f"{corpus_wer(self.pairs):.2f}", str(len(self.latencies)),
                 str(self.failed)]
 
 

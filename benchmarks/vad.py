@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import torch
 
@@ -35,14 +34,13 @@ from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.decoding import DecodingOptions
 from distilwhisper.hub import resolve_ct2_dir
-from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
 from distilwhisper.transcribe import Transcriber
 from distilwhisper.windows import VAD_MIN_SILENCE_MS, VAD_THRESHOLD
-from common import comma_list
+from common import comma_list, corpus_wer
 
 KINDS = ("room tone", "noise", "tones")
 THRESHOLDS = (0.35, 0.5, 0.65)
@@ -148,17 +146,6 @@ def theirs(model, vad_filter: bool):
     return run
 
 
-def wer(pairs: list[tuple[str, str, str]]) -> float:
-    """Corpus WER (%) of (reference, hypothesis, language) triples, normalised per language."""
-    errors = words = 0
-    for reference, hypothesis, language in pairs:
-        ref = normalize(reference, language)
-        out = jiwer.process_words(ref, normalize(hypothesis, language) or "-")
-        errors += out.substitutions + out.deletions + out.insertions
-        words += len(ref.split())
-    return 100 * errors / words
-
-
 def measure(run, made: list[Recording]) -> dict[str, float]:
     """Inserted words, WER with and without the inserts, wall seconds of one system on recordings."""
     inserted, noisy, clean, wall = 0, [], [], 0.0
@@ -169,7 +156,7 @@ def measure(run, made: list[Recording]) -> dict[str, float]:
         inserted += sum(any(a <= (s + e) / 2 < b for a, b in rec.inserts) for s, e in words)
         noisy.append((rec.reference, text, rec.language))
         clean.append((rec.reference, run(rec.clean, rec.language)[1], rec.language))
-    return {"inserted": inserted, "wer": wer(noisy), "clean_wer": wer(clean), "wall": wall}
+    return {"inserted": inserted, "wer": corpus_wer(noisy), "clean_wer": corpus_wer(clean), "wall": wall}
 
 
 def row(name: str, m: dict[str, float]) -> list[str]:
