@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import collections
 
-import jiwer
 import torch
 
 from distilwhisper.audio import load_audio
@@ -35,7 +34,7 @@ from distilwhisper.report import markdown_table
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
 from distilwhisper.transcribe import Transcriber
-from common import comma_list
+from common import comma_list, corpus_wer
 
 LANGUAGE = "cs"
 MIN_LETTERS = 4
@@ -70,7 +69,7 @@ def detection(transcriber: Transcriber, audios: list, candidate_sets: list[tuple
     probabilities = []
     for i in range(0, len(audios), 8):
         probabilities += transcriber.decoder.language_probabilities(audios[i:i + 8])
-    return [[max(among(p, c), key=among(p, c).get) for c in candidate_sets] for p in probabilities]
+    return [[max(q, key=q.get) for q in (among(p, c) for c in candidate_sets)] for p in probabilities]
 
 
 def main() -> None:
@@ -99,20 +98,19 @@ def main() -> None:
 
     glossary_of = glossaries(train, measured)
     glossary = {w for g in glossary_of.values() for w in normalize(g, LANGUAGE).split()}
+    by_scene = collections.defaultdict(list)
+    for u, audio in zip(measured, audios):
+        by_scene[u.extra["level"]].append((u, audio))
     table = []
     for name, hot in (("without --hotwords", False), ("--hotwords: the scene's glossary", True)):
-        miss, total, refs, hyps = 0, 0, [], []
-        by_scene = collections.defaultdict(list)
-        for u, audio in zip(measured, audios):
-            by_scene[u.extra["level"]].append((u, audio))
+        miss, total, pairs = 0, 0, []
         for scene, items in by_scene.items():
             options = DecodingOptions(hotwords=glossary_of.get(scene) if hot else None)
             for (u, _), transcript in zip(items, transcriber.decode([a for _, a in items], LANGUAGE, options)):
                 m, n = missed(u.text, transcript.text, glossary)
                 miss, total = miss + m, total + n
-                refs.append(normalize(u.text, LANGUAGE))
-                hyps.append(normalize(transcript.text, LANGUAGE) or "-")
-        table.append([name, f"{100 * miss / total:.1f}", str(total), f"{100 * jiwer.wer(refs, hyps):.1f}"])
+                pairs.append((u.text, transcript.text, LANGUAGE))
+        table.append([name, f"{100 * miss / total:.1f}", str(total), f"{corpus_wer(pairs):.1f}"])
     print(f"\n## Hotwords ({len(glossary_of)} scenes, glossaries of "
           f"{min(len(g.split()) for g in glossary_of.values())}-{max(len(g.split()) for g in glossary_of.values())} "
           "words)\n")
