@@ -106,7 +106,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, sec, texts, tokens in rows:
         same = "n/a" if tokens is None else f"{sum(t == g for t, g in zip(tokens, gen_tokens))}/{len(utts)}"
-        print(f"| {name} | {sec:.3f} | {base / sec:.2f}x | {corpus_wer((text, hyp, lang) for (text, lang), hyp in zip(refs, texts)):.2f} | {same} |")
+        wer = corpus_wer((text, hyp, lang) for (text, lang), hyp in zip(refs, texts))
+        print(f"| {name} | {sec:.3f} | {base / sec:.2f}x | {wer:.2f} | {same} |")
 
 
 if __name__ == "__main__":

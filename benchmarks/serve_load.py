@@ -11,11 +11,15 @@ last answer), p50/p95 latency, WER (normalised per language), and failed request
 `--batch-size` on the 16-client load (1 = faster-whisper's sequential `transcribe`; more = its
 `BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32.  With `--experts RUN` a last row: the
 mixed stream served with those experts loaded (each request's language picks its own), to read against the plain
-model's row at the same clients.  `--soak S`: S seconds at 8 clients sending the recordings round-robin, the server's resident memory
-sampled every 10 s; growth is counted from the sample at 2 minutes (the first minute's growth is the allocator warming
-up to the largest batches: it levels off).
+model's row at the same clients (`--clients ''` leaves the comparison out).
 
-    .venv/bin/python benchmarks/serve_load.py [--items 41] [--clients 1,4,16] [--experts RUN] [--soak 600]
+`--soak S`: S seconds at 8 clients sending the recordings round-robin, once per glibc malloc setting of
+`--malloc` (environment variables of the server process: `default`, `arena2` = MALLOC_ARENA_MAX=2, `mmap1m` =
+MALLOC_MMAP_THRESHOLD_=1048576, `both`), the server's resident memory sampled every 10 s.  Growth is counted from
+the sample at 2 minutes: the first minute's growth is the allocator warming up to the largest batches.
+
+    .venv/bin/python benchmarks/serve_load.py [--items 41] [--clients 1,4,16] [--experts RUN]
+                                              [--soak 600 [--malloc default,arena2,mmap1m,both]]
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from common import comma_list, corpus_wer
 
 PEER_BATCHES = (1, 8)
 WARM_UP = 120  # seconds of soak before the memory baseline: the allocator's pools grow with the largest batch seen
+MALLOC = {"default": {}, "arena2": {"MALLOC_ARENA_MAX": "2"}, "mmap1m": {"MALLOC_MMAP_THRESHOLD_": "1048576"},
+          "both": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576"}}
 
 
 @dataclass
@@ -109,9 +115,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
-    """A server process, once its /health answers."""
-    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+def start(command: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server process (with `env` added to this one's environment), once its /health answers."""
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -211,14 +217,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=41,
                         help="the work of every load: this many recordings of the pool's seeded order (82 in all)")
-    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--clients", default="1,4,16", help="the loads compared ('' leaves the comparison out)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto", help="distilwhisper serve --precision")
     parser.add_argument("--experts", help="a DistilWhisper run: the mixed stream with its experts loaded")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of an 8-client soak of distilwhisper serve")
+    parser.add_argument("--malloc", default="default", help=f"the soak's malloc settings ({', '.join(MALLOC)})")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     clients = comma_list(args.clients, "--clients", int)
+    mallocs = comma_list(args.malloc, "--malloc", known=MALLOC)
+    if args.items < 1:
+        parser.error(f"--items {args.items}: a load needs at least one recording")
+    if 0 < args.soak < 2 * WARM_UP:
+        parser.error(f"--soak {args.soak:.0f}: growth is counted from {WARM_UP} s, so a soak needs {2 * WARM_UP} s")
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     everything = pool(Path("bench-out/serve-load"), args.seed)
@@ -226,48 +238,64 @@ def main() -> None:
     print(f"{cpu_name()}, {args.threads} threads; every load: {len(work)} recordings, each once "
           f"({sum(i.seconds for i in work):.0f} s; en, es, cs; {sum(i.seconds > 120 for i in work)} of 3 minutes)\n",
           flush=True)
+
+    def ours_of(experts: str | None):
+        return lambda port: ours(port, args.threads, experts, args.precision)
+
+    if clients:
+        compare(ours_of, lambda p, b: peer(p, args.threads, b, tmp), args.precision, args.experts, tmp, work,
+                clients)
+    if args.soak:
+        rows = [soak(ours_of(args.experts), tmp, everything, args.soak, name) for name in mallocs]
+        print(f"\nsoak: {args.soak:.0f} s at 8 clients, `distilwhisper serve` (resident memory MiB)\n")
+        print("\n".join(markdown_table(["malloc setting", "answered", "failed", "at 10 s", "at 60 s",
+                                         f"at {WARM_UP} s", "at the end", f"growth from {WARM_UP} s %",
+                                         "each minute"], rows)), flush=True)
+
+
+def compare(ours_of, peer_of, precision: str, experts: str | None, tmp: Path, work: list[Item],
+            clients: list[int]) -> None:
+    """The peer's batch size chosen on the largest load, then both servers at every load (and the experts' row)."""
     most = max(clients)
-    calibration = {b: serve_and_load(lambda p, b=b: peer(p, args.threads, b, tmp), tmp, work, [most])[most]
-                   for b in PEER_BATCHES}
+    calibration = {b: serve_and_load(lambda p, b=b: peer_of(p, b), tmp, work, [most])[most] for b in PEER_BATCHES}
     best = max(calibration, key=lambda b: calibration[b].audio / calibration[b].wall)
-    print("faster-whisper-server's --batch-size on the {most}-client load:".format(most=most))
+    print(f"faster-whisper-server's --batch-size on the {most}-client load:")
     print("\n".join(markdown_table(HEADER, [calibration[b].row(f"faster-whisper-server --batch-size {b}", most)
                                             for b in PEER_BATCHES])) + "\n", flush=True)
     rows = []
-    for name, command_of in ((f"distilwhisper serve ({args.precision})",
-                              lambda p: ours(p, args.threads, None, args.precision)),
-                             (f"faster-whisper-server --batch-size {best} (float32)",
-                              lambda p: peer(p, args.threads, best, tmp))):
+    for name, command_of in ((f"distilwhisper serve ({precision})", ours_of(None)),
+                             (f"faster-whisper-server --batch-size {best} (float32)", lambda p: peer_of(p, best))):
         loads = serve_and_load(command_of, tmp, work, clients)
         rows += [loads[c].row(name, c) for c in clients]
         print(f"{name} done", flush=True)
-    if args.experts:
-        loads = serve_and_load(lambda p: ours(p, args.threads, args.experts, args.precision), tmp, work, [most])
-        rows.append(loads[most].row(f"distilwhisper serve ({args.precision}), experts {args.experts}", most))
+    if experts:
+        loads = serve_and_load(ours_of(experts), tmp, work, [most])
+        rows.append(loads[most].row(f"distilwhisper serve ({precision}), experts {experts}", most))
     print("\n".join(markdown_table(HEADER, rows)), flush=True)
-    if args.soak:
-        port = free_port()
-        proc = start(ours(port, args.threads, args.experts, args.precision), port, tmp / "soak.log")
-        samples: list[float] = []
-        sampler_done = threading.Event()
 
-        def sample() -> None:
-            while not sampler_done.wait(10):
-                samples.append(rss_mib(proc.pid))
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            soak = run_load(port, everything, 8, args.soak)
-        finally:
-            sampler_done.set()
-            sampler.join()
-            stop(proc)
-        warm = samples[WARM_UP // 10 - 1]
-        print(f"\nsoak: {args.soak:.0f} s at 8 clients, {len(soak.latencies)} answered, {soak.failed} failed; "
-              f"resident memory {warm:.0f} MiB after {WARM_UP} s, {samples[-1]:.0f} MiB at the end "
-              f"({100 * (samples[-1] / warm - 1):+.1f} %)")
-        print("resident memory MiB each minute: " + ", ".join(f"{m:.0f}" for m in samples[5::6]))
+def soak(command_of, tmp: Path, items: list[Item], seconds: float, malloc: str) -> list[str]:
+    """One soak of a server under a malloc setting: its answers and its resident-memory curve, as a table row."""
+    port = free_port()
+    proc = start(command_of(port), port, tmp / f"soak-{malloc}.log", MALLOC[malloc])
+    samples: list[float] = []
+    sampler_done = threading.Event()
+
+    def sample() -> None:
+        while not sampler_done.wait(10):
+            samples.append(rss_mib(proc.pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        load = run_load(port, items, 8, seconds)
+    finally:
+        sampler_done.set()
+        sampler.join()
+        stop(proc)
+    warm = samples[WARM_UP // 10 - 1]
+    return [malloc, str(len(load.latencies)), str(load.failed), f"{samples[0]:.0f}", f"{samples[5]:.0f}", f"{warm:.0f}",
+            f"{samples[-1]:.0f}", f"{100 * (samples[-1] / warm - 1):+.1f}", " ".join(f"{m:.0f}" for m in samples[5::6])]
 
 
 if __name__ == "__main__":
