@@ -19,6 +19,7 @@ decodes), so an invocation with a new --out trains only what the record lacks, a
 
     .venv/bin/python benchmarks/method_quality.py --out bench-out/mq --methods ft
     .venv/bin/python benchmarks/method_quality.py --out bench-out/mq   # all methods; the table of all
+    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq --from-record   # reprint, train nothing
 """
 
 from __future__ import annotations
@@ -94,13 +95,19 @@ class Record:
     and retrains only a run whose weights it needs (the specialist teacher, a chosen run whose test sets are not
     decoded yet); training is deterministic on one kind of CPU, not across kinds (`keep_run`)."""
 
-    def __init__(self, root: Path, settings: dict) -> None:
+    def __init__(self, root: Path, settings: dict, read_only: bool = False) -> None:
+        """`read_only`: only reading what is recorded, so the training precision this machine would use does not
+        have to match (an AVX2 machine reprints a bf16 record)."""
         self.root = root
+        self.settings = settings  # as recorded (training precision included)
         path = root / "settings.json"
         if path.exists():
-            changes = setting_changes(read_json(path), settings)
+            recorded = self.settings = read_json(path)
+            changes = setting_changes({**recorded, "bf16": settings["bf16"]} if read_only else recorded, settings)
             if changes:
                 raise ValueError(f"{root} records runs of other settings ({changes}); pass another --record")
+        elif read_only:
+            raise ValueError(f"{root}: no record here (no settings.json)")
         else:
             atomic_write_json(path, settings)
 
@@ -182,17 +189,21 @@ def expert_mib(run: TrainedRun) -> dict[str, float]:
     return {p.stem: round(p.stat().st_size / 2**20, 1) for p in sorted(run.layout.best.glob("*.safetensors"))}
 
 
-def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path, corpus: Corpus,
+def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path, corpus: Corpus | None,
             record: Record, seeds: list[int]) -> list[Choice]:
     """Every method at every grid point (FT first: its chosen run is the specialist teacher), then the test sets
     of its chosen run; at every other training seed of `seeds`, the chosen rate only (the rate is chosen once, on
-    seed 0's grid), with its test sets; what the record holds is reused."""
+    seed 0's grid), with its test sets; what the record holds is reused.  Without a corpus (`--from-record`)
+    nothing is trained or decoded: what the record lacks is an error."""
     encodings, choices, specialist = EncoderCache(), [], None
 
     def trained(choice: Choice, lr: float, seed: int = 0) -> TrainedRun:
         """A run with its weights: this --out's, or trained again when only recorded (on another kind of CPU it
         may differ from its record: `Record.keep_run` says so).  At another seed the specialist teacher is FT at
         that seed too: each seed repeats the whole recipe."""
+        if corpus is None:
+            raise ValueError(f"{record.root}: no record of {choice.key} at lr {lr:g}, training seed {seed}: run "
+                             "without --from-record to train and decode it")
         planned, teacher = choice.plans[lr], None
         if seed:
             planned = dataclasses.replace(planned, key=f"{choice.key}/seed-{seed}/lr-{lr:g}", seed=seed,
@@ -346,13 +357,20 @@ def expert_sizes(choices: list[Choice]) -> list[str]:
     return markdown_table(["method", "language", "expert file (MiB)"], rows) if rows else []
 
 
-def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record, seeds: list[int]) -> str:
+def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record, seeds: list[int],
+        from_record: bool = False) -> str:
+    """The tables; `from_record`: from the record alone (the base model's decodes too), nothing built or decoded."""
     out = Path(config.out)
-    corpus = build_corpus(config, out)
-    base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
-    evaluate_base(base, config, corpus, "fp32")
-    if record.system(BASE_KEY) is None:  # the base model's test decodes too: every change is recomputable
-        record.keep_system(BASE_KEY, base, {})
+    if from_record:
+        if record.system(BASE_KEY) is None:
+            raise ValueError(f"{record.root}: no record of the base model's test decodes: run without --from-record")
+        corpus, base = None, record.system(BASE_KEY)[0]
+    else:
+        corpus = build_corpus(config, out)
+        base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
+        evaluate_base(base, config, corpus, "fp32")
+        if record.system(BASE_KEY) is None:  # the base model's test decodes too: every change is recomputable
+            record.keep_system(BASE_KEY, base, {})
     choices = measure(config, factors, keys, out, corpus, record, seeds)
     headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
     systems = [base, *(c.system for c in headline_first)]
@@ -391,6 +409,9 @@ def main() -> None:
                         help="training seeds: seed 0 trains the grid and chooses each method's rate; every other "
                              "seed trains that rate again, with its test decodes (the corpus stays seed 0's); "
                              "default 0")
+    parser.add_argument("--from-record", action="store_true",
+                        help="print the tables from the record alone, training and decoding nothing (seconds, any "
+                             "CPU); what the record lacks is an error")
     parser.add_argument("--record", type=Path, help="where finished runs and test decodes are kept for later "
                         f"invocations (default: {RECORD.relative_to(RECORD.parents[2])} in the repository; "
                         "--quick: OUT/record)")
@@ -409,16 +430,17 @@ def main() -> None:
         parser.error("runs that stop on dev need --eval-every and --patience (0 is never)")
     start = time.perf_counter()
     with claimed(config):
-        record = Record(args.record or (Path(config.out, "record") if quick else RECORD), record_settings(config))
-        text = run(config, factors, keys, record, seeds)
+        record = Record(args.record or (Path(config.out, "record") if quick else RECORD), record_settings(config),
+                        read_only=args.from_record)
+        text = run(config, factors, keys, record, seeds, args.from_record)
     header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
               f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
               f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the centre "
               f"rate ({config.lr:g}, FT {config.method_lr('ft'):g}); scope {config.scope}, "
-              f"{'bf16' if config.bf16 else 'fp32'} training, student {config.student}; "
-              f"{cpu_name()}, {torch.get_num_threads()} threads; "
-              f"{(time.perf_counter() - start) / 60:.0f} min for this run (finished runs of an earlier one are "
-              "reused).")
+              f"{'bf16' if record.settings['bf16'] else 'fp32'} training, student {config.student}; " + (
+                  "printed from the record (where each run trained: its dev curve below)." if args.from_record else
+                  f"{cpu_name()}, {torch.get_num_threads()} threads; {(time.perf_counter() - start) / 60:.0f} min for "
+                  "this run (finished runs of an earlier one are reused)."))
     atomic_write_text(Path(config.out, "method_quality.md"), f"{header}\n\n{text}")
     print(f"{header}\n\n{text}")
 

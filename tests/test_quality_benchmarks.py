@@ -167,6 +167,18 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert "Across training seeds 0,1" in seeded.stdout and "| FT | in-domain | cs |" in seeded.stdout
     again = _method_quality(tmp_path / "mq-7", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "0,1")
     assert again.returncode == 0 and not (tmp_path / "mq-7" / "train").exists()  # every seed recorded
+    # the record alone reprints it: no corpus built, nothing decoded, the same seed table; what it lacks is named
+    printed = _method_quality(tmp_path / "mq-8", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "0,1",
+                              "--from-record")
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "mq-8").glob("[!.]*")) == ["dev_curves.png", "gain_vs_control.png",
+                                                                      "method_quality.json", "method_quality.md"]
+    def seed_table(text: str) -> str:
+        return text[text.index("Across training seeds"):text.index("Learning rates")]
+
+    assert seed_table(printed.stdout) == seed_table(again.stdout) and "printed from the record" in printed.stdout
+    lacking = _method_quality(tmp_path / "mq-9", record, "--methods", "ft", "--seeds", "0,2", "--from-record")
+    assert lacking.returncode != 0 and f"no record of ft at lr {ft_lr:g}, training seed 2" in lacking.stderr
     # recorded runs taught by another teacher than FT's chosen run are refused before anything trains
     config = record / "distilwhisper-specialist" / "lr-0.001" / "config.json"
     taught = json.loads(config.read_text())
