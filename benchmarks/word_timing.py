@@ -7,10 +7,13 @@ clip: where its speech starts and ends (frame energy inside the clip, the same r
 system's words are given to the clip whose span holds the word's middle; a clip's error is |its first word's start
 - speech start| and |its last word's end - speech end|.  Rows: distilwhisper windows cut at pauses (batched) and
 sequential (Whisper's algorithm), fp32; faster-whisper's sequential `transcribe`, float32, no VAD; with `--experts
-RUN`, distilwhisper with those experts too.  Prints the median and 90th-percentile absolute errors in seconds, the
-clips a system gave no word, WER, and wall seconds.
+RUN` (repeatable, NAME=RUN to name it), distilwhisper with those experts too, batched and sequential.  Prints per
+system and language (and all together) the median and 90th-percentile absolute errors in seconds, the clips a system
+gave no word, WER, and wall seconds.  `--split dev` joins the Czech dev lines instead (settings are chosen there; the
+test lines are for the reported table).
 
-    .venv/bin/python benchmarks/word_timing.py [--per-recording 8] [--recordings 3] [--experts RUN]
+    .venv/bin/python benchmarks/word_timing.py [--per-recording 8] [--recordings 3] [--experts [NAME=]RUN ...]
+    .venv/bin/python benchmarks/word_timing.py --split dev --languages cs --recordings 6 --experts RUN
 """
 
 from __future__ import annotations
@@ -92,28 +95,53 @@ def theirs(model, audio: np.ndarray, language: str):
     return [(w.start, w.end, w.word) for s in segments for w in (s.words or [])], " ".join(s.text for s in segments)
 
 
+def czech_lines(split: str) -> list:
+    """The demo's in-domain Czech test lines, or its Czech dev lines (never the reserved confirmation lines)."""
+    train_dev, test, _ = real_speech_sets("cs", DemoConfig(), 0)
+    return test if split == "test" else [u for u in train_dev if u.split == "dev"]
+
+
+def summary(name: str, language: str, results: list) -> list[str]:
+    """One table row: (starts, ends, missing, wall, wer errors, wer words) of each recording, pooled."""
+    starts = [e for r in results for e in r[0]]
+    ends = [e for r in results for e in r[1]]
+    errors_, words = sum(r[4] for r in results), sum(r[5] for r in results)
+    return [name, language, f"{np.median(starts):.3f}", f"{np.percentile(starts, 90):.3f}", f"{np.median(ends):.3f}",
+            f"{np.percentile(ends, 90):.3f}", str(sum(r[2] for r in results)), f"{100 * errors_ / words:.2f}",
+            f"{sum(r[3] for r in results):.1f}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--languages", default="en,es,cs", help="recordings per language (cs: real dialogue)")
     parser.add_argument("--per-recording", type=int, default=8, help="clips joined in one recording")
     parser.add_argument("--recordings", type=int, default=3, help="recordings per language")
-    parser.add_argument("--experts", help="a DistilWhisper run folder: its experts get a row too")
+    parser.add_argument("--split", choices=("test", "dev"), default="test",
+                        help="test: the reported recordings; dev: the Czech dev lines (--languages cs only)")
+    parser.add_argument("--experts", action="append", default=[],
+                        help="[NAME=]RUN: a DistilWhisper run folder whose experts get rows too (repeatable)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    languages = comma_list(args.languages, "--languages")
+    if args.split == "dev" and languages != ["cs"]:
+        parser.error("--split dev: only Czech has dev lines here (--languages cs)")
     from faster_whisper import WhisperModel
 
     torch.set_num_threads(args.threads)
     systems = {"distilwhisper batched (fp32)": (Transcriber(precision="fp32"), False),
                "distilwhisper sequential (fp32)": (Transcriber(precision="fp32"), True)}
-    if args.experts:
-        systems["distilwhisper batched, experts (fp32)"] = (Transcriber(experts=args.experts, precision="fp32"),
-                                                             False)
+    for k, spec in enumerate(args.experts):
+        name, _, run = spec.rpartition("=")
+        name = name or (f"experts {k + 1}" if len(args.experts) > 1 else "experts")
+        transcriber = Transcriber(experts=run, precision="fp32")
+        systems[f"distilwhisper batched, {name} (fp32)"] = (transcriber, False)
+        systems[f"distilwhisper sequential, {name} (fp32)"] = (transcriber, True)
     faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
                           cpu_threads=args.threads)
     made = []
-    for language in comma_list(args.languages, "--languages"):
-        clips = (real_speech_sets("cs", DemoConfig(), 0)[1] if language == "cs"  # the demo's in-domain test lines
+    for language in languages:
+        clips = (czech_lines(args.split) if language == "cs"
                  else import_asterisk([language], f"bench-out/word-timing/{language}")[0])
         made += recordings(clips, args.per_recording, args.recordings, args.seed)
     rows = []
@@ -121,24 +149,25 @@ def main() -> None:
     runs.append(("faster-whisper transcribe (float32)", lambda a, lang: theirs(faster, a, lang)))
     for name, run in runs:
         run(made[0][0][:5 * SAMPLE_RATE], made[0][1])  # warm-up
-        starts, ends, missing, wall, wer_num, wer_den = [], [], 0, 0.0, 0, 0
+        per_language: dict[str, list] = {}
         for audio, language, spans in made:
             begin = time.perf_counter()
             words, text = run(audio, language)
-            wall += time.perf_counter() - begin
-            s, e, m = errors(words, spans)
-            starts, ends, missing = starts + s, ends + e, missing + m
+            wall = time.perf_counter() - begin
             reference = normalize(" ".join(span[4] for span in spans), language)
             out = jiwer.process_words(reference, normalize(text, language) or "-")
-            wer_num += out.substitutions + out.deletions + out.insertions
-            wer_den += len(reference.split())
-        rows.append([name, f"{np.median(starts):.3f}", f"{np.percentile(starts, 90):.3f}", f"{np.median(ends):.3f}",
-                     f"{np.percentile(ends, 90):.3f}", str(missing), f"{100 * wer_num / wer_den:.2f}", f"{wall:.1f}"])
+            per_language.setdefault(language, []).append(
+                (*errors(words, spans), wall, out.substitutions + out.deletions + out.insertions,
+                 len(reference.split())))
+        if len(per_language) > 1:
+            rows += [summary(name, language, results) for language, results in per_language.items()]
+        rows.append(summary(name, "all" if len(per_language) > 1 else languages[0],
+                            [r for results in per_language.values() for r in results]))
     clips = sum(len(spans) for _, _, spans in made)
-    print(f"{len(made)} recordings, {clips} clips ({args.languages}), bundled:base, greedy, {cpu_name()}, "
-          f"{args.threads} threads\n")
-    print("\n".join(markdown_table(["system", "first-word start: median |error| s", "p90", "last-word end: median",
-                                    "p90", "clips without a word", "WER %", "wall s"], rows)))
+    print(f"{len(made)} recordings, {clips} clips ({args.languages}, {args.split}), bundled:base, greedy, "
+          f"{cpu_name()}, {args.threads} threads\n")
+    print("\n".join(markdown_table(["system", "language", "first-word start: median |error| s", "p90",
+                                    "last-word end: median", "p90", "clips without a word", "WER %", "wall s"], rows)))
 
 
 if __name__ == "__main__":

@@ -749,3 +749,49 @@ def test_keep_translate_bad_input(tiny_dirs, manifest, tmp_path):
                                keep_translate=-1.0))
     with pytest.raises(ValueError, match="--keep-translate: no training utterance of .*m.jsonl has an English line"):
         train(_config("clsr-ft", tiny_dirs, manifest, tmp_path, keep_translate=1.0), progress=False)
+
+
+def test_joined_lines_join_the_next_lines_of_one_language_inside_one_window(tmp_path):
+    """Each joined item: a seeded line and the lines after it in the manifest, of its language, with pauses, under
+    28 s; its audio is the parts and pauses end to end; the same seed gives the same items."""
+    from distilwhisper.audio import SAMPLE_RATE
+    from distilwhisper.data.manifest import Utterance
+    from distilwhisper.train.data import PAUSE_SECONDS, joined_lines
+
+    seconds = {"cs0": 2.0, "ca0": 1.0, "cs1": 3.0, "cs2": 10.0, "cs3": 20.0, "ca1": 1.5, "cs4": 2.0}
+    lines = [Utterance(uid, str(write_wav(tmp_path / f"{uid}.wav", s)), f"line {uid}", uid[:2],
+                       extra={"translation_en": f"en {uid}"} if uid != "cs4" else {})
+             for uid, s in seconds.items()]
+    items = joined_lines(lines, 1.0, seed=0)
+    assert [item.id for item in items] == ["ca0+ca1", "cs0+cs1+cs2", "cs1+cs2", "cs3+cs4"]  # cs2 + cs3 > 28 s
+    for item in items:
+        assert len(item.pauses) == len(item.parts) - 1
+        assert all(PAUSE_SECONDS[0] <= p <= PAUSE_SECONDS[1] for p in item.pauses)
+        expected = sum(seconds[u.id] for u in item.parts) + sum(item.pauses)
+        assert abs(len(item.load()) / SAMPLE_RATE - expected) < 2 / SAMPLE_RATE * len(item.parts) and expected < 28
+    first = items[1]
+    assert first.text == "line cs0 line cs1 line cs2" and first.language == "cs"
+    assert first.metadata("translation_en") == "en cs0 en cs1 en cs2"
+    assert items[3].metadata("translation_en") == ""  # cs4 has no English line: the item has none
+    assert joined_lines(lines, 1.0, seed=0) == items and joined_lines(lines, 0.0, seed=0) == []
+    assert len(joined_lines(lines, 0.5, seed=1)) <= 3
+
+
+def test_joined_lines_train_with_both_caches_and_are_counted(tiny_dirs, manifest, tmp_path, monkeypatch):
+    """Joined items go through the teacher cache (keyed by the joined id) and the encoder cache like any line, in
+    batches of their own (beside single lines they would pad each clip to their length); the run's data.json counts
+    them; a share outside [0, 1] is refused."""
+    import distilwhisper.train.loop as loop
+
+    batches, collate = [], loop.collate
+    monkeypatch.setattr(loop, "collate", lambda items, pad: batches.append([it["id"] for it in items]) or
+                        collate(items, pad))
+    config = _config("distilwhisper", tiny_dirs, manifest, tmp_path / "run", joined_lines=1.0, trim=True,
+                     cache_encoder=True, scope="decoder", teacher_cache=str(tmp_path / "tc"), max_steps=6)
+    train(config, progress=False)
+    assert any("+" in ids[0] for ids in batches)
+    assert all(len({"+" in uid for uid in ids}) == 1 for ids in batches)  # joined and single lines never mixed
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["joined_items"] == 2  # ca0+ca1, cs0+cs1
+    assert {p.stem for p in (tmp_path / "tc").glob("*+*.safetensors")} == {"ca0+ca1", "cs0+cs1"}
+    with pytest.raises(ValueError, match="--joined-lines is a share"):
+        _config("ft", tiny_dirs, manifest, tmp_path / "bad", joined_lines=1.5)

@@ -58,6 +58,10 @@ class SharedSettings:
                                 "process only")
     cache_encoder: bool = setting(False, "encode each clip once and keep the output in memory (needs --scope "
                                          "decoder: the encoder is then frozen); one process only")
+    joined_lines: float = setting(0.0, "extra training items, as a share of the training lines, each 2-3 consecutive "
+                                       "lines of one language joined with pauses of 0.3-1 s (under 28 s): long-form "
+                                       "windows hold several sentences, and a model trained on single lines learns "
+                                       "to stop after the first")
     seed: int = setting(0, "random seed")
     timeout_minutes: float = setting(DEFAULT_TIMEOUT_MINUTES, "under accelerate launch: how long a process waits for "
                                                               "the others (e.g. at a checkpoint)")
@@ -89,6 +93,8 @@ class TrainConfig(DistillSettings, ExpertSettings, LoraSettings, SharedSettings)
             raise ValueError(f"--gate-target is a share of tokens in [0, 1], not {self.gate_target}")
         check_weight("--gate-weight", self.gate_weight)
         check_weight("--keep-translate", self.keep_translate)
+        if not 0.0 <= self.joined_lines <= 1.0:
+            raise ValueError(f"--joined-lines is a share of the training lines in [0, 1], not {self.joined_lines}")
         for name in ("expert_dropout", "lora_dropout"):
             check_dropout(f"--{name.replace('_', '-')}", getattr(self, name))
         check_lr("--lr", self.lr)

@@ -4,13 +4,15 @@ each hold one language (CLSR selects one expert set per batch)."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from distilwhisper import losses
-from distilwhisper.audio import SAMPLE_RATE, load_audio
+from distilwhisper.audio import SAMPLE_RATE, audio_duration, load_audio
 from distilwhisper.data.manifest import PSEUDO_LABEL, TRANSLATION_REFERENCE, Utterance, validate_manifest
 
 
@@ -44,14 +46,76 @@ def training_utterances(config, processes: int) -> list[Utterance]:
     return utterances
 
 
-def data_summary(source: str, utterances: list[Utterance]) -> dict:
-    """What a run trains on, for its `data.json`: rows per language and how many hold a teacher's pseudo-label
-    (`data pseudo-label`), so a result can say how much of its data no person transcribed."""
+def data_summary(source: str, utterances: list[Utterance], joined: int = 0) -> dict:
+    """What a run trains on, for its `data.json`: rows per language, how many hold a teacher's pseudo-label
+    (`data pseudo-label`), so a result can say how much of its data no person transcribed, and how many joined
+    items (`--joined-lines`) it added."""
     per_language: dict[str, int] = {}
     for u in utterances:
         per_language[u.language] = per_language.get(u.language, 0) + 1
     return {"train": source, "utterances": len(utterances), "per_language": per_language,
-            "pseudo_labelled": sum(1 for u in utterances if u.extra.get(PSEUDO_LABEL))}
+            "pseudo_labelled": sum(1 for u in utterances if u.extra.get(PSEUDO_LABEL)), "joined_items": joined}
+
+
+JOINED_SECONDS = 28.0  # a joined item stays inside one 30 s window, with room for Whisper's padding
+JOINED_LINES = 3  # at most this many lines per joined item
+PAUSE_SECONDS = (0.3, 1.0)  # silence between two joined lines
+
+
+@dataclass(frozen=True)
+class JoinedLines:
+    """Consecutive lines of one language joined into one training item, a pause of silence after each but the
+    last.  Long-form windows hold several sentences, and experts trained on single lines learn to end the text
+    after the first one (measured: half the clips of a joined dev recording lost, benchmarks/word_timing.py).
+    The pauses are drawn once, so an item's audio and tokens never change (the teacher and encoder caches key on
+    its id)."""
+
+    parts: tuple[Utterance, ...]
+    pauses: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        return "+".join(u.id for u in self.parts)
+
+    @property
+    def language(self) -> str:
+        return self.parts[0].language
+
+    @property
+    def text(self) -> str:
+        return " ".join(u.text.strip() for u in self.parts)
+
+    def metadata(self, key: str) -> str:
+        """A column of every part, joined; '' unless every part has it (an English line for all or none)."""
+        values = [u.metadata(key).strip() for u in self.parts]
+        return " ".join(values) if all(values) else ""
+
+    def load(self) -> np.ndarray:
+        pieces = []
+        for part, pause in zip(self.parts, (*self.pauses, 0.0)):
+            pieces += [load_audio(part.audio), np.zeros(round(pause * SAMPLE_RATE), np.float32)]
+        return np.concatenate(pieces)
+
+
+def joined_lines(utterances: list[Utterance], share: float, seed: int) -> list[JoinedLines]:
+    """`share` x len(utterances) extra items (`--joined-lines`), each starting at a seeded line and taking the lines
+    that follow it in the manifest, of its language (a dialogue's next lines), while the item stays under
+    JOINED_SECONDS and JOINED_LINES; a line that no next line fits after starts none."""
+    if not share:
+        return []
+    rng, made = random.Random(seed), []
+    for language in sorted({u.language for u in utterances}):
+        lines = [u for u in utterances if u.language == language]
+        for head in sorted(rng.sample(range(len(lines)), min(len(lines), round(share * len(lines))))):
+            parts, pauses, seconds = [lines[head]], [], audio_duration(lines[head].audio)
+            for line in lines[head + 1:head + JOINED_LINES]:
+                pause, length = rng.uniform(*PAUSE_SECONDS), audio_duration(line.audio)
+                if seconds + pause + length > JOINED_SECONDS:
+                    break
+                parts, pauses, seconds = parts + [line], pauses + [pause], seconds + pause + length
+            if len(parts) > 1:
+                made.append(JoinedLines(tuple(parts), tuple(pauses)))
+    return made
 
 
 class SpeechDataset(Dataset):
@@ -59,7 +123,7 @@ class SpeechDataset(Dataset):
     has an English line (`translation_en`) also carries its translate-task sequence (the term that keeps Whisper's
     translate task, objective.py)."""
 
-    def __init__(self, utterances: list[Utterance], processor, prompts: dict[str, list[int]], eot: int,
+    def __init__(self, utterances: list[Utterance | JoinedLines], processor, prompts: dict[str, list[int]], eot: int,
                  translate_prompts: dict[str, list[int]] | None = None):
         self.utterances, self.processor, self.prompts, self.eot = utterances, processor, prompts, eot
         self.translate_prompts = translate_prompts
@@ -70,11 +134,11 @@ class SpeechDataset(Dataset):
     def _sequence(self, prompt: list[int], text: str) -> list[int]:
         return prompt + self.processor.tokenizer.encode(" " + text.strip(), add_special_tokens=False) + [self.eot]
 
-    def tokens(self, utt: Utterance) -> list[int]:
+    def tokens(self, utt: Utterance | JoinedLines) -> list[int]:
         """`<|sot|><|lang|><|transcribe|><|notimestamps|> text <|eot|>` (the language token included)."""
         return self._sequence(self.prompts[utt.language], utt.text)
 
-    def translate_tokens(self, utt: Utterance) -> list[int] | None:
+    def translate_tokens(self, utt: Utterance | JoinedLines) -> list[int] | None:
         """`<|sot|><|lang|><|translate|><|notimestamps|> English line <|eot|>`, or None without an English line."""
         english = utt.metadata(TRANSLATION_REFERENCE).strip()
         if self.translate_prompts is None or not english:
@@ -83,7 +147,7 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         utt = self.utterances[i]
-        audio = load_audio(utt.audio)
+        audio = utt.load() if isinstance(utt, JoinedLines) else load_audio(utt.audio)
         feats = self.processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE,
                                                  return_tensors="pt").input_features[0]
         return {"id": utt.id, "language": utt.language, "input_features": feats, "tokens": self.tokens(utt),
@@ -151,8 +215,8 @@ def translate_rows(batch: dict) -> dict:
 
 
 class LanguageBatches(torch.utils.data.Sampler):
-    """Shuffled batches that each hold one language; the order depends only on (seed, epoch), so a resumed run
-    sees the same batches as an uninterrupted one.
+    """Shuffled batches that each hold one group of items -- a language, or a language's joined items; the order
+    depends only on (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
 
     In a launch of `processes` processes a global batch holds `batch_size` x `processes` utterances and is yielded
     as `processes` consecutive slices, which accelerate's sampler sharding deals out one per process (batch i to
@@ -162,8 +226,9 @@ class LanguageBatches(torch.utils.data.Sampler):
 
     batch_size = None  # batches vary in length: accelerate's sharding must neither drop nor pad the short ones
 
-    def __init__(self, languages: list[str], batch_size: int, seed: int, processes: int = 1):
-        self.languages, self.size, self.seed, self.processes, self.epoch = languages, batch_size, seed, processes, 0
+    def __init__(self, groups: list[str], batch_size: int, seed: int, processes: int = 1):
+        """`groups`: each item's group (its language, or its language's joined items)."""
+        self.groups, self.size, self.seed, self.processes, self.epoch = groups, batch_size, seed, processes, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -171,8 +236,8 @@ class LanguageBatches(torch.utils.data.Sampler):
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1000 + self.epoch)
         batches, size = [], self.size * self.processes
-        for lang in sorted(set(self.languages)):
-            idx = [i for i, l in enumerate(self.languages) if l == lang]
+        for group in sorted(set(self.groups)):
+            idx = [i for i, g in enumerate(self.groups) if g == group]
             rng.shuffle(idx)
             batches += [idx[i:i + size] for i in range(0, len(idx), size)]
         rng.shuffle(batches)

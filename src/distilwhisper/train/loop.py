@@ -28,7 +28,8 @@ from distilwhisper.runs import RunLayout, State
 from distilwhisper.train.caches import EncoderCache, TeacherCache
 from distilwhisper.train.checkpoint import load_checkpoint, register_weight_hooks, save_best, save_checkpoint
 from distilwhisper.train.config import TrainConfig
-from distilwhisper.train.data import LanguageBatches, SpeechDataset, collate, data_summary, training_utterances
+from distilwhisper.train.data import (JoinedLines, LanguageBatches, SpeechDataset, collate, data_summary,
+                                     joined_lines, training_utterances)
 from distilwhisper.train.dev import dev_counts
 from distilwhisper.train.logs import RunLog
 from distilwhisper.train.model import load_teacher, same_encoder, weights_fingerprint, whisper_of
@@ -102,6 +103,7 @@ class Trainer:
             tqdm.write(f"{self.accelerator.distributed_type.value}: process {self.accelerator.process_index} of "
                        f"{self.accelerator.num_processes}")
         self.train_utts = training_utterances(config, self.accelerator.num_processes)
+        self.joined = joined_lines(self.train_utts, config.joined_lines, config.seed)
         model, self.decodable, self.processor = methods.get(config.method).build(config)
         teacher = load_teacher(config, self.decodable, self.accelerator.device) if config.teacher else None
         loader = self._loader()
@@ -140,9 +142,11 @@ class Trainer:
         prompts = {lang: prompt_tokens(gen, lang) for lang in config.languages}
         translate = ({lang: prompt_tokens(gen, lang, task="translate") for lang in config.languages}
                      if config.keep_translate else None)
-        self.sampler = LanguageBatches([u.language for u in self.train_utts], config.batch_size, config.seed,
-                                       self.accelerator.num_processes)
-        return DataLoader(SpeechDataset(self.train_utts, self.processor, prompts, eot, translate),
+        items = [*self.train_utts, *self.joined]
+        # joined items batch apart: beside single lines they would pad every clip of the batch to ~28 s of frames
+        groups = [f"{u.language} joined" if isinstance(u, JoinedLines) else u.language for u in items]
+        self.sampler = LanguageBatches(groups, config.batch_size, config.seed, self.accelerator.num_processes)
+        return DataLoader(SpeechDataset(items, self.processor, prompts, eot, translate),
                           batch_sampler=self.sampler, collate_fn=lambda items: collate(items, eot))
 
     # ----- the run --------------------------------------------------------------------------------------------
@@ -177,7 +181,7 @@ class Trainer:
     def _start(self) -> None:
         if self.accelerator.is_main_process:
             atomic_write_json(self.layout.config, asdict(self.config))
-            atomic_write_json(self.layout.data, data_summary(self.config.train, self.train_utts))
+            atomic_write_json(self.layout.data, data_summary(self.config.train, self.train_utts, len(self.joined)))
             rewrite_jsonl(self.layout.metrics, [])  # rows of an earlier attempt in this folder would repeat steps
 
     def _resume(self) -> torch.Tensor | None:
