@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install system demo test test-all bench clean
+.PHONY: install system demo test test-all bench tables clean
 
 install: system $(STAMP)
 
@@ -32,6 +32,13 @@ test: install
 # Everything: `make test`, then the benchmarks re-run end to end and the longest kill chains (CI runs this).
 test-all: test
 	$(PY) -m pytest -q --durations=8 -m long
+
+# The method tables of README.md and docs/results.md, reprinted from benchmarks/records/ (trains and decodes nothing).
+tables: install
+	$(PY) benchmarks/method_quality.py --from-record --out bench-out/tables/converged
+	$(PY) benchmarks/method_quality.py --from-record --steps 300 --eval-every 150 \
+	    --methods ft,distilwhisper-specialist --seeds 0,1,2 --record benchmarks/records/method_quality_300steps \
+	    --out bench-out/tables/300steps
 
 bench: install
 	$(PY) benchmarks/decode_speed.py
