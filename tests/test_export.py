@@ -55,6 +55,23 @@ def test_a_plain_run_exports_to_transformers_and_decodes_the_same(runs, tmp_path
     assert _tokens(*load_model(str(out))) == _tokens(kept, processor)
     asr = pipeline("automatic-speech-recognition", model=str(out))  # the transformers pipeline loads it as it is
     assert isinstance(asr(_clips()[0], generate_kwargs={"language": "ca", "max_new_tokens": 10})["text"], str)
+    batched = asr(_clips(), batch_size=2, generate_kwargs={"language": "ca", "max_new_tokens": 10})  # needs a pad token
+    assert len(batched) == 2 and all(isinstance(o["text"], str) for o in batched)
+
+
+def test_an_export_names_a_pad_token_where_the_run_s_tokenizer_has_none(runs, tmp_path, monkeypatch):
+    """Models converted before the tokenizer named its pad token still export a folder the pipeline can batch."""
+    _, folders = runs
+    load = TrainedRun.load
+
+    def without_pad(self):
+        model, processor = load(self)
+        processor.tokenizer.pad_token = None
+        return model, processor
+
+    monkeypatch.setattr(TrainedRun, "load", without_pad)
+    assert main(["export", str(folders["ft"]), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
+    assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())["pad_token"] == "<|endoftext|>"
 
 
 def test_a_run_exports_to_ctranslate2_that_faster_whisper_loads(runs, tmp_path):

