@@ -7,9 +7,13 @@ given, one pass, by
   - `distilwhisper eval`'s decoder on the run folder itself (exact: a run with experts decodes with its gates),
   - the transformers `pipeline("automatic-speech-recognition")` on the exported folder,
   - faster-whisper `WhisperModel` on the CTranslate2 folder, float32 and int8 (no timestamps, no VAD, no previous
-    text, temperature 0 only).
-Prints per run and system: lines whose transcript is identical to the run's own (text; for faster-whisper also the
-token ids), WER, and the WER change against the run's own.
+    text, temperature 0 only),
+  - CTranslate2's `Whisper.generate` on the same folder given this toolkit's log-mel features and prompt
+    (`ct2.CT2Decoder`): the conversion alone, without faster-whisper's own feature extraction and decoding loop.
+A control row decodes the bundled model itself (no export) with faster-whisper against this toolkit: how far the
+two front ends part on these lines before any export.
+Prints per run and system: lines whose transcript is identical to the run's own (text; for the CTranslate2 engines
+also the token ids), WER, and the WER change against the run's own.
 
     .venv/bin/python benchmarks/export_fidelity.py --run ft=RUN [--run lora=RUN] [--run distilwhisper=RUN]
 """
@@ -24,9 +28,11 @@ import numpy as np
 import torch
 
 from distilwhisper.audio import load_audio
+from distilwhisper.ct2 import CT2Decoder
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import ONE_PASS
 from distilwhisper.export import ExportConfig, export
+from distilwhisper.hub import resolve_ct2_dir
 from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table
@@ -80,6 +86,27 @@ def faster_whisper(folder: Path, audios: list[np.ndarray], compute_type: str,
     return texts, tokens
 
 
+def ct2_generate(folder: Path, run: str, audios: list[np.ndarray], compute_type: str,
+                 threads: int) -> tuple[list[str], list[list[int]]]:
+    """The exported CTranslate2 folder decoded with the run's own features, prompts and settings (`ct2.CT2Decoder`)."""
+    model, processor = model_or_run(run)
+    decoder = CT2Decoder(str(folder), processor, model.generation_config, compute_type, threads)
+    texts, tokens = [], []
+    for i in range(0, len(audios), 8):
+        for t in decoder.transcribe(audios[i:i + 8], LANGUAGE, ONE_PASS):
+            texts.append(t.text.strip())
+            tokens.append([k for k in t.tokens if k < decoder.generation_config.eos_token_id])
+    return texts, tokens
+
+
+def _row(name: str, system: str, references: list[str], texts: list[str], tokens: list[list[int]],
+         own_texts: list[str], own_tokens: list[list[int]], own_wer: float) -> list[str]:
+    same_tokens = sum(a == b for a, b in zip(tokens, own_tokens))
+    same_text = sum(a == b for a, b in zip(texts, own_texts))
+    return [name, system, f"{100 * same_tokens / len(texts):.1f} % tokens, {100 * same_text / len(texts):.1f} % text",
+            f"{wer(references, texts):.2f}", f"{wer(references, texts) - own_wer:+.2f}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, help="NAME=FOLDER of a `train` run (repeat)")
@@ -110,12 +137,16 @@ def main() -> None:
             ct2 = export(ExportConfig(folder, "ct2", str(out / f"ct2-{quantization}"), quantization=quantization,
                                       merge_experts=merge))
             texts, tokens = faster_whisper(ct2, audios, quantization, args.threads)
-            same_tokens = sum(a == b for a, b in zip(tokens, own_tokens))
-            same_text = sum(a == b for a, b in zip(texts, own_texts))
-            rows.append([name, f"faster-whisper {quantization}, exported ct2", f"{100 * same_tokens / len(lines):.1f} % "
-                         f"tokens, {100 * same_text / len(lines):.1f} % text", f"{wer(references, texts):.2f}",
-                         f"{wer(references, texts) - own_wer:+.2f}"])
+            rows.append(_row(name, f"faster-whisper {quantization}, exported ct2", references, texts, tokens,
+                             own_texts, own_tokens, own_wer))
+            texts, tokens = ct2_generate(ct2, folder, audios, quantization, args.threads)
+            rows.append(_row(name, f"CTranslate2 generate {quantization}, our features, exported ct2", references,
+                             texts, tokens, own_texts, own_tokens, own_wer))
         print(f"{name} done", flush=True)
+    base_texts, base_tokens = ours("bundled:base", audios)
+    texts, tokens = faster_whisper(resolve_ct2_dir("bundled:base"), audios, "float32", args.threads)
+    rows.append(_row("control: bundled:base, no export", "faster-whisper float32 against distilwhisper eval",
+                     references, texts, tokens, base_texts, base_tokens, wer(references, base_texts)))
     print(f"\n{len(lines)} real Czech test lines, greedy, {cpu_name()}, {args.threads} threads\n")
     print("\n".join(markdown_table(["run", "decoded by", "identical to the run's own", "WER %", "change"], rows)))
 
