@@ -51,13 +51,15 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return 100 * (out.substitutions + out.deletions + out.insertions) / sum(len(r.split()) for r in refs)
 
 
-def ours(run: str, audios: list[np.ndarray]) -> tuple[list[str], list[list[int]]]:
-    decoder = WhisperDecoder(*model_or_run(run))
+def decode(decoder, audios: list[np.ndarray], eot: int) -> tuple[list[str], list[list[int]]]:
+    """(texts, text tokens) of any `decoding.Decoder` (this toolkit's torch decoder or `ct2.CT2Decoder`), in
+    batches of 8, one pass; the comparison is of text tokens, so end-of-text and the special tokens after it are
+    left out."""
     texts, tokens = [], []
     for i in range(0, len(audios), 8):
         for t in decoder.transcribe(audios[i:i + 8], LANGUAGE, ONE_PASS):
             texts.append(t.text.strip())
-            tokens.append([k for k in t.tokens if k < decoder.eot])
+            tokens.append([k for k in t.tokens if k < eot])
     return texts, tokens
 
 
@@ -86,19 +88,6 @@ def faster_whisper(folder: Path, audios: list[np.ndarray], compute_type: str,
     return texts, tokens
 
 
-def ct2_generate(folder: Path, run: str, audios: list[np.ndarray], compute_type: str,
-                 threads: int) -> tuple[list[str], list[list[int]]]:
-    """The exported CTranslate2 folder decoded with the run's own features, prompts and settings (`ct2.CT2Decoder`)."""
-    model, processor = model_or_run(run)
-    decoder = CT2Decoder(str(folder), processor, model.generation_config, compute_type, threads)
-    texts, tokens = [], []
-    for i in range(0, len(audios), 8):
-        for t in decoder.transcribe(audios[i:i + 8], LANGUAGE, ONE_PASS):
-            texts.append(t.text.strip())
-            tokens.append([k for k in t.tokens if k < decoder.generation_config.eos_token_id])
-    return texts, tokens
-
-
 def _row(name: str, system: str, references: list[str], texts: list[str], tokens: list[list[int]],
          own_texts: list[str], own_tokens: list[list[int]], own_wer: float) -> list[str]:
     same_tokens = sum(a == b for a, b in zip(tokens, own_tokens))
@@ -124,7 +113,9 @@ def main() -> None:
         merge = LANGUAGE if methods.get(TrainedRun.open(folder).config.method).uses_experts else None
         out = Path(args.out) / name
         hf = export(ExportConfig(folder, "hf", str(out / "hf"), merge_experts=merge))
-        own_texts, own_tokens = ours(folder, audios)
+        model, processor = model_or_run(folder)  # loaded once: its decoder and the CTranslate2 rows' features
+        own = WhisperDecoder(model, processor)
+        own_texts, own_tokens = decode(own, audios, own.eot)
         own_wer = wer(references, own_texts)
         rows.append([name, "distilwhisper eval (the run)" + (", exact experts" if merge else ""), "-", f"{own_wer:.2f}",
                      "-"])
@@ -139,11 +130,13 @@ def main() -> None:
             texts, tokens = faster_whisper(ct2, audios, quantization, args.threads)
             rows.append(_row(name, f"faster-whisper {quantization}, exported ct2", references, texts, tokens,
                              own_texts, own_tokens, own_wer))
-            texts, tokens = ct2_generate(ct2, folder, audios, quantization, args.threads)
+            texts, tokens = decode(CT2Decoder(str(ct2), processor, model.generation_config, quantization,
+                                              args.threads), audios, own.eot)
             rows.append(_row(name, f"CTranslate2 generate {quantization}, our features, exported ct2", references,
                              texts, tokens, own_texts, own_tokens, own_wer))
         print(f"{name} done", flush=True)
-    base_texts, base_tokens = ours("bundled:base", audios)
+    base = WhisperDecoder(*model_or_run("bundled:base"))
+    base_texts, base_tokens = decode(base, audios, base.eot)
     texts, tokens = faster_whisper(resolve_ct2_dir("bundled:base"), audios, "float32", args.threads)
     rows.append(_row("control: bundled:base, no export", "faster-whisper float32 against distilwhisper eval",
                      references, texts, tokens, base_texts, base_tokens, wer(references, base_texts)))
