@@ -11,7 +11,7 @@ import torch
 from distilwhisper.audio import load_audio
 from distilwhisper.cli import main
 from distilwhisper.data.manifest import PSEUDO_LABEL, read_manifest, validate_manifest, write_manifest
-from distilwhisper.data.pseudo_label import disagreement, pseudo_label
+from distilwhisper.data.pseudo_label import agrees, disagreement, pseudo_label
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import ONE_PASS
 from conftest import tiny_on_disk
@@ -109,6 +109,14 @@ def test_disagreeing_rows_are_dropped_and_relabel_keeps_the_human_text(unlabelle
     _, strict, _ = pseudo_label(manifest, _decoder(tiny_path), student, "tiny", tmp_path / "strict.jsonl",
                                 max_disagreement=0.1, options=SHORT, progress=False)
     assert strict.pseudo_labelled == 0 and strict.dropped_disagreement + strict.dropped_empty == 4
+    loose, _, _ = pseudo_label(manifest, _decoder(tiny_path), student, "tiny", tmp_path / "loose.jsonl",
+                               max_disagreement=None, options=SHORT, progress=False)
+    loose_rows = read_manifest(loose)[0]
+    assert len(loose_rows) == 8 - strict.dropped_empty  # every pseudo-label kept, with its disagreement
+    for limit in (0.1, 1.0, None):  # filtering the stored column again = labelling with that limit
+        again, _, _ = pseudo_label(manifest, _decoder(tiny_path), student, "tiny", tmp_path / f"{limit}.jsonl",
+                                   max_disagreement=limit, options=SHORT, progress=False)
+        assert [u.id for u in loose_rows if agrees(u, limit)] == [u.id for u in read_manifest(again)[0]]
     out, counts, _ = pseudo_label(manifest, _decoder(tiny_path), _decoder(tiny_path), "tiny",
                                   tmp_path / "all.jsonl", relabel=True, max_disagreement=None, options=SHORT, progress=False)
     assert counts.kept_human == 0

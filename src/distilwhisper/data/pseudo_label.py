@@ -26,6 +26,7 @@ from distilwhisper.io import append_jsonl, repair_jsonl
 from distilwhisper.normalize import normalize
 
 HUMAN_TEXT = "human_text"  # extra column (--relabel): the text the row had before
+DISAGREEMENT = "teacher_student_wer"  # extra column: the agreement check's WER, kept so rows can be filtered again
 
 
 @dataclass
@@ -46,6 +47,14 @@ def disagreement(teacher: str, student: str, language: str) -> float:
     if not reference.split():
         return 1.0
     return jiwer.wer(reference, hypothesis or "-")
+
+
+def agrees(row: Utterance, max_disagreement: float | None) -> bool:
+    """Whether a row passes the agreement filter: a human-transcribed row always, a pseudo-labelled one when its
+    recorded teacher-student WER is at most `max_disagreement` (None: every one).  Reads the stored column, so a
+    manifest written with a loose limit can be filtered to a stricter one without decoding again."""
+    return (max_disagreement is None or not row.extra.get(PSEUDO_LABEL)
+            or float(row.extra[DISAGREEMENT]) <= max_disagreement)
 
 
 def _decode(teacher: Decoder, student: Decoder, rows: list[Utterance], partial: Path, batch_size: int,
@@ -94,16 +103,17 @@ def pseudo_label(manifest: str | Path, teacher: Decoder, student: Decoder, teach
             kept.append(u)
             continue
         row = decoded[u.id]
-        wer = disagreement(row["teacher"], row["student"], u.language)
         if not row["teacher"]:
             counts.dropped_empty += 1
             continue
-        if max_disagreement is not None and wer > max_disagreement:
+        wer = disagreement(row["teacher"], row["student"], u.language)
+        extra = {**u.extra, PSEUDO_LABEL: teacher_name, "teacher_avg_logprob": str(row["avg_logprob"]),
+                 DISAGREEMENT: f"{wer:.4f}", **({HUMAN_TEXT: u.text} if u.text.strip() else {})}
+        labelled = Utterance(**{**u.__dict__, "text": row["teacher"], "extra": extra})
+        if not agrees(labelled, max_disagreement):
             counts.dropped_disagreement += 1
             continue
-        extra = {**u.extra, PSEUDO_LABEL: teacher_name, "teacher_avg_logprob": str(row["avg_logprob"]),
-                 "teacher_student_wer": f"{wer:.4f}", **({HUMAN_TEXT: u.text} if u.text.strip() else {})}
-        kept.append(Utterance(**{**u.__dict__, "text": row["teacher"], "extra": extra}))
+        kept.append(labelled)
         counts.pseudo_labelled += 1
     bad = [f"{manifest}:{line}: {msg}" for line, msg in problems]
     return write_manifest(out, kept), counts, bad
