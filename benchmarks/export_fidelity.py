@@ -7,7 +7,10 @@ given, one pass, by
   - `distilwhisper eval`'s decoder on the run folder itself (exact: a run with experts decodes with its gates),
   - the transformers `pipeline("automatic-speech-recognition")` on the exported folder,
   - faster-whisper `WhisperModel` on the CTranslate2 folder, float32 and int8 (no timestamps, no VAD, no previous
-    text, temperature 0 only),
+    text, temperature 0 only), given each clip as it is and given it padded with silence to 30 s: faster-whisper
+    pads a short clip's log-mel with zeros after normalising it, where Whisper (openai-whisper, transformers, this
+    toolkit) pads the audio with silence before; the padded row feeds faster-whisper the features the model was
+    trained on,
   - CTranslate2's `Whisper.generate` on the same folder given this toolkit's log-mel features and prompt
     (`ct2.CT2Decoder`): the conversion alone, without faster-whisper's own feature extraction and decoding loop.
 A control row decodes the bundled model itself (no export) with faster-whisper against this toolkit: how far the
@@ -27,7 +30,7 @@ import jiwer
 import numpy as np
 import torch
 
-from distilwhisper.audio import load_audio
+from distilwhisper.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from distilwhisper.ct2 import CT2Decoder
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import ONE_PASS
@@ -71,6 +74,11 @@ def pipeline_texts(folder: Path, audios: list[np.ndarray]) -> list[str]:
               generate_kwargs={"language": LANGUAGE, "task": "transcribe", "num_beams": 1, "do_sample": False,
                                "max_new_tokens": 225})
     return [o["text"].strip() for o in out]
+
+
+def padded(audios: list[np.ndarray]) -> list[np.ndarray]:
+    """Each clip followed by silence up to 30 s: the input Whisper's own front end builds its features from."""
+    return [np.pad(a, (0, max(0, int(MAX_SECONDS * SAMPLE_RATE) - len(a)))) for a in audios]
 
 
 def faster_whisper(folder: Path, audios: list[np.ndarray], compute_type: str,
@@ -127,9 +135,10 @@ def main() -> None:
         for quantization in ("float32", "int8"):
             ct2 = export(ExportConfig(folder, "ct2", str(out / f"ct2-{quantization}"), quantization=quantization,
                                       merge_experts=merge))
-            texts, tokens = faster_whisper(ct2, audios, quantization, args.threads)
-            rows.append(_row(name, f"faster-whisper {quantization}, exported ct2", references, texts, tokens,
-                             own_texts, own_tokens, own_wer))
+            for clips, how in ((audios, ""), (padded(audios), ", clips padded to 30 s")):
+                texts, tokens = faster_whisper(ct2, clips, quantization, args.threads)
+                rows.append(_row(name, f"faster-whisper {quantization}, exported ct2{how}", references, texts,
+                                 tokens, own_texts, own_tokens, own_wer))
             texts, tokens = decode(CT2Decoder(str(ct2), processor, model.generation_config, quantization,
                                               args.threads), audios, own.eot)
             rows.append(_row(name, f"CTranslate2 generate {quantization}, our features, exported ct2", references,
@@ -137,9 +146,10 @@ def main() -> None:
         print(f"{name} done", flush=True)
     base = WhisperDecoder(*model_or_run("bundled:base"))
     base_texts, base_tokens = decode(base, audios, base.eot)
-    texts, tokens = faster_whisper(resolve_ct2_dir("bundled:base"), audios, "float32", args.threads)
-    rows.append(_row("control: bundled:base, no export", "faster-whisper float32 against distilwhisper eval",
-                     references, texts, tokens, base_texts, base_tokens, wer(references, base_texts)))
+    for clips, how in ((audios, ""), (padded(audios), ", clips padded to 30 s")):
+        texts, tokens = faster_whisper(resolve_ct2_dir("bundled:base"), clips, "float32", args.threads)
+        rows.append(_row("control: bundled:base, no export", f"faster-whisper float32{how} against distilwhisper eval",
+                         references, texts, tokens, base_texts, base_tokens, wer(references, base_texts)))
     print(f"\n{len(lines)} real Czech test lines, greedy, {cpu_name()}, {args.threads} threads\n")
     print("\n".join(markdown_table(["run", "decoded by", "identical to the run's own", "WER %", "change"], rows)))
 
