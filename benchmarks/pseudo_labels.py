@@ -19,8 +19,8 @@ Catalan (synthetic voices) trains in every run as in the demo and is not tested 
     .venv/bin/python benchmarks/pseudo_labels.py --out bench-out/pseudo [--seed 0] [--filters 0.1,0.3,none]
 
 Resumes like the demo (rerun the same command): finished runs, pseudo-labels and decodes are reused.  On a machine
-with cores to spare, `--only labelled` and `--only pseudo-none` (etc.) in parallel processes train the runs at
-once; the same command without `--only` then prints the tables.
+with cores to spare, `--runs labelled --train-only` and `--runs pseudo-none --train-only` (etc.) in parallel
+processes train the runs at once; the same command without `--train-only` then prints the tables.
 """
 
 from __future__ import annotations
@@ -105,15 +105,17 @@ def main() -> None:
                         help="teacher-student disagreement limits to train with, chosen on dev (default 0.1 = "
                              "distil-whisper's, and none)")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    parser.add_argument("--only", help="train and decode only these runs (comma list of labelled, pseudo-F, "
-                                       "all-labels) and print no table: runs of one seed can train in parallel "
-                                       "processes; a later call without it prints")
+    parser.add_argument("--runs", help="the DistilWhisper runs to train, decode and report (comma list of "
+                                       "labelled, pseudo-F for each --filters F, all-labels; default: all)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and decode --runs and print no table: runs of one seed train in parallel "
+                             "processes, each with its own --runs; a later call without it prints")
     args = parser.parse_args()
     limits = comma_list(args.filters, "--filters", limit)
     keys = ["labelled", *map(pseudo_key, limits), "all labels"]
-    only = (comma_list(args.only, "--only", known=[folder_name(k) for k in keys]) if args.only
-            else [folder_name(k) for k in keys])
-    keys = [k for k in keys if folder_name(k) in only]
+    if args.runs:
+        chosen_runs = comma_list(args.runs, "--runs", known=[folder_name(k) for k in keys])
+        keys = [k for k in keys if folder_name(k) in chosen_runs]
     start, out = time.perf_counter(), args.out
     config = DemoConfig.make(out=str(out), threads=args.threads)  # the demo's corpus and 300-step recipe
     corpus = build_corpus(config, out)
@@ -130,7 +132,7 @@ def main() -> None:
     specialist = train_system(Planned(f"seed-{args.seed}/ft-labelled", "ft", "FT", seed=args.seed), config,
                               plans["labelled"], out, encodings)
     teacher = str(specialist.layout.root)
-    if any(k.startswith("pseudo") for k in keys) or not args.only:
+    if any(k.startswith("pseudo") for k in keys):
         pseudo = labelled_half(unlabelled, teacher, config.student, folder, args.threads)
         quality = [["none" if f is None else f"{f:g}", label_quality([u for u in pseudo if agrees(u, f)], truth)]
                    for f in sorted({*QUALITY_LIMITS, *limits}, key=lambda f: float("inf") if f is None else f)]
@@ -149,10 +151,10 @@ def main() -> None:
         return dataclasses.replace(system, name=f"DistilWhisper, {key}"), run.state.best_dev_wer
 
     runs = {key: distilled(key) for key in keys}
-    if args.only:
+    if args.train_only:
         return
     dev = {key: dev_wer for key, (_, dev_wer) in runs.items()}
-    chosen = min((k for k in dev if k.startswith("pseudo")), key=dev.get)
+    chosen = min((k for k in dev if k.startswith("pseudo")), key=dev.get, default=None)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, tests, "fp32")
     order = [base, *(system for system, _ in runs.values())]
@@ -163,11 +165,13 @@ def main() -> None:
           f"{args.seed}, {'bf16' if config.bf16 else 'fp32'}; {cpu_name()}; "
           f"{(time.perf_counter() - start) / 60:.0f} min (the runs already done are reused)\n")
     print("Kept dev WER (pooled cs + ca dev lines, the checkpoint and setting choice): " + ", ".join(
-        f"{key} {wer:.2f}" for key, wer in dev.items()) + f"; pseudo-label setting chosen on dev: {chosen}.")
+        f"{key} {wer:.2f}" for key, wer in dev.items()) + (f"; pseudo-label setting chosen on dev: {chosen}."
+                                                           if chosen else "."))
     print("\nAgainst the base model:\n")
     print("\n".join(language_markdown(language_table(order))))
-    print("\nAgainst DistilWhisper on the labelled half alone:\n")
-    print("\n".join(language_markdown(language_table(order[1:]))))
+    if "labelled" in runs:
+        print("\nAgainst DistilWhisper on the labelled half alone:\n")
+        print("\n".join(language_markdown(language_table(order[1:]))))
 
 
 if __name__ == "__main__":
