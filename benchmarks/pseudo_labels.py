@@ -31,6 +31,7 @@ import random
 import time
 from pathlib import Path
 
+from distilwhisper.data.commands import max_disagreement_limit
 from distilwhisper.data.manifest import Utterance, read_manifest, write_manifest
 from distilwhisper.data.pseudo_label import agrees, pseudo_label
 from distilwhisper.quantize import cpu_name, load_variant
@@ -53,13 +54,11 @@ def hidden_ids(train: list[Utterance], seed: int) -> set[str]:
 
 
 def limit(text: str) -> float | None:
-    """A --filters item: a teacher-student WER (0.1 = 10 %) or `none` (every pseudo-label kept)."""
-    if text == "none":
-        return None
+    """A --filters item, read as `data pseudo-label --max-disagreement` reads it (`none`: every pseudo-label)."""
     try:
-        return float(text)
-    except ValueError:
-        raise ValueError("is not a WER or none") from None
+        return max_disagreement_limit(text)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(str(err)) from None
 
 
 def label_quality(rows: list[Utterance], truth: dict[str, str]) -> str:

@@ -122,8 +122,8 @@ def _cmd_data_pseudo_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _limit(text: str) -> float | None:
-    """--max-disagreement: a WER (0.1 = 10 %) or `none`."""
+def max_disagreement_limit(text: str) -> float | None:
+    """--max-disagreement (and the pseudo-label benchmark's --filters): a WER (0.1 = 10 %) or `none`."""
     if text.lower() == "none":
         return None
     try:
@@ -147,7 +147,7 @@ def _add_pseudo_label(data) -> None:
                    help="the model whose transcript the teacher's is checked against (default bundled:base)")
     p.add_argument("--out", required=True, help="the manifest to write (.jsonl)")
     p.add_argument("--relabel", action="store_true", help="label every row (the human text kept as human_text)")
-    p.add_argument("--max-disagreement", default=0.1, type=_limit,
+    p.add_argument("--max-disagreement", default=0.1, type=max_disagreement_limit,
                    help="drop rows whose student transcript differs from the teacher's by more than this WER "
                         "(default 0.1, distil-whisper's threshold; none keeps all)")
     p.add_argument("--batch-size", type=int, default=8)
