@@ -141,19 +141,23 @@ def main() -> None:
             plans[pseudo_key(f)] = write_manifest(folder / f"{folder_name(pseudo_key(f))}.jsonl",
                                                   [u for u in pseudo if agrees(u, f)], relative=False)
 
-    def distilled(key: str) -> tuple[System, float]:
-        """DistilWhisper trained on the run's manifest and decoded on the tests: its row, and its kept dev WER."""
+    def distilled(key: str) -> tuple[System, str]:
+        """DistilWhisper trained on the run's manifest and decoded on the tests: its row, and its kept dev WER
+        (pooled, then per language at each language's kept step: real Czech apart from synthetic Catalan)."""
         run = train_system(Planned(f"seed-{args.seed}/{folder_name(key)}", "distilwhisper", "DistilWhisper",
                                    teacher=teacher, seed=args.seed), config, plans[key], out, encodings)
         system = evaluate_run(key, run, out / "eval" / f"seed-{args.seed}" / folder_name(key), out, config,
                               tests)
-        return dataclasses.replace(system, name=f"DistilWhisper, {key}"), run.state.best_dev_wer
+        steps, counts = run.state.best_steps, run.state.dev_counts
+        kept = ", ".join(f"{lang} {100 * counts[str(step)][lang][0] / counts[str(step)][lang][1]:.1f} (step {step})"
+                         for lang, step in sorted(steps.items()))
+        return dataclasses.replace(system, name=f"DistilWhisper, {key}"), f"{run.state.best_dev_wer:.2f} ({kept})"
 
     runs = {key: distilled(key) for key in keys}
     if args.train_only:
         return
     dev = {key: dev_wer for key, (_, dev_wer) in runs.items()}
-    chosen = min((k for k in dev if k.startswith("pseudo")), key=dev.get, default=None)
+    chosen = min((k for k in dev if k.startswith("pseudo")), key=lambda k: float(dev[k].split()[0]), default=None)
     base = System(f"{config.student} fp32", "base", out / "eval" / "base-fp32")
     evaluate_base(base, config, tests, "fp32")
     order = [base, *(system for system, _ in runs.values())]
@@ -163,8 +167,8 @@ def main() -> None:
           f"{config.method_lr('ft'):g}), DistilWhisper {config.steps} steps lr {config.lr:g}, training seed "
           f"{args.seed}, {'bf16' if config.bf16 else 'fp32'}; {cpu_name()}; "
           f"{(time.perf_counter() - start) / 60:.0f} min (the runs already done are reused)\n")
-    print("Kept dev WER (pooled cs + ca dev lines, the checkpoint and setting choice): " + ", ".join(
-        f"{key} {wer:.2f}" for key, wer in dev.items()) + (f"; pseudo-label setting chosen on dev: {chosen}."
+    print("Kept dev WER (pooled cs + ca dev lines, the checkpoint and setting choice; per language): " + "; ".join(
+        f"{key} {wer}" for key, wer in dev.items()) + (f"; pseudo-label setting chosen on dev: {chosen}."
                                                            if chosen else "."))
     print("\nAgainst the base model:\n")
     print("\n".join(language_markdown(language_table(order))))
