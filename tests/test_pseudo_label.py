@@ -11,7 +11,7 @@ import torch
 from distilwhisper.audio import load_audio
 from distilwhisper.cli import main
 from distilwhisper.data.manifest import PSEUDO_LABEL, read_manifest, validate_manifest, write_manifest
-from distilwhisper.data.pseudo_label import agrees, disagreement, pseudo_label
+from distilwhisper.data.pseudo_label import DISAGREEMENT, agrees, disagreement, pseudo_label
 from distilwhisper.decoding import WhisperDecoder
 from distilwhisper.evaluate import ONE_PASS
 from conftest import tiny_on_disk
@@ -117,6 +117,11 @@ def test_disagreeing_rows_are_dropped_and_relabel_keeps_the_human_text(unlabelle
         again, _, _ = pseudo_label(manifest, _decoder(tiny_path), student, "tiny", tmp_path / f"{limit}.jsonl",
                                    max_disagreement=limit, options=SHORT, progress=False)
         assert [u.id for u in loose_rows if agrees(u, limit)] == [u.id for u in read_manifest(again)[0]]
+    edited = next(u for u in loose_rows if u.extra.get(PSEUDO_LABEL))
+    del edited.extra[DISAGREEMENT]  # a row edited by hand: filtering it by agreement is refused, naming it
+    assert agrees(edited, None)
+    with pytest.raises(ValueError, match=f"{edited.id}.*{DISAGREEMENT}"):
+        agrees(edited, 0.5)
     out, counts, _ = pseudo_label(manifest, _decoder(tiny_path), _decoder(tiny_path), "tiny",
                                   tmp_path / "all.jsonl", relabel=True, max_disagreement=None, options=SHORT, progress=False)
     assert counts.kept_human == 0

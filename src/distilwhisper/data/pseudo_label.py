@@ -53,8 +53,13 @@ def agrees(row: Utterance, max_disagreement: float | None) -> bool:
     """Whether a row passes the agreement filter: a human-transcribed row always, a pseudo-labelled one when its
     recorded teacher-student WER is at most `max_disagreement` (None: every one).  Reads the stored column, so a
     manifest written with a loose limit can be filtered to a stricter one without decoding again."""
-    return (max_disagreement is None or not row.extra.get(PSEUDO_LABEL)
-            or float(row.extra[DISAGREEMENT]) <= max_disagreement)
+    if max_disagreement is None or not row.extra.get(PSEUDO_LABEL):
+        return True
+    if row.extra.get(DISAGREEMENT) is None:
+        raise ValueError(f"row {row.id!r}: pseudo-labelled but without its {DISAGREEMENT!r}: a row that "
+                         "`data pseudo-label` did not write cannot be filtered by agreement (decode it again, or "
+                         "filter with no limit)")
+    return float(row.extra[DISAGREEMENT]) <= max_disagreement
 
 
 def _decode(teacher: Decoder, student: Decoder, rows: list[Utterance], partial: Path, batch_size: int,
