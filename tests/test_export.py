@@ -13,7 +13,8 @@ from transformers import WhisperForConditionalGeneration, pipeline
 
 from distilwhisper import clsr
 from distilwhisper.cli import main
-from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.ct2 import CT2Decoder
+from distilwhisper.decoding import WhisperDecoder, prompt_tokens
 from distilwhisper.hub import load_model
 from distilwhisper.runs import TrainedRun
 from conftest import tiny_on_disk, tone
@@ -77,8 +78,6 @@ def test_an_export_names_a_pad_token_where_the_run_s_tokenizer_has_none(runs, tm
 def test_a_run_exports_to_ctranslate2_that_faster_whisper_loads(runs, tmp_path):
     from faster_whisper import WhisperModel
 
-    from distilwhisper.ct2 import CT2Decoder
-
     _, folders = runs
     out = tmp_path / "ct2"
     assert main(["export", str(folders["ft"]), "--format", "ct2", "--out", str(out)]) == 0
@@ -99,21 +98,55 @@ def test_a_run_exports_to_ctranslate2_that_faster_whisper_loads(runs, tmp_path):
 
 
 def test_a_run_with_experts_is_refused_as_a_plain_model_unless_merged(runs, tmp_path, capsys):
-    _, folders = runs
+    root, folders = runs
     assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--out", str(tmp_path / "no")]) == 2
     assert "neither transformers nor CTranslate2 can express" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+    merge = ["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "ca"]
+    assert main([*merge, "--out", str(tmp_path / "nodev")]) == 2  # the run has no dev lines to measure gates on
+    assert "--calibration MANIFEST" in capsys.readouterr().err
     merged = tmp_path / "merged"
-    assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "ca", "--out",
-                 str(merged)]) == 0
-    model, _ = TrainedRun.open(folders["clsr-ft"]).load()
-    plain = WhisperForConditionalGeneration.from_pretrained(merged)
-    block = model.model.decoder.layers[0].fc1
-    assert torch.equal(plain.model.decoder.layers[0].fc1.weight, block.experts["ca"].fc1.weight)
-    assert torch.equal(plain.model.encoder.layers[0].fc1.weight, model.model.encoder.layers[0].fc1.weight)
-    assert main(["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "de", "--out",
-                 str(tmp_path / "de")]) == 2
+    assert main([*merge, "--calibration", str(root / "m.jsonl"), "--out", str(merged)]) == 0
+    info = json.loads((merged / "distilwhisper_merge.json").read_text())
+    model, processor = TrainedRun.open(folders["clsr-ft"]).load()
+    plain = WhisperForConditionalGeneration.from_pretrained(merged).eval()
+    assert info["language"] == "ca" and info["calibration_lines"] == 3
+    assert len(info["shares"]) == model.config.decoder_layers and all(0 <= s <= 1 for s in info["shares"])
+    assert plain.config.decoder_ffn_dim == 2 * model.config.decoder_ffn_dim  # shared and expert side by side
+    assert plain.config.encoder_ffn_dim == model.config.encoder_ffn_dim  # the run's scope: decoder layers only
+
+    def constant_gate(block, x):  # what the merge stands for: each gate fixed at its measured share
+        share = info["shares"][clsr.clsr_modules(model).index(block)]
+        return share * block.experts["ca"](x) + (1 - share) * block.shared(x)
+
+    features = processor.feature_extractor([_clips()[1]], sampling_rate=16000, return_tensors="pt").input_features
+    prompt = torch.tensor([prompt_tokens(model.generation_config, "ca")])
+    clsr.set_language(model, "ca")
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clsr.CLSRFeedForward, "forward", constant_gate)
+        expected = model(input_features=features, decoder_input_ids=prompt).logits
+    with torch.no_grad():
+        got = plain(input_features=features, decoder_input_ids=prompt).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    ct2 = tmp_path / "merged-ct2"  # CTranslate2's converter takes the doubled width as it is
+    assert main([*merge, "--calibration", str(root / "m.jsonl"), "--format", "ct2", "--out", str(ct2)]) == 0
+    assert json.loads((ct2 / "distilwhisper_merge.json").read_text())["shares"] == info["shares"]
+    engine = CT2Decoder(str(ct2), processor, plain.generation_config, "float32", threads=1)
+    for n in (5, 12):  # CTranslate2 writes at most half its max_length: CT2Decoder asks for enough (the tiny loops)
+        ours = [t.tokens for t in WhisperDecoder(plain, processor).transcribe(_clips(), "ca", max_new_tokens=n)]
+        assert max(map(len, ours)) == n
+        same = [a.tokens == b for a, b in zip(engine.transcribe(_clips(), "ca", max_new_tokens=n), ours)]
+        assert sum(same) >= len(same) - 1
+    assert main([*merge[:-1], "de", "--calibration", str(root / "m.jsonl"), "--out", str(tmp_path / "de")]) == 2
     assert "no experts for language 'de'" in capsys.readouterr().err
+
+
+def test_gate_shares_need_decoded_speech_of_the_language(runs):
+    _, folders = runs
+    model, _ = TrainedRun.open(folders["clsr-ft"]).load()
+    clsr.routing_counts(model)
+    with pytest.raises(clsr.ExpertsError, match="saw no 'ca' tokens"):
+        clsr.routed_shares(model, "ca")
 
 
 def test_an_experts_folder_attaches_to_its_base_model(runs, tmp_path, capsys):

@@ -163,22 +163,66 @@ def to_distilwhisper(model: nn.Module, languages: list[str], scope: str = "all",
     return model
 
 
-def merge_experts(model: nn.Module, language: str) -> nn.Module:
-    """A plain Whisper model, in place, whose FFNs are `language`'s experts with the gate forced open (every token
-    through the expert): what a format without per-token gates (CTranslate2, a transformers folder) can hold of a
-    DistilWhisper model.  An approximation: the trained model sends only the tokens its gate picks to the experts."""
-    whisper = model.model
-    for layer in [*whisper.encoder.layers, *whisper.decoder.layers]:
-        block = layer.fc1
-        if isinstance(block, CLSRFeedForward):
-            if language not in block.experts:
-                raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(block.experts)}")
-            expert = block.experts[language]
-            layer.fc1, layer.fc2, layer.activation_fn = expert.fc1, expert.fc2, expert.activation
+def routed_shares(model: nn.Module, language: str) -> list[float]:
+    """Per CLSR block (in model order), the share of tokens its hard gate sent to `language`'s experts in the
+    inference forwards since the last `routing_counts` reset: the gate's mean, which `merge_experts` stands in for
+    the gate."""
+    shares = []
+    for i, m in enumerate(clsr_modules(model)):
+        routed, seen = m.routed.get(language, (0, 0))
+        if not seen:
+            raise ExpertsError(f"CLSR block {i} saw no {language!r} tokens: decode {language} speech with the "
+                               "experts before measuring their shares")
+        shares.append(routed / seen)
+    return shares
+
+
+def merge_experts(model: nn.Module, language: str, shares: list[float]) -> nn.Module:
+    """A plain Whisper model, in place, that holds `language`'s experts without gates: what a format without
+    per-token gates (CTranslate2, a transformers folder) can hold of a DistilWhisper model.
+
+    Each block's gate is replaced by a constant, its share of tokens routed to the expert (`routed_shares`, measured
+    on the language's speech), and the block becomes `share * FFN_lang(x) + (1 - share) * FFN_shared(x)`, one FFN of
+    twice the width: fc1 stacks both FFNs' fc1, fc2 sets their fc2 side by side, each scaled by its weight.  Exact
+    for a constant gate; an approximation of the token gate.  The gate forced open (every token through the expert)
+    is no approximation at all: experts trained beside a gate loop without it (docs/results.md, "Exported runs")."""
+    blocks = clsr_modules(model)
+    if len(shares) != len(blocks):
+        raise ExpertsError(f"{len(shares)} shares for {len(blocks)} CLSR blocks")
+    if not blocks:
+        raise ExpertsError("the model has no experts to merge")
+    if language not in blocks[0].experts:
+        raise ExpertsError(f"no experts for language {language!r}; trained: {', '.join(blocks[0].experts)}")
+    whisper, sides = model.model, set()
+    share_of = dict(zip(map(id, blocks), shares))
+    for side, layers in (("encoder", whisper.encoder.layers), ("decoder", whisper.decoder.layers)):
+        for layer in layers:
+            block = layer.fc1
+            if isinstance(block, CLSRFeedForward):
+                layer.fc1, layer.fc2, layer.activation_fn = _stacked(block.shared, block.experts[language],
+                                                                     share_of[id(block)])
+                sides.add(side)
+    for side in sides:  # every layer of a side in scope has a block, so the side's width is uniform
+        name = f"{side}_ffn_dim"
+        setattr(model.config, name, 2 * getattr(model.config, name))
     for name in ("distilwhisper_scope", "distilwhisper_tasks"):
         if hasattr(model, name):
             delattr(model, name)
     return model
+
+
+def _stacked(shared: FeedForward, expert: FeedForward, share: float) -> tuple[nn.Linear, nn.Linear, nn.Module]:
+    """(fc1, fc2, activation) of `share * expert(x) + (1 - share) * shared(x)` as one FFN of twice the width."""
+    d, width = shared.fc1.in_features, shared.fc1.out_features
+    ref = shared.fc1.weight
+    fc1 = nn.Linear(d, 2 * width).to(ref.device, ref.dtype)
+    fc2 = nn.Linear(2 * width, d).to(ref.device, ref.dtype)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.cat([shared.fc1.weight, expert.fc1.weight]))
+        fc1.bias.copy_(torch.cat([shared.fc1.bias, expert.fc1.bias]))
+        fc2.weight.copy_(torch.cat([(1 - share) * shared.fc2.weight, share * expert.fc2.weight], dim=1))
+        fc2.bias.copy_((1 - share) * shared.fc2.bias + share * expert.fc2.bias)
+    return fc1, fc2, shared.activation
 
 
 def set_language(model: nn.Module, language: str, shared_fallback: bool = False, task: str = "transcribe") -> None:

@@ -268,12 +268,12 @@ class CT2Decoder:
             self.ctranslate2.set_random_seed(options.seed)
         results = self.model.generate(self._features(audios), prompts,
                                       beam_size=1 if sampling else max(options.beam_size, 1),
-                                      max_length=len(prompts[0]) + max_new_tokens, return_scores=True,
+                                      max_length=_max_length(len(prompts[0]), max_new_tokens), return_scores=True,
                                       return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1], **sampling)
         tokenizer = self.processor.tokenizer
         out = []
         for r, lang in zip(results, languages):
-            tokens = r.sequences_ids[0]
+            tokens = r.sequences_ids[0][:max_new_tokens]
             # CTranslate2's score is the log-probability divided by the length (length_penalty 1); the average
             # of `WhisperDecoder` counts the end-of-text token too
             logprob = float(r.scores[0]) * len(tokens) / (len(tokens) + 1) if r.scores else float("nan")
@@ -281,3 +281,10 @@ class CT2Decoder:
                                   .strip(), avg_logprob=logprob, no_speech_prob=float(r.no_speech_prob),
                                   temperature=temperature))
         return out
+
+
+def _max_length(prompt: int, max_new_tokens: int) -> int:
+    """CTranslate2's `max_length` that lets Whisper write `max_new_tokens` after a prompt of `prompt` tokens: its
+    Whisper model generates at most min(max_length // 2, max_length - prompt + 1) tokens (src/models/whisper.cc),
+    so the prompt plus the tokens, as `WhisperDecoder` counts, would give half of them."""
+    return max(2 * max_new_tokens, prompt + max_new_tokens)

@@ -10,8 +10,11 @@
 
 FT runs export as they are, LoRA runs with their adapters merged.  A run with language experts cannot become an
 `hf` or `ct2` model exactly -- neither format has per-token gates -- so it is refused with that reason, unless
-`--merge-experts LANG` asks for the opt-in approximation: that language's experts with the gate forced open
-(`clsr.merge_experts`), a plain Whisper whose WER is to be measured beside the exact experts'.
+`--merge-experts LANG` asks for the opt-in approximation (`clsr.merge_experts`): each layer's gate replaced by its
+share of LANG's tokens routed to the experts, measured by decoding LANG's lines of a calibration manifest (the run's
+dev lines unless `--calibration` names one) with the exact experts -- a plain Whisper with FFNs of twice the width,
+whose WER is to be measured beside the exact experts' (`benchmarks/export_fidelity.py`).  The shares and what they
+were measured on are written beside the weights (`distilwhisper_merge.json`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distilwhisper import clsr, methods
+from distilwhisper.audio import load_audio
+from distilwhisper.data.manifest import validate_manifest
+from distilwhisper.decoding import WhisperDecoder
+from distilwhisper.evaluate import ONE_PASS
 from distilwhisper.hub import EOT_TOKEN
 from distilwhisper.io import atomic_dir, atomic_write_json
 from distilwhisper.runs import TrainedRun, is_run_folder
@@ -28,6 +35,7 @@ from distilwhisper.runs import TrainedRun, is_run_folder
 FORMATS = ("hf", "ct2", "experts")
 QUANTIZATIONS = ("float32", "float16", "int8")
 CT2_FILES = ("tokenizer.json", "preprocessor_config.json")  # what faster-whisper reads beside model.bin
+MERGE_INFO = "distilwhisper_merge.json"  # --merge-experts: the shares that replaced the gates, and their lines
 
 
 @dataclass
@@ -42,13 +50,20 @@ class ExportConfig:
     out: str = field(default="exported", metadata={"help": "output folder (replaced when it exists)"})
     quantization: str = field(default="float32", metadata={"help": "ct2: the weights' type", "choices": QUANTIZATIONS})
     merge_experts: str | None = field(default=None, metadata={
-        "help": "hf/ct2 of a run with experts: this language's experts with the gate forced open, a plain Whisper (an "
-                "approximation: measure its WER beside the experts')"})
+        "help": "hf/ct2 of a run with experts: a plain Whisper holding this language's experts, each gate replaced by "
+                "its share of the language's tokens routed to the experts (an approximation: measure its WER beside "
+                "the experts')"})
+    calibration: str | None = field(default=None, metadata={
+        "help": "--merge-experts: the manifest whose lines of the language measure the gates' shares (split=dev lines "
+                "if it has a split column; default: the run's dev manifest)"})
+    calibration_lines: int = field(default=48, metadata={"help": "--merge-experts: at most this many lines"})
     languages: list[str] = field(default_factory=list, metadata={"help": "experts: only these languages"})
 
     def __post_init__(self) -> None:
         if isinstance(self.run, list):  # the positional flag
             self.run = self.run[0]
+        if self.calibration_lines < 1:
+            raise ValueError(f"--calibration-lines must be at least 1, not {self.calibration_lines}")
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.quantization not in QUANTIZATIONS:
@@ -80,14 +95,45 @@ def export(config: ExportConfig) -> Path:
             if processor.tokenizer.pad_token is None:  # converted before hub.whisper_tokenizer named one
                 processor.tokenizer.pad_token = EOT_TOKEN
             if config.merge_experts:
-                clsr.merge_experts(model, config.merge_experts)
+                merge = _merge(run, model, processor, config)
             hf = tmp if config.format == "hf" else tmp.parent / f".{tmp.name}.hf"
             model.save_pretrained(hf)
             processor.save_pretrained(hf)
             processor.feature_extractor.save_pretrained(hf)  # preprocessor_config.json, which older readers want
             if config.format == "ct2":
                 _ct2(hf, tmp, config.quantization)
+            if config.merge_experts:
+                atomic_write_json(tmp / MERGE_INFO, merge)
     return out
+
+
+def _merge(run: TrainedRun, model, processor, config: ExportConfig) -> dict:
+    """Measure the gates' shares on the calibration lines with the exact experts, then merge; returns what the
+    export records of it."""
+    language = config.merge_experts
+    if language not in clsr.trained_languages(model):
+        raise clsr.ExpertsError(f"no experts for language {language!r}; trained: "
+                                f"{', '.join(clsr.trained_languages(model))}")
+    manifest = config.calibration or run.config.dev
+    if not manifest:
+        raise ValueError(f"--merge-experts: {run.layout.root} was trained without a dev manifest; name the lines "
+                         "that measure the gates with --calibration MANIFEST")
+    utterances = [u for u in validate_manifest(manifest) if u.language == language]
+    split = any(u.split for u in utterances)
+    if split:
+        utterances = [u for u in utterances if u.split == "dev"]
+    if not utterances:
+        raise ValueError(f"--calibration {manifest}: no {language} lines" + (" in split dev" if split else ""))
+    utterances = utterances[:config.calibration_lines]
+    decoder = WhisperDecoder(model, processor)
+    clsr.routing_counts(model)  # reset
+    for i in range(0, len(utterances), 8):
+        decoder.transcribe([load_audio(u.audio) for u in utterances[i:i + 8]], language, ONE_PASS)
+    shares = clsr.routed_shares(model, language)
+    clsr.merge_experts(model, language, shares)
+    return {"language": language, "shares": [round(s, 6) for s in shares], "calibration": str(manifest),
+            "calibration_lines": len(utterances), "method": "each gate replaced by its share of tokens routed to the "
+            "experts on the calibration lines; FFN = share * expert + (1 - share) * shared"}
 
 
 def _ct2(hf: Path, out: Path, quantization: str) -> None:
