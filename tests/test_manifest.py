@@ -163,3 +163,22 @@ def test_hf_dataset_from_disk(tmp_path):
     assert durations == [16000, 32000]
     with pytest.raises(ValueError, match="no text column"):
         load_hf_dataset(str(tmp_path / "ds"), tmp_path / "out", "es", text_column="nope")
+
+
+def test_asterisk_speaker_and_gender_come_from_the_installed_voice(tmp_path, monkeypatch):
+    """Debian releases ship other voices (it: a male voice, Carlo, in 1.6.1): the folder `<lang>/` links to names
+    speaker and gender, not a table written for another release."""
+    from distilwhisper.data import asterisk
+
+    for voice in ("it_IT_m_Carlo", "fr_CA_f_June", "xx"):
+        (tmp_path / voice).mkdir()
+        (tmp_path / voice / "hello.wav").write_bytes(b"")
+    (tmp_path / "it").symlink_to(tmp_path / "it_IT_m_Carlo")
+    (tmp_path / "fr").symlink_to(tmp_path / "fr_CA_f_June")
+    (tmp_path / "ru").symlink_to(tmp_path / "xx")
+    monkeypatch.setattr(asterisk, "SOUNDS", tmp_path)
+    assert asterisk._voice("it")[1:] == ("it_IT_m_Carlo", "male")
+    assert asterisk._voice("fr")[1:] == ("fr_CA_f_June", "female")
+    assert asterisk._voice("ru")[1:] == ("xx", "")  # a name that does not say: unknown, not guessed
+    with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-es-wav"):
+        asterisk._voice("es")

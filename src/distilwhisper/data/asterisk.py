@@ -19,9 +19,12 @@ from distilwhisper.data.manifest import Utterance
 SOUNDS = Path("/usr/share/asterisk/sounds")
 DOCS = Path("/usr/share/doc")
 
-# The voices Debian ships (package asterisk-core-sounds-<lang>-wav); all recorded by Allison Smith except ru.
-VOICES = {"en": ("en_US_f_Allison", "female"), "es": ("es_MX_f_Allison", "female"),
-          "fr": ("fr_FR_f_Sonia", "female"), "it": ("it_IT_f_Sonia", "female"), "ru": ("ru_RU_f_IrinaL", "female")}
+LANGUAGES = ("en", "es", "fr", "it", "ru")  # Debian's asterisk-core-sounds-<lang>(-wav) packages
+# A voice's folder is named <lang>_<REGION>_<f|m>_<Name> (Debian 1.6.1: en_US_f_Allison, es_MX_f_Allison,
+# fr_CA_f_June, it_IT_m_Carlo, ru_RU_f_IvrvoiceRU); <lang>/ links to the one installed.  Speaker and gender are read
+# from that name, so a release with other voices is described as it is.
+VOICE_NAME = re.compile(r"[a-z]{2}_[A-Z]{2}_([fm])_\w+")
+GENDERS = {"f": "female", "m": "male"}
 
 
 @dataclass
@@ -54,28 +57,28 @@ def _transcripts(language: str) -> dict[str, str]:
     return out
 
 
-def _voice_dir(language: str) -> Path:
-    voice, _ = VOICES[language]
-    for candidate in (SOUNDS / voice, SOUNDS / language):
-        if candidate.is_dir() and any(candidate.glob("*.wav")):
-            return candidate
-    raise FileNotFoundError(f"no wav prompts for {language!r}: install asterisk-core-sounds-{language}-wav")
+def _voice(language: str) -> tuple[Path, str, str]:
+    """(folder of the installed voice's wavs, its name, its gender or "" when the name does not say)."""
+    folder = (SOUNDS / language).resolve()
+    if not (folder.is_dir() and any(folder.glob("*.wav"))):
+        raise FileNotFoundError(f"no wav prompts for {language!r}: install asterisk-core-sounds-{language}-wav")
+    match = VOICE_NAME.fullmatch(folder.name)
+    return folder, folder.name, GENDERS[match.group(1)] if match else ""
 
 
 def import_asterisk(languages: list[str], out_dir: str | Path, max_per_language: int | None = None
                     ) -> tuple[list[Utterance], dict[str, ImportStats]]:
     """Resample prompts to 16 kHz wav under `out_dir/audio/<lang>/` and return their utterances (sorted by name,
     so a limit picks the same prompts every time).  Existing wavs are reused."""
-    unknown = [lang for lang in languages if lang not in VOICES]
+    unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown:
-        raise ValueError(f"no asterisk prompts for {', '.join(unknown)}; available: {', '.join(VOICES)}")
+        raise ValueError(f"no asterisk prompts for {', '.join(unknown)}; available: {', '.join(LANGUAGES)}")
     out_dir = Path(out_dir)
     utterances: list[Utterance] = []
     stats: dict[str, ImportStats] = {}
     for lang in languages:
         texts = _transcripts(lang)
-        voice_dir = _voice_dir(lang)
-        voice, gender = VOICES[lang]
+        voice_dir, voice, gender = _voice(lang)
         st = stats.setdefault(lang, ImportStats())
         target = out_dir / "audio" / lang
         target.mkdir(parents=True, exist_ok=True)
