@@ -164,3 +164,44 @@ def test_an_experts_folder_attaches_to_its_base_model(runs, tmp_path, capsys):
     assert "has no experts" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
     assert "not a `train` run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_trained_bundled_runs_export_and_decode_alike_in_the_other_libraries(quick_demo, tmp_path):
+    """The quick demo's FT run (bundled whisper-base) in transformers and faster-whisper writes the run's own tokens
+    on real Czech lines; its DistilWhisper run merged for Czech loads in faster-whisper with the shares it measured
+    on the run's dev lines."""
+    from faster_whisper import WhisperModel
+
+    from distilwhisper.audio import load_audio
+    from distilwhisper.data.manifest import read_manifest
+
+    lines = [u for u in read_manifest(quick_demo / "corpus" / "eval.jsonl")[0]
+             if u.language == "cs" and u.source == "fillets"][:3]
+    clips = [load_audio(u.audio) for u in lines]
+    ft = quick_demo / "train" / "ft"
+    kept, processor = TrainedRun.open(ft).load()
+    own = [t.tokens for t in WhisperDecoder(kept.eval(), processor).transcribe(clips, "cs", fallback_temperatures=())]
+    hf, ct2 = tmp_path / "ft-hf", tmp_path / "ft-ct2"
+    assert main(["export", str(ft), "--format", "hf", "--out", str(hf)]) == 0
+    assert main(["export", str(ft), "--format", "ct2", "--out", str(ct2)]) == 0
+    own_texts = [processor.tokenizer.decode(t, skip_special_tokens=True).strip() for t in own]
+    asr = pipeline("automatic-speech-recognition", model=str(hf))
+    texts = [o["text"].strip() for o in asr([{"raw": c, "sampling_rate": 16000} for c in clips], batch_size=3,
+                                             generate_kwargs={"language": "cs", "num_beams": 1})]
+    assert texts == own_texts
+    model = WhisperModel(str(ct2), device="cpu", compute_type="float32", cpu_threads=2)
+    padded = [np.pad(c, (0, 30 * 16000 - len(c))) for c in clips]  # Whisper pads audio, not log-mel (results.md)
+    fw = [[k for s in model.transcribe(c, language="cs", beam_size=1, temperature=0.0, without_timestamps=True,
+                                       condition_on_previous_text=False, vad_filter=False)[0] for k in s.tokens]
+          for c in padded]
+    eot = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert sum(a == [k for k in b if k < eot] for a, b in zip(fw, own)) >= 2
+    merged = tmp_path / "dw-ct2"
+    assert main(["export", str(quick_demo / "train" / "distilwhisper-specialist"), "--format", "ct2",
+                 "--merge-experts", "cs", "--out", str(merged)]) == 0
+    info = json.loads((merged / "distilwhisper_merge.json").read_text())
+    assert info["calibration_lines"] > 0 and all(0 <= s <= 1 for s in info["shares"])
+    segments, result = WhisperModel(str(merged), device="cpu", compute_type="float32").transcribe(
+        padded[0], language="cs", beam_size=1, vad_filter=False)
+    assert result.language == "cs" and isinstance(" ".join(s.text for s in segments), str)
