@@ -141,6 +141,19 @@ def test_a_run_with_experts_is_refused_as_a_plain_model_unless_merged(runs, tmp_
     assert "no experts for language 'de'" in capsys.readouterr().err
 
 
+def test_calibration_without_lines_of_the_language_is_named(runs, tmp_path, capsys):
+    root, folders = runs
+    only_cs = tmp_path / "cs.jsonl"
+    only_cs.write_text("".join(l + "\n" for l in (root / "m.jsonl").read_text().splitlines() if '"cs"' in l))
+    merge = ["export", str(folders["clsr-ft"]), "--format", "hf", "--merge-experts", "ca", "--out", str(tmp_path / "o")]
+    assert main([*merge, "--calibration", str(only_cs)]) == 2
+    err = capsys.readouterr().err
+    assert f"--calibration {only_cs}: no utterances left" in err and "language=ca" in err
+    assert main([*merge, "--calibration", str(root / "m.jsonl"), "--calibration-lines", "0"]) == 2
+    assert "--calibration-lines must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_gate_shares_need_decoded_speech_of_the_language(runs):
     _, folders = runs
     model, _ = TrainedRun.open(folders["clsr-ft"]).load()

@@ -285,6 +285,6 @@ class CT2Decoder:
 
 def _max_length(prompt: int, max_new_tokens: int) -> int:
     """CTranslate2's `max_length` that lets Whisper write `max_new_tokens` after a prompt of `prompt` tokens: its
-    Whisper model generates at most min(max_length // 2, max_length - prompt + 1) tokens (src/models/whisper.cc),
+    Whisper model generates at most min(max_length // 2, max_length minus the prompt) tokens (src/models/whisper.cc),
     so the prompt plus the tokens, as `WhisperDecoder` counts, would give half of them."""
     return max(2 * max_new_tokens, prompt + max_new_tokens)

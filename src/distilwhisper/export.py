@@ -27,7 +27,7 @@ from distilwhisper import clsr, methods
 from distilwhisper.audio import load_audio
 from distilwhisper.data.manifest import validate_manifest
 from distilwhisper.decoding import WhisperDecoder
-from distilwhisper.evaluate import ONE_PASS
+from distilwhisper.evaluate import ONE_PASS, select
 from distilwhisper.hub import EOT_TOKEN
 from distilwhisper.io import atomic_dir, atomic_write_json
 from distilwhisper.runs import TrainedRun, is_run_folder
@@ -111,20 +111,14 @@ def _merge(run: TrainedRun, model, processor, config: ExportConfig) -> dict:
     """Measure the gates' shares on the calibration lines with the exact experts, then merge; returns what the
     export records of it."""
     language = config.merge_experts
-    if language not in clsr.trained_languages(model):
-        raise clsr.ExpertsError(f"no experts for language {language!r}; trained: "
-                                f"{', '.join(clsr.trained_languages(model))}")
+    clsr.set_language(model, language)  # refuses a language without experts before any decoding
     manifest = config.calibration or run.config.dev
     if not manifest:
         raise ValueError(f"--merge-experts: {run.layout.root} was trained without a dev manifest; name the lines "
                          "that measure the gates with --calibration MANIFEST")
-    utterances = [u for u in validate_manifest(manifest) if u.language == language]
-    split = any(u.split for u in utterances)
-    if split:
-        utterances = [u for u in utterances if u.split == "dev"]
-    if not utterances:
-        raise ValueError(f"--calibration {manifest}: no {language} lines" + (" in split dev" if split else ""))
-    utterances = utterances[:config.calibration_lines]
+    utterances = validate_manifest(manifest)
+    utterances = select(utterances, language, "dev" if any(u.split for u in utterances) else None,
+                        limit=config.calibration_lines, source=f"--calibration {manifest}")  # train's dev rule
     decoder = WhisperDecoder(model, processor)
     clsr.routing_counts(model)  # reset
     for i in range(0, len(utterances), 8):
