@@ -39,7 +39,8 @@ from distilwhisper.report import markdown_table
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
 from distilwhisper.transcribe import Transcriber
-from distilwhisper.windows import VAD_MIN_SILENCE_MS, VAD_THRESHOLD
+from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
+from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
 from common import comma_list, corpus_wer
 
 KINDS = ("room tone", "noise", "tones")

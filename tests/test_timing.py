@@ -110,9 +110,10 @@ def test_word_times_follow_real_speech(bundled, speech):
     assert max(abs(s - o) for s, o in zip(first_starts, onsets)) < 0.6, (first_starts, onsets)
 
 
-def test_vad_windows_hold_the_speech_and_leave_out_long_silence(speech):
-    """Recorded prompts with 20 s of silence between them: every window is inside a prompt's stretch (a cut never
-    falls inside speech), none lies in the silence, and every prompt is covered."""
+def test_vad_windows_join_the_speech_and_leave_out_long_silence(speech):
+    """Recorded prompts with 20 s of silence between them: the prompts' stretches are joined into one window (the
+    model hears them together), every piece lies on a prompt (a cut never falls inside speech), none in the
+    silence, and every prompt is heard."""
     from distilwhisper.audio import load_audio
     from distilwhisper.windows import vad_windows
 
@@ -124,12 +125,57 @@ def test_vad_windows_hold_the_speech_and_leave_out_long_silence(speech):
         spans.append((t, t + len(clip)))
         t += len(clip) + len(silence)
     windows = vad_windows(audio)
-    assert windows and all(b - a <= 30 * SAMPLE_RATE for a, b in windows)
+    assert len(windows) == 1 and len(windows[0].pieces) == 3
+    assert len(windows[0].audio(audio)) == sum(b - a for a, b in windows[0].pieces) <= 30 * SAMPLE_RATE
     pad = int(0.5 * SAMPLE_RATE)  # the VAD's own padding around speech
-    for a, b in windows:
+    for a, b in windows[0].pieces:
         assert any(start - pad <= a and b <= end + pad for start, end in spans), (a / SAMPLE_RATE, b / SAMPLE_RATE)
     for start, end in spans:
-        assert any(a < end and b > start for a, b in windows)
+        assert any(a < end and b > start for a, b in windows[0].pieces)
+
+
+def test_a_joined_window_maps_its_times_back_to_the_recording():
+    from distilwhisper.windows import Window
+
+    window = Window(((16000, 48000), (160000, 176000)))  # 2 s from 1 s, then 1 s from 10 s
+    assert window.interval(0.0, 1.5) == (1.0, 2.5) and window.interval(2.0, 2.5) == (10.0, 10.5)
+    assert window.interval(2.5, 9.0) == (10.5, 11.0)  # past the audio's end: at its end
+    assert window.interval(1.2, 2.2) == (2.2, 3.0)  # over the join, mostly in the first piece: kept there
+    assert window.interval(1.9, 2.8) == (10.0, 10.8)  # mostly in the second
+    audio = np.arange(200000, dtype=np.float32)
+    assert np.array_equal(window.audio(audio), np.concatenate([audio[16000:48000], audio[160000:176000]]))
+
+
+def test_vad_words_lie_on_the_speech_of_a_joined_window(tiny_with_experts, speech):
+    """Two prompts 20 s apart decoded as one joined window: every word is timed on a prompt's piece, none in the
+    silence between them (the tiny model's one word over the whole window stays inside one piece)."""
+    from distilwhisper.audio import load_audio
+
+    model, _ = tiny_with_experts
+    clips = [load_audio(u.audio) for u in speech[2:4]]
+    audio = np.concatenate([clips[0], np.zeros(20 * SAMPLE_RATE, np.float32), clips[1]])
+    result = Transcriber(model, precision="fp32")(audio, "ca", vad=True, word_timestamps=True, fallback=False,
+                                                  max_new_tokens=12)
+    words = [w for s in result.segments for w in s.words]
+    assert len(result.segments) == 1 and words
+    gap = (len(clips[0]) / SAMPLE_RATE + 0.5, len(clips[0]) / SAMPLE_RATE + 19.5)  # the silence less the padding
+    assert not [w for w in words if gap[0] < (w.start + w.end) / 2 < gap[1]]
+
+
+def test_vad_hears_a_short_line_after_long_loud_noise(speech):
+    """Silero run over a whole recording kept short prompts after 40 s of brown noise under its threshold (peak
+    probabilities 0.00-0.25 on these clips); with its state fresh every block they are found, and the noise is not."""
+    from scipy.signal import lfilter
+
+    from distilwhisper import vad
+    from distilwhisper.audio import load_audio
+
+    brown = lfilter([1.0], [1.0, -0.999], np.random.default_rng(0).standard_normal(40 * SAMPLE_RATE))
+    brown = (brown / np.sqrt(np.mean(brown ** 2)) * 10 ** (-25 / 20)).astype(np.float32)  # -25 dBFS
+    shortest = sorted((load_audio(u.audio) for u in speech), key=len)[:2]
+    for clip in shortest:
+        stretches = vad.speech_stretches(np.concatenate([brown, clip]))
+        assert stretches and all(a >= len(brown) - SAMPLE_RATE for a, _ in stretches), stretches
 
 
 def test_vad_is_for_windows_cut_at_pauses(tiny_with_experts, capsys):
@@ -157,9 +203,10 @@ def test_vad_settings_reach_the_vad_and_bad_ones_are_refused(speech, capsys):
 
     gap = np.zeros(SAMPLE_RATE, np.float32)  # 1 s pauses
     audio = np.concatenate([part for u in speech[:3] for part in (load_audio(u.audio), gap)])
-    speech_of = lambda windows: sum(b - a for a, b in windows)  # noqa: E731
+    speech_of = lambda windows: sum(len(w.audio(audio)) for w in windows)  # noqa: E731
     assert speech_of(vad_windows(audio, threshold=0.9)) <= speech_of(vad_windows(audio, threshold=0.2))
-    assert len(vad_windows(audio, min_silence_ms=3000)) < len(vad_windows(audio, min_silence_ms=300))
+    pieces = lambda windows: sum(len(w.pieces) for w in windows)  # noqa: E731
+    assert pieces(vad_windows(audio, min_silence_ms=3000)) < pieces(vad_windows(audio, min_silence_ms=300))
     with pytest.raises(ValueError, match="--vad-threshold is a probability"):
         DecodingOptions(vad_threshold=1.5)
     assert main(["transcribe", "x.wav", "--vad", "--vad-min-silence-ms", "-5"]) == 2

@@ -61,7 +61,8 @@ def test_timestamp_decoding_obeys_the_grammar_on_any_model(tiny):
 def test_windows_are_cut_in_pauses_and_cover_the_speech():
     audio = _recording([("pause", 1.0), ("tone", 12), ("pause", 0.8), ("tone", 12), ("pause", 0.8), ("tone", 12),
                         ("pause", 5.0), ("tone", 8)])
-    windows = speech_windows(audio)
+    windows = [(w.start, w.end) for w in speech_windows(audio)]
+    assert all(len(w.pieces) == 1 for w in speech_windows(audio))  # cut at pauses: one stretch each
     assert all(b - a <= 30 * SAMPLE_RATE for a, b in windows)
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(windows, windows[1:]))  # ordered, no overlap
     for start, end in [(1.0, 13.0), (13.8, 25.8), (26.6, 38.6), (43.6, 51.6)]:  # every tone is inside a window
@@ -71,7 +72,7 @@ def test_windows_are_cut_in_pauses_and_cover_the_speech():
             assert np.abs(audio[max(edge - 80, 0):edge + 80]).max() < 0.05 or edge in (0, len(audio))
     assert speech_windows(np.zeros(SAMPLE_RATE * 5, np.float32)) == []
     long = speech_windows(tone(70))  # no pause at all: hard cuts at 30 s
-    assert [round((b - a) / SAMPLE_RATE) for a, b in long] == [30, 30, 10]
+    assert [round((w.end - w.start) / SAMPLE_RATE) for w in long] == [30, 30, 10]
 
 
 def test_segments_cover_the_recording_and_the_language_picks_the_experts(tiny, tmp_path):

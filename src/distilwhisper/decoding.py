@@ -39,7 +39,9 @@ from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper.languages import check as check_language
 from distilwhisper.search import LogitFilter, SuppressAtBegin, SuppressTokens, TimestampRules, beam_search, sample
 from distilwhisper.timing import Word, find_words, trim_pauses
-from distilwhisper.windows import FRAME, MIN_PAUSE_FRAMES, VAD_MIN_SILENCE_MS, VAD_THRESHOLD, voiced_frames
+from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
+from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
+from distilwhisper.windows import FRAME, MIN_PAUSE_FRAMES, voiced_frames
 
 MAX_NEW_TOKENS = 225  # the paper's evaluation limit
 TASKS = clsr.TASKS  # Whisper's two tasks; translate = speech to English text

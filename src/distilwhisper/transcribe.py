@@ -14,6 +14,7 @@ the paper's protocol).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,8 +27,9 @@ from distilwhisper.decoding import (TASKS, Decoder, DecodingOptions, Transcript,
                                     resolve_options, text_tokens)
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
 from distilwhisper.timing import Word
-from distilwhisper.windows import (FRAME, VAD_MIN_SILENCE_MS, VAD_THRESHOLD, WINDOW_SECONDS, speech_windows,
-                                   timed_segments, vad_windows)
+from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
+from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
+from distilwhisper.windows import FRAME, WINDOW_SECONDS, Window, speech_windows, timed_segments, vad_windows
 
 DETECT_WINDOWS = 3  # windows whose language probabilities are averaged
 DETECT_MAX_WINDOWS = 9  # while the likeliest language has less than half the probability, more are read, up to these
@@ -152,7 +154,7 @@ class Transcriber:
         samples = load_audio(audio) if isinstance(audio, (str, Path)) else np.asarray(audio, dtype=np.float32)
         ranges = (vad_windows(samples, options.vad_threshold, options.vad_min_silence_ms) if options.vad
                   else speech_windows(samples))
-        windows = [samples[a:b] for a, b in ranges]
+        windows = [w.audio(samples) for w in ranges]
         probability, candidates = None, {}
         if language in (None, "auto"):
             language, probability, candidates = (self.detect(windows, options.detect_languages) if windows
@@ -208,7 +210,7 @@ class Transcriber:
                 text = decoder.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 start, end = min(round(offset + start, 3), heard), min(round(offset + end, 3), heard)
                 segments.append(Segment(start, end, text, tr.avg_logprob, tr.no_speech_prob, tr.temperature, ratio,
-                                        placed(words, offset, start, end)))
+                                        placed(words, lambda a, b: (offset + a, offset + b), start, end)))
             # the context is the segments kept: a cut-off last segment is heard again in the next window, and as
             # context it would be text the model sees before hearing it; a sampled window is no context
             # (openai-whisper's rules)
@@ -235,28 +237,32 @@ class Prepared:
     server, beside other recordings' windows of the same language."""
 
     samples: np.ndarray
-    ranges: list[tuple[int, int]]  # each window's sample range in the recording
+    ranges: list[Window]  # where each window's audio lies in the recording
     windows: list[np.ndarray]
     result: Transcription  # language, probabilities and experts filled in; segments to come
     options: DecodingOptions  # with the initial prompt's tokens as the windows' previous text
     decoder: Decoder
 
 
-def window_segment(window: tuple[int, int], tr: Transcript, options: DecodingOptions) -> Segment:
-    """The segment of a window cut at pauses: its sample range's times, its text (none for silence) and words."""
+def window_segment(window: Window, tr: Transcript, options: DecodingOptions) -> Segment:
+    """The segment of a batched window: from its first sample to its last (with VAD, joined stretches: the segment
+    spans what lies between them, its words do not), its text (none for silence) and its words, each moved to the
+    recording's time of the piece it was heard in."""
     silent = _silent(tr, options)
-    start, end = round(window[0] / SAMPLE_RATE, 3), round(window[1] / SAMPLE_RATE, 3)
+    start, end = round(window.start / SAMPLE_RATE, 3), round(window.end / SAMPLE_RATE, 3)
     return Segment(start, end, "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob, tr.temperature,
-                   compression_ratio(tr.text), [] if silent else placed(tr.words or [], start, start, end))
+                   compression_ratio(tr.text), [] if silent else placed(tr.words or [], window.interval, start, end))
 
 
-def placed(words: list[Word], offset: float, start: float, end: float) -> list[Word]:
-    """A window's words moved to the recording's time (`offset`: the window's start) and kept inside their segment
-    [start, end] (a window's words never pass its audio's end: `find_words` clips them)."""
+def placed(words: list[Word], when: Callable[[float, float], tuple[float, float]], start: float,
+           end: float) -> list[Word]:
+    """A window's words moved to the recording's time (`when`: a word's start and end in the window's audio to the
+    recording's) and kept inside their segment [start, end] (a window's words never pass its audio's end:
+    `find_words` clips them)."""
     def clip(t: float) -> float:
-        return round(min(max(offset + t, start), end), 3)
+        return round(min(max(t, start), end), 3)
 
-    return [Word(w.word, clip(w.start), clip(w.end), w.probability, w.tokens) for w in words]
+    return [Word(w.word, *map(clip, when(w.start, w.end)), w.probability, w.tokens) for w in words]
 
 
 def shared_out(words: list[Word], pieces: list[tuple[float, float, list[int]]]) -> list[list[Word]]:

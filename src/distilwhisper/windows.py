@@ -1,30 +1,70 @@
 """Where a recording is cut into windows of at most 30 s, and the segments one window's timestamp tokens give.
 
 Windows are cut at pauses (frame energy; a stretch without speech is left out), so that batched decoding never
-splits a word; Whisper's sequential long-form decoding instead moves a 30 s window on to where the last complete
+splits a word, or with VAD hold the stretches of speech Silero finds, joined; Whisper's sequential long-form decoding instead moves a 30 s window on to where the last complete
 segment the model timed ended (`timed_segments`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from distilwhisper.audio import SAMPLE_RATE
+from distilwhisper import vad
 
 WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames
 MIN_PAUSE_FRAMES = 10  # 0.3 s of silence is a pause a window may be cut at
 TIME_STEP = 0.02  # seconds per timestamp token
-VAD_THRESHOLD = 0.5  # Silero's speech probability for a speech frame (faster-whisper's default)
-VAD_MIN_SILENCE_MS = 2000  # a pause this long ends a stretch of speech (faster-whisper's default)
 
 
-def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of at most `max_seconds` covering the speech, cut in the latest pause that fits
+@dataclass(frozen=True)
+class Window:
+    """Audio decoded as one piece: one stretch of a recording, or (with VAD) stretches joined without what lies
+    between them.  `pieces` are (start, end) sample ranges of the recording, in order."""
+
+    pieces: tuple[tuple[int, int], ...]
+
+    @property
+    def start(self) -> int:
+        return self.pieces[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.pieces[-1][1]
+
+    def audio(self, samples: np.ndarray) -> np.ndarray:
+        """The window's samples of the recording `samples`, its pieces joined."""
+        if len(self.pieces) == 1:
+            return samples[self.start:self.end]
+        return np.concatenate([samples[a:b] for a, b in self.pieces])
+
+    def interval(self, start: float, end: float) -> tuple[float, float]:
+        """The recording's times (s) of [start, end] seconds of the window's audio.  An interval that runs over
+        the join of two pieces is kept inside the piece holding more of it: what lay between them was not heard."""
+        bounds, at = [], 0
+        for a, b in self.pieces:
+            bounds.append((at, at + b - a, a))
+            at += b - a
+        s_at, e_at = start * SAMPLE_RATE, end * SAMPLE_RATE
+        w0, w1, a = max(bounds, key=lambda p: (min(e_at, p[1]) - max(s_at, p[0]), -p[0]))
+        clamp = lambda x: (a + min(max(x, w0), w1) - w0) / SAMPLE_RATE  # noqa: E731
+        return clamp(s_at), clamp(e_at)
+
+
+def span(start: int, end: int) -> Window:
+    """A window of one stretch of a recording."""
+    return Window(((start, end),))
+
+
+def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> list[Window]:
+    """Windows (one stretch each) of at most `max_seconds` covering the speech, cut in the latest pause that fits
     (a hard cut where there is none); stretches without speech are left out."""
     n_frames = len(audio) // FRAME
     if n_frames == 0:
-        return [(0, len(audio))] if len(audio) else []
+        return [span(0, len(audio))] if len(audio) else []
     speech = voiced_frames(audio)
     limit = int(max_seconds * SAMPLE_RATE) // FRAME
     windows, frame = [], 0
@@ -38,7 +78,7 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
             end = _latest_pause(speech, start, end) or end
         last_voiced = start + int(np.flatnonzero(speech[start:end])[-1])
         stop = len(audio) if end == n_frames else min(last_voiced + MIN_PAUSE_FRAMES // 2 + 1, end) * FRAME
-        windows.append((max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
+        windows.append(span(max(start - 2, frame) * FRAME, stop))  # 60 ms of lead-in, never into the last window
         frame = end
 
 
@@ -52,17 +92,24 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     return rms > max(10 ** (-50 / 20), 0.05 * float(np.percentile(rms, 95)))
 
 
-def vad_windows(audio: np.ndarray, threshold: float = VAD_THRESHOLD, min_silence_ms: int = VAD_MIN_SILENCE_MS,
-                max_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of the speech Silero VAD finds (faster-whisper's ONNX model, run by onnxruntime:
-    frames whose speech probability is above `threshold`; a pause of `min_silence_ms` ends a stretch of speech),
-    each at most `max_seconds` with its padding: what is not speech -- silence, music, noise -- is never decoded, where Whisper would write
-    text into it."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(threshold=threshold, min_silence_duration_ms=min_silence_ms,
-                         max_speech_duration_s=max_seconds - 1)  # room for the padding on each side
-    return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(audio, options)]
+def vad_windows(audio: np.ndarray, threshold: float = vad.THRESHOLD, min_silence_ms: int = vad.MIN_SILENCE_MS,
+                max_seconds: float = WINDOW_SECONDS) -> list[Window]:
+    """Windows of the speech Silero VAD finds (`vad.speech_stretches`), joined: consecutive stretches go into one
+    window while their audio together fits `max_seconds`, so the model hears a line with its neighbours, as it
+    would without the non-speech between them (silence, music, noise), which is never decoded.  A stretch longer
+    than a window is cut at its pauses as `speech_windows` cuts a recording."""
+    limit = int(max_seconds * SAMPLE_RATE)
+    pieces = []
+    for a, b in vad.speech_stretches(audio, threshold, min_silence_ms):
+        pieces += [(a, b)] if b - a <= limit else [(a + w.start, a + w.end)
+                                                   for w in speech_windows(audio[a:b], max_seconds)]
+    windows, current = [], []
+    for a, b in pieces:
+        if current and sum(y - x for x, y in current) + b - a > limit:
+            windows.append(Window(tuple(current)))
+            current = []
+        current.append((a, b))
+    return windows + ([Window(tuple(current))] if current else [])
 
 
 def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
