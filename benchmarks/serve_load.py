@@ -9,7 +9,8 @@ joined prompts.  The same work for every row makes the WERs comparable (a fixed 
 subset per row).  Reported: throughput (audio seconds of the work per wall second, from the first request to the
 last answer), p50/p95 latency, WER (normalised per language), and failed requests.  The peer runs at its best
 `--batch-size` on the 16-client load (1 = faster-whisper's sequential `transcribe`; more = its
-`BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32.  With `--experts RUN` a last row: the
+`BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32; ours at its best `--max-batch` and
+`--trim` on the same load (by throughput, among the settings within 0.5 WER of `--max-batch 8` untrimmed).  With `--experts RUN` a last row: the
 mixed stream served with those experts loaded (each request's language picks its own), to read against the plain
 model's row at the same clients (`--clients ''` leaves the comparison out).
 
@@ -50,6 +51,9 @@ from distilwhisper.studies.demo_corpus import real_speech_sets
 from common import comma_list, corpus_wer
 
 PEER_BATCHES = (1, 8)
+Setting = tuple[int, bool]  # distilwhisper serve's --max-batch, --trim
+OUR_SETTINGS: tuple[Setting, ...] = ((8, False), (16, False), (8, True), (16, True))
+WER_SLACK = 0.5  # points of WER a setting of ours may lose to our default's (the first) and still be chosen
 WARM_UP = 120  # seconds of soak before the memory baseline: the allocator's pools grow with the largest batch seen
 MALLOC = {"default": {}, "arena2": {"MALLOC_ARENA_MAX": "2"}, "mmap1m": {"MALLOC_MMAP_THRESHOLD_": "1048576"},
           "both": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576"}}
@@ -190,9 +194,15 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def ours(port: int, threads: int, experts: str | None, precision: str) -> list[str]:
+def ours(port: int, threads: int, experts: str | None, precision: str, setting: Setting) -> list[str]:
+    max_batch, trim = setting
     return [sys.executable, "-m", "distilwhisper.cli", "serve", "--port", str(port), "--threads", str(threads),
-            "--precision", precision, "--max-batch", "8", *(["--experts", experts] if experts else [])]
+            "--precision", precision, "--max-batch", str(max_batch), *(["--trim"] if trim else []),
+            *(["--experts", experts] if experts else [])]
+
+
+def setting_name(setting: Setting) -> str:
+    return f"--max-batch {setting[0]}" + (" --trim" if setting[1] else "")
 
 
 def peer(port: int, threads: int, batch: int, tmp: Path) -> list[str]:
@@ -239,14 +249,15 @@ def main() -> None:
           f"({sum(i.seconds for i in work):.0f} s; en, es, cs; {sum(i.seconds > 120 for i in work)} of 3 minutes)\n",
           flush=True)
 
-    def ours_of(experts: str | None):
-        return lambda port: ours(port, args.threads, experts, args.precision)
+    def ours_of(experts: str | None, setting: Setting):
+        return lambda port: ours(port, args.threads, experts, args.precision, setting)
 
+    chosen = OUR_SETTINGS[0]
     if clients:
-        compare(ours_of, lambda p, b: peer(p, args.threads, b, tmp), args.precision, args.experts, tmp, work,
-                clients)
+        chosen = compare(ours_of, lambda p, b: peer(p, args.threads, b, tmp), args.precision, args.experts, tmp,
+                         work, clients)
     if args.soak:
-        rows = [soak(ours_of(args.experts), tmp, everything, args.soak, name) for name in mallocs]
+        rows = [soak(ours_of(args.experts, chosen), tmp, everything, args.soak, name) for name in mallocs]
         print(f"\nsoak: {args.soak:.0f} s at 8 clients, `distilwhisper serve` (resident memory MiB)\n")
         print("\n".join(markdown_table(["malloc setting", "answered", "failed", "at 10 s", "at 60 s",
                                          f"at {WARM_UP} s", "at the end", f"growth from {WARM_UP} s %",
@@ -254,24 +265,35 @@ def main() -> None:
 
 
 def compare(ours_of, peer_of, precision: str, experts: str | None, tmp: Path, work: list[Item],
-            clients: list[int]) -> None:
-    """The peer's batch size chosen on the largest load, then both servers at every load (and the experts' row)."""
+            clients: list[int]) -> Setting:
+    """Each server's setting chosen on the largest load (the peer's batch size by throughput; ours by throughput
+    among the settings within WER_SLACK of our default's WER), then both at every load (and the experts' row).
+    Returns our chosen setting."""
     most = max(clients)
     calibration = {b: serve_and_load(lambda p, b=b: peer_of(p, b), tmp, work, [most])[most] for b in PEER_BATCHES}
     best = max(calibration, key=lambda b: calibration[b].audio / calibration[b].wall)
     print(f"faster-whisper-server's --batch-size on the {most}-client load:")
     print("\n".join(markdown_table(HEADER, [calibration[b].row(f"faster-whisper-server --batch-size {b}", most)
                                             for b in PEER_BATCHES])) + "\n", flush=True)
+    ours_calibration = {s: serve_and_load(ours_of(None, s), tmp, work, [most])[most] for s in OUR_SETTINGS}
+    default_wer = corpus_wer(ours_calibration[OUR_SETTINGS[0]].pairs)
+    chosen = max((s for s, load in ours_calibration.items() if corpus_wer(load.pairs) <= default_wer + WER_SLACK),
+                 key=lambda s: ours_calibration[s].audio / ours_calibration[s].wall)
+    print(f"distilwhisper serve's settings on the {most}-client load (chosen: {setting_name(chosen)}):")
+    print("\n".join(markdown_table(HEADER, [load.row(f"distilwhisper serve {setting_name(s)}", most)
+                                            for s, load in ours_calibration.items()])) + "\n", flush=True)
     rows = []
-    for name, command_of in ((f"distilwhisper serve ({precision})", ours_of(None)),
+    for name, command_of in ((f"distilwhisper serve ({precision}, {setting_name(chosen)})", ours_of(None, chosen)),
                              (f"faster-whisper-server --batch-size {best} (float32)", lambda p: peer_of(p, best))):
         loads = serve_and_load(command_of, tmp, work, clients)
         rows += [loads[c].row(name, c) for c in clients]
         print(f"{name} done", flush=True)
     if experts:
-        loads = serve_and_load(ours_of(experts), tmp, work, [most])
-        rows.append(loads[most].row(f"distilwhisper serve ({precision}), experts {experts}", most))
+        loads = serve_and_load(ours_of(experts, chosen), tmp, work, [most])
+        rows.append(loads[most].row(f"distilwhisper serve ({precision}, {setting_name(chosen)}), experts {experts}",
+                                    most))
     print("\n".join(markdown_table(HEADER, rows)), flush=True)
+    return chosen
 
 
 def soak(command_of, tmp: Path, items: list[Item], seconds: float, malloc: str) -> list[str]:

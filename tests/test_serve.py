@@ -99,7 +99,7 @@ def server(tiny_dir):
     """A real server process on 127.0.0.1 (tiny model, API key, 2 MB uploads); stopped by its PID at teardown."""
     port = _free_port()
     log = open(tiny_dir / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--model", str(tiny_dir / "tiny"),
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad", "--model", str(tiny_dir / "tiny"),
                              "--port", str(port), "--api-key", KEY, "--max-upload-mb", "2", "--precision", "fp32",
                              "--threads", "1"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -215,7 +215,7 @@ def test_the_server_logs_one_json_line_per_request_and_stops_by_its_pid(server, 
 
 def test_a_request_past_the_time_limit_is_answered_504_and_the_server_stays_up(tiny_dir):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--model", str(tiny_dir / "tiny"),
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad", "--model", str(tiny_dir / "tiny"),
                              "--port", str(port), "--timeout-s", "0.3", "--precision", "fp32", "--threads", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -295,3 +295,33 @@ def test_faults_of_some_clients_leave_every_other_answer_correct(server, tiny_di
         assert [a.result().status_code for a in answers] == [200] * 4
     assert [a.result().json()["text"] for a in answers] == [expected] * 4
     assert proc.poll() is None and post("good.wav", good.read_bytes()).json()["text"] == expected
+
+
+def test_the_server_uses_vad_and_trim_as_configured(tiny_dir, speech, tmp_path):
+    """`serve` decodes as `transcribe` does: by default only the speech Silero finds (prompts 20 s apart joined
+    into one segment), with --no-vad windows cut at pauses (one per prompt); --trim reaches the model the server
+    loads (its answer is that of a trimming Transcriber alone, not the untrimmed one's)."""
+    import soundfile as sf
+    from fastapi.testclient import TestClient
+
+    from distilwhisper.audio import load_audio
+    from distilwhisper.serve import ServeConfig, create_app
+
+    silence = np.zeros(20 * SAMPLE_RATE, np.float32)
+    talk, short = tmp_path / "talk.wav", tmp_path / "short.wav"
+    sf.write(str(talk), np.concatenate([p for u in speech[:3] for p in (load_audio(u.audio), silence)]), SAMPLE_RATE)
+    sf.write(str(short), _recording([4.0], 440.0), SAMPLE_RATE)
+
+    def answer(config: ServeConfig, path: Path) -> dict:
+        with TestClient(create_app(config)) as client:
+            reply = client.post("/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())},
+                                data={"model": "whisper-1", "language": "ca", "response_format": "verbose_json"})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    model = str(tiny_dir / "tiny")
+    assert len(answer(ServeConfig(model=model, precision="fp32"), talk)["segments"]) == 1
+    assert len(answer(ServeConfig(model=model, precision="fp32", vad=False), talk)["segments"]) == 3
+    trimmed = answer(ServeConfig(model=model, precision="fp32", vad=False, trim=True), short)["text"]
+    alone = {trim: Transcriber(model, trim=trim, precision="fp32")(str(short), "ca").text for trim in (False, True)}
+    assert alone[True] != alone[False] and trimmed == alone[True]

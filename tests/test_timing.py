@@ -194,6 +194,32 @@ def test_noise_gives_windows_by_energy_and_none_by_vad(tiny_with_experts):
     assert transcriber(noise, "ca", vad=True, fallback=False).segments == []  # Silero: nothing to decode
 
 
+def test_transcribe_uses_vad_by_default_and_no_vad_cuts_by_energy(tiny_with_experts, speech, tmp_path, capsys):
+    """The command's default (chosen on dev recordings) joins prompts 20 s apart into one window; --no-vad cuts a
+    window per prompt at the pauses; --sequential alone decodes without VAD (no conflict), --sequential --vad is
+    refused."""
+    import json
+
+    import soundfile as sf
+
+    from distilwhisper.audio import load_audio
+
+    model, _ = tiny_with_experts
+    silence = np.zeros(20 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([part for u in speech[:3] for part in (load_audio(u.audio), silence)])
+    sf.write(str(tmp_path / "talk.wav"), audio, SAMPLE_RATE)
+    common = ["transcribe", "--model", model, "--language", "ca", "--greedy-only", "--output-format", "json"]
+    segments = {}
+    for name, flags in (("default", []), ("no-vad", ["--no-vad"]), ("sequential", ["--sequential"])):
+        assert main([*common, *flags, "--output-dir", str(tmp_path / name), str(tmp_path / "talk.wav")]) == 0
+        segments[name] = json.loads((tmp_path / name / "talk.json").read_text())["segments"]
+    assert len(segments["default"]) == 1 and len(segments["no-vad"]) == 3
+    assert segments["default"][0]["end"] > 40  # the joined window reaches the third prompt
+    capsys.readouterr()
+    assert main([*common, "--sequential", "--vad", str(tmp_path / "talk.wav")]) == 2
+    assert "--vad cuts the windows" in capsys.readouterr().err
+
+
 def test_vad_settings_reach_the_vad_and_bad_ones_are_refused(speech, capsys):
     """A stricter threshold finds no more speech than a lenient one, and a long minimum silence joins stretches
     that a short one keeps apart; out-of-range values are refused by name."""

@@ -47,8 +47,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
             help_text += f" (default: {','.join(default) if isinstance(default, list) else default})"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="+", help=help_text)
-        elif base is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
+        elif base is bool:  # a switch; one that can be on by default also has its --no- form
+            action = argparse.BooleanOptionalAction if f.metadata.get("negatable") else "store_true"
+            parser.add_argument(_flag(f.name), dest=f.name, action=action, default=None, help=help_text)
         else:
             convert = comma_list if typing.get_origin(base) is list else base
             parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=None, help=help_text,

@@ -53,6 +53,11 @@ class ServeConfig:
     api_key: str | None = field(default=None, metadata={
         "help": "when set, requests need `Authorization: Bearer KEY` (401 without it)"})
     precision: str = field(default="auto", metadata={"help": "as `transcribe --precision`"})
+    trim: bool = field(default=False, metadata={
+        "help": "encode only the frames holding audio (as `transcribe --trim`): short requests cost less, but a "
+                "batch is encoded to its longest window, so an answer can depend on the requests beside it"})
+    vad: bool = field(default=True, metadata={
+        "negatable": True, "help": "decode only the speech Silero VAD finds, as `transcribe` does by default"})
     max_batch: int = field(default=8, metadata={"min": 1, "help": "windows decoded together, across requests"})
     max_wait_ms: float = field(default=20.0, metadata={
         "help": "how long the worker waits for more requests to batch with the first"})
@@ -108,7 +113,7 @@ def create_app(config: ServeConfig, transcriber: Transcriber | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app):
-        state["batcher"] = Batcher(transcriber or Transcriber(config.model, config.experts,
+        state["batcher"] = Batcher(transcriber or Transcriber(config.model, config.experts, config.trim,
                                                               precision=config.precision, threads=config.threads),
                                    config.max_batch, config.max_wait_ms / 1000, config.max_queue)
         yield
@@ -233,7 +238,7 @@ async def _checked(request: Request, config: ServeConfig, form: AudioForm, task:
     if len(data) > limit:
         raise too_large
     options = DecodingOptions(task=task, initial_prompt=form.prompt or None, temperature=form.temperature,
-                              word_timestamps="word" in form.granularities)
+                              word_timestamps="word" in form.granularities, vad=config.vad)
     return options, await asyncio.to_thread(read_upload, data, file.filename)
 
 

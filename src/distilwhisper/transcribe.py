@@ -318,9 +318,11 @@ class TranscribeConfig:
                 "context, or with --sequential the first window's"})
     hotwords: str | None = field(default=None, metadata={
         "help": "words or phrases given before every window's context (faster-whisper's hotwords), e.g. names"})
-    vad: bool = field(default=False, metadata={
-        "help": "decode only the speech Silero VAD finds (faster-whisper's model): silence, music and noise give "
-                "no text; windows cut at pauses only"})
+    vad: bool | None = field(default=None, metadata={
+        "negatable": True,
+        "help": "decode only the speech Silero VAD finds (faster-whisper's model), its stretches joined into "
+                "windows: silence, music and noise give no text (default: on, as chosen on dev recordings, except "
+                "with --sequential; --no-vad: windows cut at pauses by energy)"})
     vad_threshold: float = field(default=VAD_THRESHOLD, metadata={
         "help": "with --vad: Silero's speech probability above which a frame is speech"})
     vad_min_silence_ms: int = field(default=VAD_MIN_SILENCE_MS, metadata={
@@ -355,10 +357,15 @@ class TranscribeConfig:
         "choices": ("auto", *PRECISIONS)})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
 
+    @property
+    def uses_vad(self) -> bool:
+        """--vad unless said otherwise, but not under --sequential (which decodes the recording as it is)."""
+        return self.vad if self.vad is not None else not self.sequential
+
     def options(self) -> DecodingOptions:
         """How each window is decoded."""
         return DecodingOptions(task=self.task, beam_size=self.beam_size, initial_prompt=self.initial_prompt,
-                               word_timestamps=self.word_timestamps, vad=self.vad,
+                               word_timestamps=self.word_timestamps, vad=self.uses_vad,
                                vad_threshold=self.vad_threshold, vad_min_silence_ms=self.vad_min_silence_ms,
                                hotwords=self.hotwords, detect_languages=tuple(self.detect_languages),
                                **({"fallback_temperatures": ()} if self.greedy_only else {}))
