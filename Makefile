@@ -41,6 +41,8 @@ tables: install
 	    --out bench-out/tables/300steps
 	$(PY) benchmarks/method_quality.py --from-record --methods ft,lora,distilwhisper-specialist --seeds 0,1,2 \
 	    --out bench-out/tables/converged-seeds
+	$(PY) benchmarks/scope_compare.py --decoder benchmarks/records/method_quality_300steps \
+	    --all benchmarks/records/method_quality_300steps_all
 
 bench: install
 	$(PY) benchmarks/decode_speed.py
