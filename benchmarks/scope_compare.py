@@ -54,7 +54,7 @@ def main() -> None:
     records = {"decoder": args.decoder, "all": args.all}
     for scope, record in records.items():
         if read_json(record / "settings.json")["scope"] != scope:
-            raise ValueError(f"{record}/settings.json: not a --scope {scope} record")
+            parser.error(f"{record}/settings.json: not a --scope {scope} record")
     methods = comma_list(args.methods, "--methods")
     base = read_results(args.decoder / "base" / "eval" / "results.jsonl")
     order = {name: i for i, name in enumerate(SETS)}

@@ -269,3 +269,18 @@ def test_keep_translate_names_a_weight_it_cannot_use(weights, named, tmp_path):
                            str(tmp_path / "k")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"--weights: {named}" in proc.stderr
     assert not (tmp_path / "k").exists()  # refused before any work
+
+
+def test_scope_compare_prints_the_recorded_runs_and_refuses_swapped_records(tmp_path):
+    """The scope comparison reads both records (kept dev WER per language, seconds per step, paired test changes)
+    and refuses a record of the other scope."""
+    records = SCRIPT.parent / "records"
+    args = [sys.executable, str(SCRIPT.parent / "scope_compare.py"), "--decoder",
+            str(records / "method_quality_300steps"), "--all", str(records / "method_quality_300steps_all")]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "| ft | all | 0.0003 | ca 24.9 / cs 48.8 / pooled 36.6 | 3.29 | 16.4 |" in proc.stdout
+    assert "| distilwhisper-specialist | decoder | 0.001 | ca 57.4 / cs 64.1 / pooled 60.6 |" in proc.stdout
+    assert "| distilwhisper-specialist | control | en | recorded | 4.3 | 4.3 | 4.3 | +0.0" in proc.stdout
+    swapped = subprocess.run([*args[:2], "--decoder", args[5], "--all", args[3]], capture_output=True, text=True)
+    assert swapped.returncode != 0 and "not a --scope decoder record" in swapped.stderr
