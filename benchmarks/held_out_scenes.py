@@ -15,7 +15,7 @@ import argparse
 import re
 from collections import Counter
 
-from distilwhisper.data.fillets import MINOR_DOMAIN, SCENE, load_fillets, split_levels
+from distilwhisper.data.fillets import DEV_SHARE, MINOR_DOMAIN, SCENE, TEST_SHARE, load_fillets, split_levels
 from distilwhisper.report import markdown_table
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the scene split's seed (the demo's: 0)")
     args = parser.parse_args()
     utterances, _ = load_fillets("cs", seed=args.seed)
-    splits = split_levels(sorted({u.extra[SCENE] for u in utterances}), args.seed, 0.1, 0.2)  # load_fillets' shares
+    splits = split_levels(sorted({u.extra[SCENE] for u in utterances}), args.seed, DEV_SHARE, TEST_SHARE)
     minor = [u for u in utterances if u.domain == MINOR_DOMAIN]
     rows = []
     for split in ("train", "dev", "test"):

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--all", type=Path, required=True, help="record of the --scope all runs")
     parser.add_argument("--methods", default="ft,distilwhisper-specialist")
     args = parser.parse_args()
-    records = {"decoder": args.decoder, "all": args.all}
+    records = dict(zip(SCOPES, (args.decoder, args.all)))
     for scope, record in records.items():
         if read_json(record / "settings.json")["scope"] != scope:
             parser.error(f"{record}/settings.json: not a --scope {scope} record")

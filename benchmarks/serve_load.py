@@ -10,9 +10,9 @@ subset per row).  Reported: throughput (audio seconds of the work per wall secon
 last answer), p50/p95 latency, WER (normalised per language), and failed requests.  The peer runs at its best
 `--batch-size` on the 16-client load (1 = faster-whisper's sequential `transcribe`; more = its
 `BatchedInferencePipeline`, Silero VAD chunks decoded in batches), float32; ours at its best `--max-batch` and
-`--trim` on the same load (by throughput, among the settings within 0.5 WER of `--max-batch 8` untrimmed).  With `--experts RUN` a last row: the
-mixed stream served with those experts loaded (each request's language picks its own), to read against the plain
-model's row at the same clients (`--clients ''` leaves the comparison out).
+`--trim` on the same load (by throughput, among the settings within 0.5 WER of `--max-batch 8` untrimmed).  With
+`--experts RUN` a last row: the mixed stream served with those experts loaded (each request's language picks its
+own), to read against the plain model's row at the same clients (`--clients ''` leaves the comparison out).
 
 `--soak S`: S seconds at 8 clients sending the recordings round-robin, once per glibc malloc setting of
 `--malloc` (environment variables of the server process: `default`, `arena2` = MALLOC_ARENA_MAX=2, `mmap1m` =

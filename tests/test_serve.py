@@ -99,7 +99,8 @@ def server(tiny_dir):
     """A real server process on 127.0.0.1 (tiny model, API key, 2 MB uploads); stopped by its PID at teardown."""
     port = _free_port()
     log = open(tiny_dir / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad", "--model", str(tiny_dir / "tiny"),
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad",  # tones: by energy
+                             "--model", str(tiny_dir / "tiny"),
                              "--port", str(port), "--api-key", KEY, "--max-upload-mb", "2", "--precision", "fp32",
                              "--threads", "1"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -215,7 +216,8 @@ def test_the_server_logs_one_json_line_per_request_and_stops_by_its_pid(server, 
 
 def test_a_request_past_the_time_limit_is_answered_504_and_the_server_stays_up(tiny_dir):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad", "--model", str(tiny_dir / "tiny"),
+    proc = subprocess.Popen([sys.executable, "-m", "distilwhisper.cli", "serve", "--no-vad",  # tones: by energy
+                             "--model", str(tiny_dir / "tiny"),
                              "--port", str(port), "--timeout-s", "0.3", "--precision", "fp32", "--threads", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -1,8 +1,9 @@
 """Where a recording is cut into windows of at most 30 s, and the segments one window's timestamp tokens give.
 
 Windows are cut at pauses (frame energy; a stretch without speech is left out), so that batched decoding never
-splits a word, or with VAD hold the stretches of speech Silero finds, joined; Whisper's sequential long-form decoding instead moves a 30 s window on to where the last complete
-segment the model timed ended (`timed_segments`).
+splits a word, or with VAD hold the stretches of speech Silero finds, joined; Whisper's sequential long-form
+decoding instead moves a 30 s window on to where the last complete segment the model timed ended
+(`timed_segments`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distilwhisper.audio import SAMPLE_RATE
 from distilwhisper import vad
+from distilwhisper.audio import SAMPLE_RATE
 
 WINDOW_SECONDS = 30.0
 FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms energy frames

@@ -25,6 +25,7 @@ ROOT = Path("/usr/share/games/fillets-ng")
 SCENE = "level"  # the manifest column naming a line's level (scene): the unit splits, and scene bootstraps, keep whole
 MAIN_CHARACTERS = {"font_small": ("small-fish", "female"), "font_big": ("big-fish", "male")}
 MAIN_DOMAIN, MINOR_DOMAIN = "dialogue", "held-out-characters"
+DEV_SHARE, TEST_SHARE = 0.1, 0.2  # the shares of levels whose main-voice lines are dev and test
 _PLACEHOLDER = re.compile(r"%\d")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
@@ -135,8 +136,8 @@ def split_levels(levels: list[str], seed: int, dev: float, test: float) -> dict[
     return {lvl: "test" if k < n_test else "dev" if k < n_test + n_dev else "train" for k, lvl in enumerate(order)}
 
 
-def load_fillets(language: str = "cs", root: str | Path = ROOT, seed: int = 0, dev: float = 0.1, test: float = 0.2
-                 ) -> tuple[list[Utterance], list[str]]:
+def load_fillets(language: str = "cs", root: str | Path = ROOT, seed: int = 0, dev: float = DEV_SHARE,
+                 test: float = TEST_SHARE) -> tuple[list[Utterance], list[str]]:
     """Utterances of every voiced, transcribed line; and the lines left out ('file:line: id: why')."""
     language = check_language(language)
     root = Path(root)
