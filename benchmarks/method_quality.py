@@ -148,23 +148,29 @@ class Record:
         path = self._run_folder(key, lr, seed) / "about.json"
         return read_json(path) if path.is_file() else {}
 
-    def system(self, key: str, seed: int = 0) -> tuple[System, dict[str, float]] | None:
-        """The recorded row of a method's chosen run at a training seed (its decodes under eval/) and expert file
-        sizes, or None."""
+    def system(self, key: str, seed: int = 0, lr: float | None = None) -> tuple[System, dict[str, float]] | None:
+        """The recorded row of a method's run at a training seed (its decodes under eval/) and expert file sizes, or
+        None; with `lr`, None too when the recorded decodes are another rate's (a grid that grew chose anew)."""
         path = self._method(key, seed) / "system.json"
         if not path.is_file():
             return None
         saved = read_json(path)
+        if lr is not None and (saved.get("lr") is None or f"{saved['lr']:g}" != f"{lr:g}"):  # as run folders name it
+            print(f"{path}: the recorded test decodes are of lr {saved.get('lr')}, the grid now chooses {lr:g}",
+                  flush=True)
+            return None
         return System(**saved["system"], directory=self._method(key, seed) / "eval"), saved["expert_mib"]
 
-    def keep_system(self, key: str, system: System, expert_mib: dict[str, float], seed: int = 0) -> None:
-        """Record a method's row: its test decodes (transcription and translate task), then its counters."""
+    def keep_system(self, key: str, system: System, expert_mib: dict[str, float], lr: float | None = None,
+                    seed: int = 0) -> None:
+        """Record a method's row (`lr`: the rate of the run decoded): its test decodes (transcription and translate
+        task), then its counters."""
         folder = self._method(key, seed)
         for name in ("results.jsonl", "summary.json", f"{TRANSLATE}/results.jsonl", f"{TRANSLATE}/summary.json"):
             if (system.directory / name).is_file():
                 atomic_write_bytes(folder / "eval" / name, (system.directory / name).read_bytes())
         fields = {k: v for k, v in dataclasses.asdict(system).items() if k != "directory"}
-        atomic_write_json(folder / "system.json", {"system": fields, "expert_mib": expert_mib})
+        atomic_write_json(folder / "system.json", {"system": fields, "expert_mib": expert_mib, "lr": lr})
 
 
 def record_settings(config: DemoConfig) -> dict:
@@ -216,13 +222,13 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
         return run
 
     def tested(choice: Choice, seed: int) -> tuple[System, dict[str, float]]:
-        """The chosen run's test row at `seed`: recorded, or decoded once now."""
-        if record.system(choice.key, seed) is None:
+        """The chosen run's test row at `seed`: recorded for the chosen rate, or decoded once now."""
+        if record.system(choice.key, seed, choice.lr) is None:
             run = trained(choice, choice.lr, seed)
             folder = out / "eval" / choice.key / (f"seed-{seed}" if seed else "")
             record.keep_system(choice.key, evaluate_run(choice.name, run, folder, out, config, corpus),
-                               expert_mib(run), seed)
-        return record.system(choice.key, seed)
+                               expert_mib(run), choice.lr, seed)
+        return record.system(choice.key, seed, choice.lr)
 
     for key, method, name, teacher in METHODS:
         if key not in keys:
