@@ -11,15 +11,17 @@ on by default; the test recordings (the other prompts, the demo's in-domain Czec
 confirmation lines) are decoded once with the chosen setting.
 
 Per system: words written inside the non-speech (each system's word timestamps; a word belongs where its middle
-lies), WER with the inserts, WER of the same recordings without them, and wall seconds.  All greedy (beam 1), the
+lies), WER with the inserts, WER of the same recordings without them, the change with its 95 % interval
+(recordings resampled, paired), and wall seconds.  All greedy (beam 1), the
 language given, each tool's temperature fallback on (its default), fp32.
 
-    .venv/bin/python benchmarks/vad.py [--per-recording 6] [--recordings 2] [--threads 2]
+    .venv/bin/python benchmarks/vad.py [--per-recording 6] [--recordings 6] [--seed 1] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import subprocess
 import tempfile
@@ -34,19 +36,23 @@ from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.decoding import DecodingOptions
 from distilwhisper.hub import resolve_ct2_dir
+from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table
+from distilwhisper.results import error_counts, rate
+from distilwhisper.stats import paired_delta
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
 from distilwhisper.transcribe import Transcriber
 from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
 from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
-from common import comma_list, corpus_wer
+from common import comma_list
 
 KINDS = ("room tone", "noise", "tones")
 THRESHOLDS = (0.35, 0.5, 0.65)
 MIN_SILENCES_MS = (500, 2000)
 WER_SLACK = 0.5  # points of WER a VAD setting may lose to the best one and still be chosen for fewer inserted words
+SPLIT_SEED = 0  # which half of the asterisk prompts is dev; --seed draws the recordings (clips, inserts) only
 
 
 @dataclass
@@ -124,7 +130,7 @@ def splits(languages: list[str], per_recording: int, count: int, seed: int) -> d
             pools = {"dev": [u for u in train_dev if u.split == "dev"], "test": test}
         else:
             prompts = import_asterisk([language], f"bench-out/vad/{language}")[0]
-            random.Random(seed).shuffle(prompts)
+            random.Random(SPLIT_SEED).shuffle(prompts)  # the halves stay put: dev prompts never become test ones
             pools = {"dev": prompts[::2], "test": prompts[1::2]}
         for split, pool in pools.items():
             made[split] += recordings(pool, language, per_recording, count, rng)
@@ -147,25 +153,35 @@ def theirs(model, vad_filter: bool):
     return run
 
 
-def measure(run, made: list[Recording]) -> dict[str, float]:
-    """Inserted words, WER with and without the inserts, wall seconds of one system on recordings."""
+def measure(run, made: list[Recording]) -> dict:
+    """Inserted words, WER with and without the inserts (and the change's interval, recordings resampled), wall
+    seconds of one system on recordings."""
     inserted, noisy, clean, wall = 0, [], [], 0.0
-    for rec in made:
+    for k, rec in enumerate(made):
         begin = time.perf_counter()
         words, text = run(rec.audio, rec.language)
         wall += time.perf_counter() - begin
         inserted += sum(any(a <= (s + e) / 2 < b for a, b in rec.inserts) for s, e in words)
-        noisy.append((rec.reference, text, rec.language))
-        clean.append((rec.reference, run(rec.clean, rec.language)[1], rec.language))
-    return {"inserted": inserted, "wer": corpus_wer(noisy), "clean_wer": corpus_wer(clean), "wall": wall}
+        noisy.append(scored(k, rec, text))
+        clean.append(scored(k, rec, run(rec.clean, rec.language)[1]))
+    return {"inserted": inserted, "wer": rate(noisy, "wer"), "clean_wer": rate(clean, "wer"),
+            "change": paired_delta(clean, noisy, "wer"), "wall": wall}
 
 
-def row(name: str, m: dict[str, float]) -> list[str]:
-    return [name, str(m["inserted"]), f"{m['wer']:.2f}", f"{m['clean_wer']:.2f}", f"{m['wer'] - m['clean_wer']:+.2f}",
-            f"{m['wall']:.1f}"]
+def scored(k: int, rec: Recording, text: str) -> dict:
+    """A recording's error counts as the stats module reads them."""
+    counts = error_counts(normalize(rec.reference, rec.language), normalize(text, rec.language))
+    return {"id": str(k), **dataclasses.asdict(counts)}
 
 
-HEADER = ["system", "words in non-speech", "WER %", "WER without inserts %", "change", "wall s"]
+def row(name: str, m: dict) -> list[str]:
+    change = m["change"]
+    return [name, str(m["inserted"]), f"{m['wer']:.2f}", f"{m['clean_wer']:.2f}",
+            f"{change.value:+.2f} [{change.low:+.2f}, {change.high:+.2f}]", f"{m['wall']:.1f}"]
+
+
+HEADER = ["system", "words in non-speech", "WER %", "WER without inserts %",
+          "change [95 % CI, recordings resampled]", "wall s"]
 
 
 def choose(grid: dict[tuple[float, int], dict[str, float]]) -> tuple[float, int]:
@@ -180,9 +196,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--languages", default="en,es,cs", help="recordings per language (cs: real dialogue)")
     parser.add_argument("--per-recording", type=int, default=6, help="clips per recording")
-    parser.add_argument("--recordings", type=int, default=2, help="recordings per language and split")
+    parser.add_argument("--recordings", type=int, default=6,
+                        help="recordings per language and split (Czech dev has lines for 8 of 6 clips)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="draws the recordings: which clips, their order, the inserts (the dev and test "
+                             "halves of the clips stay put)")
     args = parser.parse_args()
     from faster_whisper import WhisperModel
 

@@ -146,6 +146,36 @@ def test_a_joined_window_maps_its_times_back_to_the_recording():
     assert np.array_equal(window.audio(audio), np.concatenate([audio[16000:48000], audio[160000:176000]]))
 
 
+def test_a_word_starts_no_earlier_than_the_speech_the_vad_heard():
+    """A piece padded before the speech Silero heard: Whisper's alignment tends to start the first word at the
+    piece's start, in non-speech; the word is moved to the onset, while a word end in the trailing padding is kept
+    (Silero ends speech early on trailing consonants)."""
+    from distilwhisper.windows import Window
+
+    window = Window(((16000, 48000), (160000, 176000)), onsets=(22400, 166400))  # heard from 1.4 s and 10.4 s
+    assert window.interval(0.0, 0.3) == (1.4, 1.4)  # wholly in the padding: at the onset
+    assert window.interval(0.1, 0.8) == (1.4, 1.8)
+    assert window.interval(0.5, 1.98) == (1.5, 2.98)  # after the onset: untouched, up to the piece's end
+    assert window.interval(2.0, 2.6) == (10.4, 10.6)  # the second piece's own onset
+    assert Window(((16000, 48000),)).interval(0.1, 0.8) == (1.1, 1.8)  # no onsets (windows cut at pauses): as is
+
+
+def test_vad_pieces_are_padded_before_the_onset_they_carry(speech):
+    """Each VAD piece carries where Silero heard its speech begin: inside the piece, after its padding (a prompt
+    after 5 s of silence starts its piece before the heard onset, never after)."""
+    from distilwhisper import vad
+    from distilwhisper.audio import load_audio
+    from distilwhisper.windows import vad_windows
+
+    audio = np.concatenate([np.zeros(5 * SAMPLE_RATE, np.float32), load_audio(speech[0].audio)])
+    [window] = vad_windows(audio)
+    heard = vad.heard_stretches(audio)
+    assert window.onsets is not None and len(window.onsets) == len(window.pieces) == len(heard)
+    for (a, b), onset, (h0, _) in zip(window.pieces, window.onsets, heard):
+        assert a < onset == h0 < b
+    assert window.onsets[0] - window.pieces[0][0] == int(vad.PAD_MS * SAMPLE_RATE / 1000)
+
+
 def test_vad_words_lie_on_the_speech_of_a_joined_window(tiny_with_experts, speech):
     """Two prompts 20 s apart decoded as one joined window: every word is timed on a prompt's piece, none in the
     silence between them (the tiny model's one word over the whole window stays inside one piece)."""

@@ -17,7 +17,7 @@ from distilwhisper.audio import SAMPLE_RATE
 
 # chosen on dev recordings with inserted non-speech (benchmarks/vad.py; faster-whisper's are 0.5 and 2000 ms)
 THRESHOLD = 0.35  # speech probability above which a frame starts speech
-MIN_SILENCE_MS = 500  # frames under the lower threshold for this long end a stretch
+MIN_SILENCE_MS = 2000  # frames under the lower threshold for this long end a stretch
 FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
 BLOCK_SECONDS = 10.0  # the model's state is fresh at the start of each block (see the module's docstring)
 HYSTERESIS = 0.15  # a stretch ends below threshold - HYSTERESIS, so a frame near the threshold does not flicker
@@ -47,9 +47,16 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
 
 def speech_stretches(audio: np.ndarray, threshold: float = THRESHOLD,
                      min_silence_ms: int = MIN_SILENCE_MS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of speech, in order and apart: a stretch starts at a frame at or above
-    `threshold`, ends where `min_silence_ms` of frames under threshold - HYSTERESIS begins, is dropped when shorter
-    than MIN_SPEECH_MS, and is padded by PAD_MS on each side (two stretches closer than twice that share the gap)."""
+    """(start, end) sample ranges of speech, in order and apart: `heard_stretches` padded by PAD_MS on each side
+    (two stretches closer than twice that share the gap)."""
+    return padded(heard_stretches(audio, threshold, min_silence_ms), len(audio))
+
+
+def heard_stretches(audio: np.ndarray, threshold: float = THRESHOLD,
+                    min_silence_ms: int = MIN_SILENCE_MS) -> list[tuple[int, int]]:
+    """(start, end) sample ranges where Silero hears speech, unpadded: a stretch starts at a frame at or above
+    `threshold`, ends where `min_silence_ms` of frames under threshold - HYSTERESIS begins, and is dropped when
+    shorter than MIN_SPEECH_MS."""
     probs = speech_probabilities(audio)
     quiet_frames = max(1, int(min_silence_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
     low = max(threshold - HYSTERESIS, 0.01)
@@ -69,14 +76,13 @@ def speech_stretches(audio: np.ndarray, threshold: float = THRESHOLD,
     if start is not None:
         raw.append((start, quiet_since if quiet_since is not None else len(probs)))
     min_frames = MIN_SPEECH_MS * SAMPLE_RATE / 1000 / FRAME_SAMPLES
-    spans = [(a * FRAME_SAMPLES, min(b * FRAME_SAMPLES, len(audio))) for a, b in raw if b - a >= min_frames]
-    return _padded(spans, int(PAD_MS * SAMPLE_RATE / 1000), len(audio))
+    return [(a * FRAME_SAMPLES, min(b * FRAME_SAMPLES, len(audio))) for a, b in raw if b - a >= min_frames]
 
 
-def _padded(spans: list[tuple[int, int]], pad: int, length: int) -> list[tuple[int, int]]:
-    """`spans` widened by `pad` samples on each side, inside [0, length], never overlapping (a gap narrower than
-    two pads is split in its middle)."""
-    out = []
+def padded(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    """`spans` widened by PAD_MS on each side, inside [0, length], never overlapping (a gap narrower than two pads
+    is split in its middle)."""
+    pad, out = int(PAD_MS * SAMPLE_RATE / 1000), []
     for k, (a, b) in enumerate(spans):
         before = a - spans[k - 1][1] if k else None
         after = spans[k + 1][0] - b if k + 1 < len(spans) else None

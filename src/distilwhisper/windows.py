@@ -24,9 +24,11 @@ TIME_STEP = 0.02  # seconds per timestamp token
 @dataclass(frozen=True)
 class Window:
     """Audio decoded as one piece: one stretch of a recording, or (with VAD) stretches joined without what lies
-    between them.  `pieces` are (start, end) sample ranges of the recording, in order."""
+    between them.  `pieces` are (start, end) sample ranges of the recording, in order; `onsets`, where given, the
+    sample of each piece where the VAD heard its speech begin (a piece is padded before it)."""
 
     pieces: tuple[tuple[int, int], ...]
+    onsets: tuple[int, ...] | None = None
 
     @property
     def start(self) -> int:
@@ -44,14 +46,17 @@ class Window:
 
     def interval(self, start: float, end: float) -> tuple[float, float]:
         """The recording's times (s) of [start, end] seconds of the window's audio.  An interval that runs over
-        the join of two pieces is kept inside the piece holding more of it: what lay between them was not heard."""
+        the join of two pieces is kept inside the piece holding more of it: what lay between them was not heard.
+        With `onsets`, it starts no earlier than the piece's onset: Whisper's alignment tends to start a piece's
+        first word at the piece's start, in the padding's non-speech (the padding after speech is kept: Silero ends
+        speech early on trailing consonants; chosen on dev recordings, docs/results.md)."""
         bounds, at = [], 0
-        for a, b in self.pieces:
-            bounds.append((at, at + b - a, a))
+        for k, (a, b) in enumerate(self.pieces):
+            bounds.append((at, at + b - a, a, at + (self.onsets[k] if self.onsets else a) - a))
             at += b - a
         s_at, e_at = start * SAMPLE_RATE, end * SAMPLE_RATE
-        w0, w1, a = max(bounds, key=lambda p: (min(e_at, p[1]) - max(s_at, p[0]), -p[0]))
-        clamp = lambda x: (a + min(max(x, w0), w1) - w0) / SAMPLE_RATE  # noqa: E731
+        w0, w1, a, onset = max(bounds, key=lambda p: (min(e_at, p[1]) - max(s_at, p[0]), -p[0]))
+        clamp = lambda x: (a + min(max(x, onset), w1) - w0) / SAMPLE_RATE  # noqa: E731
         return clamp(s_at), clamp(e_at)
 
 
@@ -95,22 +100,23 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
 
 def vad_windows(audio: np.ndarray, threshold: float = vad.THRESHOLD, min_silence_ms: int = vad.MIN_SILENCE_MS,
                 max_seconds: float = WINDOW_SECONDS) -> list[Window]:
-    """Windows of the speech Silero VAD finds (`vad.speech_stretches`), joined: consecutive stretches go into one
+    """Windows of the speech Silero VAD finds (`vad.heard_stretches`, padded), joined: consecutive stretches go into one
     window while their audio together fits `max_seconds`, so the model hears a line with its neighbours, as it
     would without the non-speech between them (silence, music, noise), which is never decoded.  A stretch longer
     than a window is cut at its pauses as `speech_windows` cuts a recording."""
     limit = int(max_seconds * SAMPLE_RATE)
-    pieces = []
-    for a, b in vad.speech_stretches(audio, threshold, min_silence_ms):
-        pieces += [(a, b)] if b - a <= limit else [(a + w.start, a + w.end)
-                                                   for w in speech_windows(audio[a:b], max_seconds)]
+    pieces = []  # (padded piece, where its speech was heard to begin)
+    heard = vad.heard_stretches(audio, threshold, min_silence_ms)
+    for (a, b), (onset, _) in zip(vad.padded(heard, len(audio)), heard):
+        cut = [(a, b)] if b - a <= limit else [(a + w.start, a + w.end) for w in speech_windows(audio[a:b], max_seconds)]
+        pieces += [((x, y), min(max(x, onset), y)) for x, y in cut]
     windows, current = [], []
-    for a, b in pieces:
-        if current and sum(y - x for x, y in current) + b - a > limit:
-            windows.append(Window(tuple(current)))
+    for piece in pieces:
+        if current and sum(y - x for (x, y), _ in current) + piece[0][1] - piece[0][0] > limit:
+            windows.append(Window(*map(tuple, zip(*current))))
             current = []
-        current.append((a, b))
-    return windows + ([Window(tuple(current))] if current else [])
+        current.append(piece)
+    return windows + ([Window(*map(tuple, zip(*current)))] if current else [])
 
 
 def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
