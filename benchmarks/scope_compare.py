@@ -1,7 +1,8 @@
 """Which layers learn (issue #35, item 7): the same methods trained with `--scope decoder` and `--scope all`,
 compared from two records of `benchmarks/method_quality.py` (trains and decodes nothing).
 
-Per method: the kept dev WER per language and pooled, seconds per training step (the run's training seconds over
+Per method and scope: the learning-rate grid's kept dev WERs (the scope's rate is chosen there), the chosen run's
+kept dev WER per language and pooled, seconds per training step (the run's training seconds over
 its steps, the dev decodes not counted), and per test set and language (real and synthetic speech apart) the WER
 of each scope with the paired change all - decoder and its scene-clustered 95 % interval (`stats.paired_delta`,
 scenes of Fish Fillets; a line without a scene is a cluster of its own).  Compare only records of the same corpus,
@@ -27,12 +28,20 @@ from common import comma_list
 SCOPES = ("decoder", "all")
 
 
-def chosen_run(record: Path, method: str) -> Path:
-    """The run folder of the method's chosen rate at seed 0: the lr folder whose kept dev WER is lowest."""
-    runs = sorted(record.glob(f"{method}/lr-*/checkpoint/state.json"))
+def grid(record: Path, method: str) -> dict[float, float]:
+    """The method's learning-rate grid at seed 0: rate -> kept dev WER (pooled)."""
+    runs = {float(p.parents[1].name.removeprefix("lr-")): read_json(p)["best_dev_wer"]
+            for p in record.glob(f"{method}/lr-*/checkpoint/state.json")}
     if not runs:
         raise ValueError(f"{record}: no run of {method}")
-    return min(runs, key=lambda p: read_json(p)["best_dev_wer"]).parents[1]
+    return dict(sorted(runs.items()))
+
+
+def chosen_run(record: Path, method: str) -> Path:
+    """The run folder of the method's chosen rate at seed 0: the lowest kept dev WER (the smaller rate on ties, as
+    method_quality.py chooses)."""
+    rates = grid(record, method)
+    return record / method / f"lr-{min(rates, key=lambda lr: (rates[lr], lr)):g}"
 
 
 def dev_wers(state: dict) -> dict[str, float]:
@@ -66,7 +75,8 @@ def main() -> None:
             run = chosen_run(record, method)
             state = read_json(run / "checkpoint" / "state.json")
             wers = dev_wers(state)
-            dev_rows.append([method, scope, run.name.removeprefix("lr-"),
+            dev_rows.append([method, scope, ", ".join(f"{lr:g}: {num(w)}" for lr, w in grid(record, method).items()),
+                             run.name.removeprefix("lr-"),
                              " / ".join(f"{lang} {num(w)}" for lang, w in wers.items()),
                              f"{state['seconds'] / state['step']:.2f}", f"{state['seconds'] / 60:.1f}"])
             decoded[scope] = read_results(record / method / "eval" / "results.jsonl")
@@ -80,7 +90,8 @@ def main() -> None:
                               num(rate(before, "wer")), num(rate(after, "wer")),
                               f"{change.value:+.1f} [{change.low:+.1f}, {change.high:+.1f}], {p_phrase(change.p)}"])
     print("Dev (the kept checkpoint of each run; the scope is chosen here):\n")
-    print("\n".join(markdown_table(["method", "scope", "lr", "kept dev WER", "s / step", "train (min)"], dev_rows)))
+    print("\n".join(markdown_table(["method", "scope", "kept dev WER per lr", "chosen lr", "its kept dev WER", "s / step",
+                                    "train (min)"], dev_rows)))
     print("\nTest (decoded once per run):\n")
     print("\n".join(markdown_table(["method", "set", "language", "speech", "base WER", "decoder WER", "all WER",
                                     "all - decoder [scenes 95 % CI]"], test_rows)))

@@ -272,15 +272,38 @@ def test_keep_translate_names_a_weight_it_cannot_use(weights, named, tmp_path):
 
 
 def test_scope_compare_prints_the_recorded_runs_and_refuses_swapped_records(tmp_path):
-    """The scope comparison reads both records (kept dev WER per language, seconds per step, paired test changes)
-    and refuses a record of the other scope."""
+    """The scope comparison reads both records (each scope's rate grid and chosen run: kept dev WER per language,
+    seconds per step; paired test changes) and refuses a record of the other scope."""
     records = SCRIPT.parent / "records"
     args = [sys.executable, str(SCRIPT.parent / "scope_compare.py"), "--decoder",
             str(records / "method_quality_300steps"), "--all", str(records / "method_quality_300steps_all")]
     proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "| ft | all | 0.0003 | ca 24.9 / cs 48.8 / pooled 36.6 | 3.29 | 16.4 |" in proc.stdout
-    assert "| distilwhisper-specialist | decoder | 0.001 | ca 57.4 / cs 64.1 / pooled 60.6 |" in proc.stdout
+    assert "| ft | decoder | 3e-05: 52.5, 0.0001: 44.0, 0.0003: 43.8 | 0.0003 | ca 35.1 / cs 52.8 / pooled 43.8 | 1.80 |" \
+        in proc.stdout  # the grid, the rate it chose, that run's dev WERs and speed
+    assert "| distilwhisper-specialist | decoder | 0.0003: 60.9, 0.001: 60.6, 0.003: 61.9 | 0.001 | ca 57.4 / cs 64.1 / " \
+        "pooled 60.6 |" in proc.stdout
+    assert "| ft | all | " in proc.stdout and "0.0003: 36.6" in proc.stdout
     assert "| distilwhisper-specialist | control | en | recorded | 4.3 | 4.3 | 4.3 | +0.0" in proc.stdout
     swapped = subprocess.run([*args[:2], "--decoder", args[5], "--all", args[3]], capture_output=True, text=True)
     assert swapped.returncode != 0 and "not a --scope decoder record" in swapped.stderr
+
+
+def test_method_quality_records_which_rate_its_test_decodes_are_of(tmp_path, monkeypatch):
+    """A recorded test row names the rate it decoded: asked for the chosen rate of a grid that grew and chose
+    another, the record has no row (so the new choice is decoded), and a row of the same rate is found whatever
+    float arithmetic gave the rate (1e-4 x 3 is 0.00030000000000000003)."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from method_quality import Record
+
+    from distilwhisper.studies.experiments import System
+
+    decodes = tmp_path / "decodes"
+    decodes.mkdir()
+    (decodes / "results.jsonl").write_text('{"id": "a"}\n')
+    record = Record(tmp_path / "record", {"steps": 3, "bf16": False})
+    record.keep_system("ft", System("FT", "ft", decodes), {}, 3e-4)
+    assert record.system("ft", 0, 1e-4 * 3) is not None
+    assert record.system("ft", 0, 9e-4) is None
+    assert record.system("ft") is not None  # read without asking for a rate
+    assert (tmp_path / "record" / "ft" / "eval" / "results.jsonl").read_text() == '{"id": "a"}\n'
