@@ -225,7 +225,8 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
         """The chosen run's test row at `seed`: recorded for the chosen rate, or decoded once now."""
         if record.system(choice.key, seed, choice.lr) is None:
             run = trained(choice, choice.lr, seed)
-            folder = out / "eval" / choice.key / (f"seed-{seed}" if seed else "")
+            # per rate: a grid that grew may choose another rate, whose decodes must not resume the earlier one's
+            folder = out / "eval" / choice.key / (f"seed-{seed}" if seed else "") / f"lr-{choice.lr:g}"
             record.keep_system(choice.key, evaluate_run(choice.name, run, folder, out, config, corpus),
                                expert_mib(run), choice.lr, seed)
         return record.system(choice.key, seed, choice.lr)
