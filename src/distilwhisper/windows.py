@@ -108,7 +108,8 @@ def vad_windows(audio: np.ndarray, threshold: float = vad.THRESHOLD, min_silence
     pieces = []  # (padded piece, where its speech was heard to begin)
     heard = vad.heard_stretches(audio, threshold, min_silence_ms)
     for (a, b), (onset, _) in zip(vad.padded(heard, len(audio)), heard):
-        cut = [(a, b)] if b - a <= limit else [(a + w.start, a + w.end) for w in speech_windows(audio[a:b], max_seconds)]
+        cut = ([(a, b)] if b - a <= limit
+               else [(a + w.start, a + w.end) for w in speech_windows(audio[a:b], max_seconds)])
         pieces += [((x, y), min(max(x, onset), y)) for x, y in cut]
     windows, current = [], []
     for piece in pieces:
