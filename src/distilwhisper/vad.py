@@ -45,13 +45,6 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
                            for i in range(0, len(padded), block)])
 
 
-def speech_stretches(audio: np.ndarray, threshold: float = THRESHOLD,
-                     min_silence_ms: int = MIN_SILENCE_MS) -> list[tuple[int, int]]:
-    """(start, end) sample ranges of speech, in order and apart: `heard_stretches` padded by PAD_MS on each side
-    (two stretches closer than twice that share the gap)."""
-    return padded(heard_stretches(audio, threshold, min_silence_ms), len(audio))
-
-
 def heard_stretches(audio: np.ndarray, threshold: float = THRESHOLD,
                     min_silence_ms: int = MIN_SILENCE_MS) -> list[tuple[int, int]]:
     """(start, end) sample ranges where Silero hears speech, unpadded: a stretch starts at a frame at or above
