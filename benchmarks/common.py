@@ -43,7 +43,12 @@ def number(text: str) -> float:
         raise ValueError("is not a number") from None
 
 
+def scored(reference: str, hypothesis: str, language: str) -> dict:
+    """The error counts of one hypothesis, both texts normalised for its language, as results rows hold them (the
+    stats module's bootstraps read such rows)."""
+    return asdict(error_counts(normalize(reference, language), normalize(hypothesis, language)))
+
+
 def corpus_wer(triples: Iterable[tuple[str, str, str]]) -> float:
     """Corpus WER (%) of (reference, hypothesis, language) triples, each normalised for its language."""
-    return rate([asdict(error_counts(normalize(reference, language), normalize(hypothesis, language)))
-                 for reference, hypothesis, language in triples], "wer")
+    return rate([scored(*triple) for triple in triples], "wer")

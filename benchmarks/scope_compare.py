@@ -76,11 +76,14 @@ def main() -> None:
     for method in methods:
         decoded = {}
         for scope, record in records.items():
-            runs = grid(record, method)
-            lr = chosen_rate(runs)
+            try:
+                runs = grid(record, method)
+            except ValueError as e:
+                parser.error(str(e))
+            lr, speed = chosen_rate(runs), seconds_per_step(runs)
             dev_rows.append([method, scope, ", ".join(f"{r:g}: {num(s['best_dev_wer'])}" for r, s in runs.items()),
                              f"{lr:g}", " / ".join(f"{lang} {num(w)}" for lang, w in dev_wers(runs[lr]).items()),
-                             f"{seconds_per_step(runs):.2f}", f"{seconds_per_step(runs) * runs[lr]['step'] / 60:.1f}"])
+                             f"{speed:.2f}", f"{speed * runs[lr]['step'] / 60:.1f}"])
             decoded[scope] = read_results(record / method / "eval" / "results.jsonl")
         for domain, language in parts:
             before = where(decoded["decoder"], domain=domain, language=language)

@@ -21,7 +21,6 @@ language given, each tool's temperature fallback on (its default), fp32.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import subprocess
 import tempfile
@@ -36,17 +35,16 @@ from distilwhisper.audio import SAMPLE_RATE, load_audio
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.decoding import DecodingOptions
 from distilwhisper.hub import resolve_ct2_dir
-from distilwhisper.normalize import normalize
 from distilwhisper.quantize import cpu_name
 from distilwhisper.report import markdown_table
-from distilwhisper.results import error_counts, rate
+from distilwhisper.results import rate
 from distilwhisper.stats import paired_delta
 from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.demo_corpus import real_speech_sets
 from distilwhisper.transcribe import Transcriber
 from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
 from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
-from common import comma_list
+from common import comma_list, scored
 
 KINDS = ("room tone", "noise", "tones")
 THRESHOLDS = (0.35, 0.5, 0.65)
@@ -162,16 +160,10 @@ def measure(run, made: list[Recording]) -> dict:
         words, text = run(rec.audio, rec.language)
         wall += time.perf_counter() - begin
         inserted += sum(any(a <= (s + e) / 2 < b for a, b in rec.inserts) for s, e in words)
-        noisy.append(scored(k, rec, text))
-        clean.append(scored(k, rec, run(rec.clean, rec.language)[1]))
+        noisy.append({"id": str(k), **scored(rec.reference, text, rec.language)})
+        clean.append({"id": str(k), **scored(rec.reference, run(rec.clean, rec.language)[1], rec.language)})
     return {"inserted": inserted, "wer": rate(noisy, "wer"), "clean_wer": rate(clean, "wer"),
             "change": paired_delta(clean, noisy, "wer"), "wall": wall}
-
-
-def scored(k: int, rec: Recording, text: str) -> dict:
-    """A recording's error counts as the stats module reads them."""
-    counts = error_counts(normalize(rec.reference, rec.language), normalize(text, rec.language))
-    return {"id": str(k), **dataclasses.asdict(counts)}
 
 
 def row(name: str, m: dict) -> list[str]:
@@ -197,7 +189,7 @@ def main() -> None:
     parser.add_argument("--languages", default="en,es,cs", help="recordings per language (cs: real dialogue)")
     parser.add_argument("--per-recording", type=int, default=6, help="clips per recording")
     parser.add_argument("--recordings", type=int, default=6,
-                        help="recordings per language and split (Czech dev has lines for 8 of 6 clips)")
+                        help="recordings per language and split (Czech dev's lines fill at most 8 of 6 clips)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0,
                         help="draws the recordings: which clips, their order, the inserts (the dev and test "

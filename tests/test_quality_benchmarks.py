@@ -288,6 +288,8 @@ def test_scope_compare_prints_the_recorded_runs_and_refuses_swapped_records(tmp_
     assert "| distilwhisper-specialist | control | en | recorded | 4.3 | 4.3 | 4.3 | +0.0" in proc.stdout
     swapped = subprocess.run([*args[:2], "--decoder", args[5], "--all", args[3]], capture_output=True, text=True)
     assert swapped.returncode != 0 and "not a --scope decoder record" in swapped.stderr
+    unrecorded = subprocess.run([*args, "--methods", "lora"], capture_output=True, text=True)
+    assert unrecorded.returncode == 2 and "no run of lora" in unrecorded.stderr and "Traceback" not in unrecorded.stderr
 
 
 def test_method_quality_records_which_rate_its_test_decodes_are_of(tmp_path, monkeypatch):

@@ -100,9 +100,9 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
 
 def vad_windows(audio: np.ndarray, threshold: float = vad.THRESHOLD, min_silence_ms: int = vad.MIN_SILENCE_MS,
                 max_seconds: float = WINDOW_SECONDS) -> list[Window]:
-    """Windows of the speech Silero VAD finds (`vad.heard_stretches`, padded), joined: consecutive stretches go into one
-    window while their audio together fits `max_seconds`, so the model hears a line with its neighbours, as it
-    would without the non-speech between them (silence, music, noise), which is never decoded.  A stretch longer
+    """Windows of the speech Silero VAD finds (`vad.heard_stretches`, padded), joined: consecutive stretches go
+    into one window while their audio together fits `max_seconds`, so the model hears a line with its neighbours, as
+    it would without the non-speech between them (silence, music, noise), which is never decoded.  A stretch longer
     than a window is cut at its pauses as `speech_windows` cuts a recording."""
     limit = int(max_seconds * SAMPLE_RATE)
     pieces = []  # (padded piece, where its speech was heard to begin)
@@ -114,10 +114,15 @@ def vad_windows(audio: np.ndarray, threshold: float = vad.THRESHOLD, min_silence
     windows, current = [], []
     for piece in pieces:
         if current and sum(y - x for (x, y), _ in current) + piece[0][1] - piece[0][0] > limit:
-            windows.append(Window(*map(tuple, zip(*current))))
+            windows.append(_joined(current))
             current = []
         current.append(piece)
-    return windows + ([Window(*map(tuple, zip(*current)))] if current else [])
+    return windows + ([_joined(current)] if current else [])
+
+
+def _joined(pieces: list[tuple[tuple[int, int], int]]) -> Window:
+    """One window of (piece, onset) pairs."""
+    return Window(tuple(piece for piece, _ in pieces), tuple(onset for _, onset in pieces))
 
 
 def _latest_pause(speech: np.ndarray, start: int, end: int) -> int | None:
