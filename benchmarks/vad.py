@@ -16,6 +16,7 @@ lies), WER with the inserts, WER of the same recordings without them, the change
 language given, each tool's temperature fallback on (its default), fp32.
 
     .venv/bin/python benchmarks/vad.py [--per-recording 6] [--recordings 6] [--seed 1] [--threads 2]
+    .venv/bin/python benchmarks/vad.py --dev-words --seed 1   # dev only: each word written inside non-speech
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from distilwhisper.audio import SAMPLE_RATE, load_audio
+from distilwhisper.data.asterisk import LANGUAGES as ASTERISK_LANGUAGES
 from distilwhisper.data.asterisk import import_asterisk
 from distilwhisper.decoding import DecodingOptions
 from distilwhisper.hub import resolve_ct2_dir
@@ -49,6 +51,7 @@ from common import comma_list, scored
 KINDS = ("room tone", "noise", "tones")
 THRESHOLDS = (0.35, 0.5, 0.65)
 MIN_SILENCES_MS = (500, 2000)
+MIN_CLIPS = 3  # a recording's two inserts go between clips
 WER_SLACK = 0.5  # points of WER a VAD setting may lose to the best one and still be chosen for fewer inserted words
 SPLIT_SEED = 0  # which half of the asterisk prompts is dev; --seed draws the recordings (clips, inserts) only
 
@@ -60,6 +63,7 @@ class Recording:
     clean: np.ndarray  # the same clips and pauses, without the inserts
     reference: str
     inserts: list[tuple[float, float]]  # seconds of non-speech in `audio`
+    kinds: list[str]  # each insert's kind (KINDS)
 
 
 def sox_noise(seconds: float, colour: str, gain_db: float) -> np.ndarray:
@@ -99,12 +103,16 @@ def recordings(clips: list, language: str, per_recording: int, count: int, rng: 
     rng.shuffle(pool)
     made = []
     for r in range(count):
+        if len(pool) < MIN_CLIPS:
+            raise ValueError(f"{language}: its {len(clips)} clips of this split fill {r} recordings, not {count} "
+                             f"(each needs at least {MIN_CLIPS}): ask fewer --recordings or --per-recording")
         chosen = [pool.pop() for _ in range(min(per_recording, len(pool)))]
         at = set(rng.sample(range(1, len(chosen)), 2))  # inserted before these clips
-        parts, clean, inserts, t = [], [], [], 0.0
+        parts, clean, inserts, kinds, t = [], [], [], [], 0.0
         for k, clip in enumerate(chosen):
             if k in at:
-                stretch = non_speech(KINDS[(2 * r + len(inserts)) % len(KINDS)], rng.uniform(20, 60), rng)
+                kinds.append(KINDS[(2 * r + len(inserts)) % len(KINDS)])
+                stretch = non_speech(kinds[-1], rng.uniform(20, 60), rng)
                 inserts.append((t, t + len(stretch) / SAMPLE_RATE))
                 parts.append(stretch)
                 t += len(stretch) / SAMPLE_RATE
@@ -114,7 +122,7 @@ def recordings(clips: list, language: str, per_recording: int, count: int, rng: 
             clean += [audio, pause]
             t += (len(audio) + len(pause)) / SAMPLE_RATE
         made.append(Recording(language, np.concatenate(parts), np.concatenate(clean),
-                              " ".join(c.text for c in chosen), inserts))
+                              " ".join(c.text for c in chosen), inserts, kinds))
     return made
 
 
@@ -166,6 +174,24 @@ def measure(run, made: list[Recording]) -> dict:
             "change": paired_delta(clean, noisy, "wer"), "wall": wall}
 
 
+def words_in_non_speech(transcriber: Transcriber, options: DecodingOptions, made: list[Recording]) -> list[list[str]]:
+    """Each word written inside an insert, with where it lies and how sure its segment was: the diagnosis behind a
+    change of the VAD's handling, read on dev recordings only."""
+    rows = []
+    for k, rec in enumerate(made):
+        for seg in transcriber(rec.audio, rec.language, options).segments:
+            for w in seg.words:
+                rows += [[rec.language, str(k), kind, f"{a:.2f}-{b:.2f}", f"{w.start:.2f}-{w.end:.2f}", w.word.strip(),
+                          f"{w.probability:.2f}", f"{seg.start:.2f}-{seg.end:.2f}", f"{seg.no_speech_prob:.2f}",
+                          f"{seg.avg_logprob:.2f}", seg.text.strip()[:60]]
+                         for (a, b), kind in zip(rec.inserts, rec.kinds) if a <= (w.start + w.end) / 2 < b]
+    return rows
+
+
+WORD_HEADER = ["language", "recording", "insert", "insert s", "word s", "word", "p(word)", "segment s",
+               "no-speech p", "avg logprob", "segment text"]
+
+
 def row(name: str, m: dict) -> list[str]:
     change = m["change"]
     return [name, str(m["inserted"]), f"{m['wer']:.2f}", f"{m['clean_wer']:.2f}",
@@ -194,14 +220,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="draws the recordings: which clips, their order, the inserts (the dev and test "
                              "halves of the clips stay put)")
+    parser.add_argument("--dev-words", action="store_true",
+                        help="decode the dev recordings with --vad at its defaults, list every word written inside "
+                             "non-speech (its insert, times, probability, its segment's no-speech probability), count "
+                             "faster-whisper's (vad_filter=True) on the same recordings, and stop: no grid, no test "
+                             "set")
     args = parser.parse_args()
+    if args.per_recording < MIN_CLIPS:
+        parser.error(f"--per-recording: at least {MIN_CLIPS} clips (a recording's two inserts go between clips)")
+    if args.recordings < 1:
+        parser.error("--recordings: at least 1 per language and split")
+    torch.set_num_threads(args.threads)
+    try:
+        languages = comma_list(args.languages, "--languages", known=("cs", *ASTERISK_LANGUAGES))
+        made = splits(languages, args.per_recording, args.recordings, args.seed)
+    except ValueError as error:  # a language without recordings, or too few clips for the recordings asked for
+        parser.error(str(error))
     from faster_whisper import WhisperModel
 
-    torch.set_num_threads(args.threads)
-    made = splits(comma_list(args.languages, "--languages"), args.per_recording, args.recordings, args.seed)
     transcriber = Transcriber(precision="fp32")
     words = DecodingOptions(word_timestamps=True)
     transcriber(made["dev"][0].clean[:5 * SAMPLE_RATE], made["dev"][0].language, words)  # warm-up
+    faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
+                          cpu_threads=args.threads)
+    if args.dev_words:
+        rows = words_in_non_speech(transcriber, words.with_(vad=True), made["dev"])
+        print(f"{len(rows)} words inside non-speech, dev, --vad (threshold {VAD_THRESHOLD:g}, {VAD_MIN_SILENCE_MS} "
+              f"ms), seed {args.seed}; faster-whisper with vad_filter=True on the same recordings: "
+              f"{measure(theirs(faster, True), made['dev'])['inserted']}\n")
+        print("\n".join(markdown_table(WORD_HEADER, rows)))
+        return
     audio_s = {split: sum(len(r.audio) for r in recs) / SAMPLE_RATE for split, recs in made.items()}
     print(f"{cpu_name()}, {args.threads} threads, bundled:base fp32; dev {len(made['dev'])} recordings "
           f"({audio_s['dev']:.0f} s), test {len(made['test'])} ({audio_s['test']:.0f} s), {args.languages}\n",
@@ -223,8 +271,6 @@ def main() -> None:
           f"{VAD_MIN_SILENCE_MS} ms); --vad by default: {'yes' if default_on else 'no'} (fewer words in non-speech "
           f"and WER without inserts within {WER_SLACK} of no VAD's)\n", flush=True)
 
-    faster = WhisperModel(str(resolve_ct2_dir("bundled:base")), device="cpu", compute_type="float32",
-                          cpu_threads=args.threads)
     systems = {"distilwhisper, windows at pauses (no VAD)": ours(transcriber, words),
                f"distilwhisper --vad (threshold {chosen[0]:g}, {chosen[1]} ms)":
                    ours(transcriber, words.with_(vad=True, vad_threshold=chosen[0], vad_min_silence_ms=chosen[1])),

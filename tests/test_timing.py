@@ -8,7 +8,8 @@ import pytest
 
 from distilwhisper import clsr
 from distilwhisper.cli import main
-from distilwhisper.timing import Word, dtw, merge_punctuation, split_words, trim_pauses, truncate_at_sentence_ends
+from distilwhisper.timing import (Word, dtw, merge_punctuation, split_words, trim_pauses, truncate_after_pauses,
+                                  truncate_at_sentence_ends)
 from distilwhisper.transcribe import SAMPLE_RATE, Transcriber
 from conftest import tone
 
@@ -45,6 +46,26 @@ def test_a_sentence_end_does_not_take_the_pause_after_it():
              Word(" c", 3.3, 3.6, 1, [4])]
     cut = truncate_at_sentence_ends(words)
     assert cut[1].end == pytest.approx(0.3 + 2 * 0.3) and cut[2].start == 3.0
+
+
+def test_the_first_word_after_a_pause_does_not_take_what_preceded_the_speech():
+    """Two VAD pieces joined (the second from 2.0 s of the window's audio): each piece's first word, when longer
+    than twice the median word (here 0.6 s), is cut to that from its end; other words, a short first word and a
+    word before the join are left as found."""
+    words = [Word(" a", 0.0, 1.5, 1, [1]), Word(" b", 1.5, 1.8, 1, [2]), Word(" c", 1.8, 2.1, 1, [3]),
+             Word(" d", 2.1, 4.0, 1, [4]), Word(" e", 4.0, 4.3, 1, [5]), Word(" f", 4.3, 4.6, 1, [6])]
+    cut = truncate_after_pauses(words, [0.0, 2.0])
+    assert [(round(w.start, 2), w.end) for w in cut] == [(0.9, 1.5), (1.5, 1.8), (1.8, 2.1), (3.4, 4.0),
+                                                          (4.0, 4.3), (4.3, 4.6)]
+    assert words[0].start == 0.0  # the caller's words are not changed
+    short = [Word(" a", 0.0, 0.3, 1, [1]), Word(" b", 0.3, 0.6, 1, [2])]
+    assert truncate_after_pauses(short, [0.0]) == short and truncate_after_pauses([], [0.0]) == []
+
+
+def test_a_window_knows_where_its_pieces_begin_in_its_audio():
+    from distilwhisper.windows import Window
+
+    assert Window(((16000, 48000), (160000, 176000), (200000, 208000))).piece_starts == [0.0, 2.0, 3.0]
 
 
 def test_words_leave_the_pauses_at_their_edges_and_keep_short_gaps():

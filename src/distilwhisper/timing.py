@@ -172,13 +172,19 @@ def find_words(model, tokenizer, enc: torch.Tensor, prompt: list[int], text: lis
     return merge_punctuation(truncate_at_sentence_ends(found))
 
 
+def longest_word(words: list[Word]) -> float | None:
+    """How long a word may plausibly last: twice the median duration of `words` (at most 1.4 s), openai-whisper's
+    bound; None without a timed word."""
+    durations = [w.end - w.start for w in words if w.end > w.start]
+    return 2 * min(0.7, float(np.median(durations))) if durations else None
+
+
 def truncate_at_sentence_ends(words: list[Word]) -> list[Word]:
     """A sentence's final mark takes the pause after it, and the word after a sentence end the pause before it,
     in the attention path: each is cut to twice the median word duration (at most 1.4 s), openai-whisper's rule."""
-    durations = [w.end - w.start for w in words if w.end > w.start]
-    if not durations:
+    longest = longest_word(words)
+    if longest is None:
         return words
-    longest = 2 * min(0.7, float(np.median(durations)))
     for i in range(1, len(words)):
         word = words[i]
         if word.end - word.start > longest:
@@ -187,6 +193,26 @@ def truncate_at_sentence_ends(words: list[Word]) -> list[Word]:
             elif words[i - 1].word.strip() in SENTENCE_ENDS:
                 word.start = word.end - longest
     return words
+
+
+def truncate_after_pauses(words: list[Word], pause_ends: list[float]) -> list[Word]:
+    """The first word after each pause (`pause_ends`: seconds where speech resumes, in the words' time) cut to
+    twice the median word duration, from its end: the alignment path enters the first word while it still hears
+    what preceded the speech (with VAD: non-speech Silero took for speech; in a dev diagnosis most words written
+    inside non-speech were such first words, docs/results.md); openai-whisper and faster-whisper cut the first
+    word after a pause the same way."""
+    longest = longest_word(words)
+    if longest is None:
+        return words
+    out, firsts = list(words), set()
+    for t in pause_ends:
+        first = next((i for i, w in enumerate(out) if (w.start + w.end) / 2 >= t), None)
+        if first is not None and first not in firsts:
+            firsts.add(first)
+            w = out[first]
+            if w.end - w.start > longest:
+                out[first] = Word(w.word, w.end - longest, w.end, w.probability, w.tokens)
+    return out
 
 
 def trim_pauses(words: list[Word], voiced: np.ndarray, frame_seconds: float, min_pause: int) -> list[Word]:

@@ -26,7 +26,7 @@ from distilwhisper.clsr import served_tasks, trained_languages
 from distilwhisper.decoding import (TASKS, Decoder, DecodingOptions, Transcript, WhisperDecoder, among,
                                     resolve_options, text_tokens)
 from distilwhisper.quantize import PRECISIONS, auto_precision, load_variant
-from distilwhisper.timing import Word
+from distilwhisper.timing import Word, truncate_after_pauses
 from distilwhisper.vad import MIN_SILENCE_MS as VAD_MIN_SILENCE_MS
 from distilwhisper.vad import THRESHOLD as VAD_THRESHOLD
 from distilwhisper.windows import FRAME, WINDOW_SECONDS, Window, speech_windows, timed_segments, vad_windows
@@ -250,8 +250,11 @@ def window_segment(window: Window, tr: Transcript, options: DecodingOptions) -> 
     recording's time of the piece it was heard in."""
     silent = _silent(tr, options)
     start, end = round(window.start / SAMPLE_RATE, 3), round(window.end / SAMPLE_RATE, 3)
+    words = tr.words or []
+    if window.onsets:  # VAD pieces: each begins after non-speech, its first word may have started in it
+        words = truncate_after_pauses(words, window.piece_starts)
     return Segment(start, end, "" if silent else tr.text, tr.avg_logprob, tr.no_speech_prob, tr.temperature,
-                   compression_ratio(tr.text), [] if silent else placed(tr.words or [], window.interval, start, end))
+                   compression_ratio(tr.text), [] if silent else placed(words, window.interval, start, end))
 
 
 def placed(words: list[Word], when: Callable[[float, float], tuple[float, float]], start: float,

@@ -16,8 +16,8 @@ import numpy as np
 from distilwhisper.audio import SAMPLE_RATE
 
 # chosen on dev recordings with inserted non-speech (benchmarks/vad.py; faster-whisper's are 0.5 and 2000 ms)
-THRESHOLD = 0.35  # speech probability above which a frame starts speech
-MIN_SILENCE_MS = 2000  # frames under the lower threshold for this long end a stretch
+THRESHOLD = 0.5  # speech probability above which a frame starts speech
+MIN_SILENCE_MS = 500  # frames under the lower threshold for this long end a stretch
 FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
 BLOCK_SECONDS = 10.0  # the model's state is fresh at the start of each block (see the module's docstring)
 HYSTERESIS = 0.15  # a stretch ends below threshold - HYSTERESIS, so a frame near the threshold does not flicker

@@ -38,6 +38,16 @@ class Window:
     def end(self) -> int:
         return self.pieces[-1][1]
 
+    @property
+    def piece_starts(self) -> list[float]:
+        """Seconds of the window's audio where each piece begins: where, in what the model heard, speech resumes
+        after a pause (with VAD: after non-speech left out)."""
+        starts, at = [], 0
+        for a, b in self.pieces:
+            starts.append(at / SAMPLE_RATE)
+            at += b - a
+        return starts
+
     def audio(self, samples: np.ndarray) -> np.ndarray:
         """The window's samples of the recording `samples`, its pieces joined."""
         if len(self.pieces) == 1:
