@@ -43,6 +43,8 @@ tables: install
 	    --out bench-out/tables/converged-seeds
 	$(PY) benchmarks/scope_compare.py --decoder benchmarks/records/method_quality_300steps \
 	    --all benchmarks/records/method_quality_300steps_all
+	$(PY) benchmarks/scope_compare.py --decoder benchmarks/records/method_quality_300steps \
+	    --all benchmarks/records/method_quality_150steps_all
 
 bench: install
 	$(PY) benchmarks/decode_speed.py

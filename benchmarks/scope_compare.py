@@ -3,13 +3,15 @@ compared from two records of `benchmarks/method_quality.py` (trains and decodes 
 
 Per method and scope: the learning-rate grid's kept dev WERs (the scope's rate is chosen there), the chosen run's
 kept dev WER per language and pooled, seconds per training step (the grid's fastest run's training seconds over its
-steps, the dev decodes not counted), and per test set and language (real and synthetic speech apart) the WER of each
+steps, the dev decodes not counted), the steps it trained and their minutes, and per test set and language (real and synthetic speech apart) the WER of each
 scope with the paired change all - decoder and its scene-clustered 95 % interval (`stats.paired_delta`, scenes of
-Fish Fillets; a line without a scene is a cluster of its own).  Compare only records of the same corpus, seed, steps
-and machine.
+Fish Fillets; a line without a scene is a cluster of its own).  Compare only records of the same corpus, seed and
+machine; the steps may differ (a budget of equal minutes gives the slower scope fewer steps).
 
     .venv/bin/python benchmarks/scope_compare.py \\
         --decoder benchmarks/records/method_quality_300steps --all benchmarks/records/method_quality_300steps_all
+    .venv/bin/python benchmarks/scope_compare.py \\
+        --decoder benchmarks/records/method_quality_300steps --all benchmarks/records/method_quality_150steps_all
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def main() -> None:
             lr, speed = chosen_rate(runs), seconds_per_step(runs)
             dev_rows.append([method, scope, ", ".join(f"{r:g}: {num(s['best_dev_wer'])}" for r, s in runs.items()),
                              f"{lr:g}", " / ".join(f"{lang} {num(w)}" for lang, w in dev_wers(runs[lr]).items()),
-                             f"{speed:.2f}", f"{speed * runs[lr]['step'] / 60:.1f}"])
+                             f"{speed:.2f}", str(runs[lr]["step"]), f"{speed * runs[lr]['step'] / 60:.1f}"])
             decoded[scope] = read_results(record / method / "eval" / "results.jsonl")
         for domain, language in parts:
             before = where(decoded["decoder"], domain=domain, language=language)
@@ -96,7 +98,7 @@ def main() -> None:
                               f"{change.value:+.1f} [{change.low:+.1f}, {change.high:+.1f}], {p_phrase(change.p)}"])
     print("Dev (the kept checkpoint of each run; the scope is chosen here):\n")
     columns = ["method", "scope", "kept dev WER per lr", "chosen lr", "its kept dev WER", "s / step (fastest run)",
-               "train (min) at that speed"]
+               "steps trained", "train (min) at that speed"]
     print("\n".join(markdown_table(columns, dev_rows)))
     print("\nTest (decoded once per run):\n")
     print("\n".join(markdown_table(["method", "set", "language", "speech", "base WER", "decoder WER", "all WER",

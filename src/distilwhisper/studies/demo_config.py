@@ -74,7 +74,9 @@ class DemoConfig:
                 "(benchmarks/records/keep_translate)"})
     scope: str = field(default="decoder", metadata={
         "help": "layers that train, for every method (decoder: the frozen encoder then runs once per clip; all = "
-                "the paper's setting, several times slower per step)", "choices": ("all", "encoder", "decoder")})
+                "the paper's setting, slower per step). decoder is the demo's: chosen against all on real Czech dev "
+                "at equal training minutes, each scope at its dev-chosen rates (docs/results.md)",
+        "choices": ("all", "encoder", "decoder")})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "torch threads (default: all cores)"})
     train_precision: str = field(default="auto", metadata={
         "help": "training arithmetic: bf16 autocast or fp32; auto = bf16 where the hardware has bf16 units (GPUs, "
