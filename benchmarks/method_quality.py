@@ -45,7 +45,8 @@ from distilwhisper.studies.demo_config import DemoConfig
 from distilwhisper.studies.experiments import (SPECIALIST, TRANSLATE, Planned, System, claimed, evaluate_base,
                                                evaluate_run, title, train_system)
 from distilwhisper.runs import RunLayout, TrainedRun
-from distilwhisper.studies.demo_corpus import SETS, Corpus, build_corpus
+from distilwhisper.data.manifest import write_manifest
+from distilwhisper.studies.demo_corpus import REAL_SPEECH, SETS, Corpus, build_corpus, reserved
 from distilwhisper.train.caches import EncoderCache
 from common import comma_list, number, whole
 
@@ -63,6 +64,7 @@ PINNED = dict(lr=1e-3, ft_lr=1e-4, keep_translate=0.0)
 
 
 RECORD = Path(__file__).resolve().parent / "records" / "method_quality"
+CONFIRMATION = RECORD.parent / "confirmation"  # per language: the reserved lines' ids, fixed before any choice
 
 
 @dataclasses.dataclass
@@ -76,6 +78,7 @@ class Choice:
     system: System | None = None  # the chosen run's row, once its test sets are decoded
     expert_mib: dict[str, float] = dataclasses.field(default_factory=dict)  # language -> expert file size
     seeds: dict[int, System] = dataclasses.field(default_factory=dict)  # training seed -> the chosen rate's test row
+    confirmed: dict[int, System] = dataclasses.field(default_factory=dict)  # seed -> its confirmation-line decodes
 
     @property
     def lr(self) -> float:
@@ -156,10 +159,17 @@ class Record:
             return None
         saved = read_json(path)
         if lr is not None and (saved.get("lr") is None or f"{saved['lr']:g}" != f"{lr:g}"):  # as run folders name it
-            print(f"{path}: the recorded test decodes are of lr {saved.get('lr')}, the grid now chooses {lr:g}",
-                  flush=True)
             return None
         return System(**saved["system"], directory=self._method(key, seed) / "eval"), saved["expert_mib"]
+
+    def confirmation(self, key: str, seed: int = 0) -> Path:
+        """Where a method's (or the base model's) decodes of the reserved confirmation lines at a training seed are
+        kept; its results.jsonl, written last, says they are complete."""
+        return self._method(key, seed) / "confirmation"
+
+    def keep_confirmation(self, key: str, seed: int, decoded: Path) -> None:
+        for name in ("summary.json", "results.jsonl"):
+            atomic_write_bytes(self.confirmation(key, seed) / name, (decoded / name).read_bytes())
 
     def keep_system(self, key: str, system: System, expert_mib: dict[str, float], lr: float | None = None,
                     seed: int = 0) -> None:
@@ -195,12 +205,44 @@ def expert_mib(run: TrainedRun) -> dict[str, float]:
     return {p.stem: round(p.stat().st_size / 2**20, 1) for p in sorted(run.layout.best.glob("*.safetensors"))}
 
 
+def confirmation_lines(config: DemoConfig, out: Path) -> Path:
+    """The manifest of the reserved confirmation lines of the target languages with real speech, checked against
+    the ids recorded when they were reserved: another corpus would confirm on other lines."""
+    lines = []
+    for language in (lang for lang in config.languages if lang in REAL_SPEECH):
+        got, path = reserved(language, config), CONFIRMATION / f"{language}.json"
+        if config.quick:  # a check of the stages: a few of the lines the quick corpus leaves out of its test
+            got = got[:config.real_test_per_language]
+        elif [u.id for u in got] != read_json(path)["ids"]:
+            raise ValueError(f"{path}: the reserved {language} lines differ from the corpus's ({len(got)} lines now)")
+        lines += got
+    if not lines:
+        raise ValueError(f"--confirm: no target language with real speech ({', '.join(REAL_SPEECH)})")
+    return write_manifest(out / "corpus" / "confirmation.jsonl", lines)
+
+
+def confirmed_base(config: DemoConfig, out: Path, corpus: Corpus | None, record: Record,
+                   lines: Path | None) -> System:
+    """The base model's decodes of the confirmation lines: recorded, or decoded once now."""
+    folder = record.confirmation(BASE_KEY)
+    if not (folder / "results.jsonl").is_file():
+        if corpus is None or lines is None:
+            raise ValueError(f"{record.root}: no record of the base model's confirmation decodes: run without "
+                             "--from-record")
+        decoded = out / "confirmation" / BASE_KEY
+        evaluate_base(System(f"{config.student} fp32", "base", decoded), config, corpus, "fp32",
+                      jobs=[("transcribe", lines, decoded)])
+        record.keep_confirmation(BASE_KEY, 0, decoded)
+    return System(f"{config.student} fp32", "base", folder)
+
+
 def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path, corpus: Corpus | None,
-            record: Record, seeds: list[int]) -> list[Choice]:
+            record: Record, seeds: list[int], lines: Path | None = None, confirm: bool = False) -> list[Choice]:
     """Every method at every grid point (FT first: its chosen run is the specialist teacher), then the test sets
     of its chosen run; at every other training seed of `seeds`, the chosen rate only (the rate is chosen once, on
-    seed 0's grid), with its test sets; what the record holds is reused.  Without a corpus (`--from-record`)
-    nothing is trained or decoded: what the record lacks is an error."""
+    seed 0's grid), with its test sets; with `confirm`, then the reserved confirmation lines (`lines`) by the chosen
+    run at every seed; what the record holds is reused.  Without a corpus (`--from-record`) nothing is trained or
+    decoded: what the record lacks is an error."""
     encodings, choices, specialist = EncoderCache(), [], None
 
     def trained(choice: Choice, lr: float, seed: int = 0) -> TrainedRun:
@@ -224,12 +266,26 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
     def tested(choice: Choice, seed: int) -> tuple[System, dict[str, float]]:
         """The chosen run's test row at `seed`: recorded for the chosen rate, or decoded once now."""
         if record.system(choice.key, seed, choice.lr) is None:
+            if record.system(choice.key, seed) is not None:
+                print(f"{record.root}: {choice.key}'s recorded test decodes (seed {seed}) are of another rate; the "
+                      f"grid now chooses {choice.lr:g}, decoded now", flush=True)
             run = trained(choice, choice.lr, seed)
             # per rate: a grid that grew may choose another rate, whose decodes must not resume the earlier one's
             folder = out / "eval" / choice.key / (f"seed-{seed}" if seed else "") / f"lr-{choice.lr:g}"
             record.keep_system(choice.key, evaluate_run(choice.name, run, folder, out, config, corpus),
                                expert_mib(run), choice.lr, seed)
         return record.system(choice.key, seed, choice.lr)
+
+    def confirmed(choice: Choice, seed: int) -> System:
+        """The chosen run's decodes of the confirmation lines at `seed`: recorded, or decoded once now (the run
+        trained again where its weights are not in this --out)."""
+        folder = record.confirmation(choice.key, seed)
+        if not (folder / "results.jsonl").is_file():
+            run = trained(choice, choice.lr, seed)
+            decoded = out / "confirmation" / choice.key / (f"seed-{seed}" if seed else "")
+            evaluate_run(choice.name, run, decoded, out, config, corpus, jobs=[("transcribe", lines, decoded)])
+            record.keep_confirmation(choice.key, seed, decoded)
+        return System(choice.name, choice.key, folder)
 
     for key, method, name, teacher in METHODS:
         if key not in keys:
@@ -260,6 +316,10 @@ def measure(config: DemoConfig, factors: list[float], keys: list[str], out: Path
             if seed:
                 print(f"\n{name}, lr {choice.lr:g} (chosen), training seed {seed}", flush=True)
                 choice.seeds[seed] = tested(choice, seed)[0]
+        if confirm:
+            for seed in seeds:
+                print(f"\n{name}, lr {choice.lr:g} (chosen), training seed {seed}: the confirmation lines", flush=True)
+                choice.confirmed[seed] = confirmed(choice, seed)
         choices.append(choice)
         if key == SPECIALIST_KEY:
             specialist = choice
@@ -349,7 +409,8 @@ def seeds_markdown(base: System, choices: list[Choice], seeds: list[int]) -> lis
             mean = stats.seeds_delta(before, got, "wer", cluster=SCENE)
             holds = mean.significant and all(math.copysign(1, d) == math.copysign(1, mean.value) for d in each)
             table.append([choice.name, domain, language, _speech(before), " / ".join(num(w) for w in wers),
-                          f"{num(float(np.mean(wers)))} ± {num(float(np.std(wers, ddof=1)))}",
+                          f"{num(float(np.mean(wers)))} ± "
+                          f"{num(float(np.std(wers, ddof=1))) if len(wers) > 1 else '-'}",
                           " / ".join(f"{d:+.1f}" for d in each),
                           f"{mean.value:+.1f} [{mean.low:+.1f}, {mean.high:+.1f}], {p_phrase(mean.p)}",
                           "unchanged" if not any(each) else "yes" if holds else "no"])
@@ -365,8 +426,9 @@ def expert_sizes(choices: list[Choice]) -> list[str]:
 
 
 def run(config: DemoConfig, factors: list[float], keys: list[str], record: Record, seeds: list[int],
-        from_record: bool = False) -> str:
-    """The tables; `from_record`: from the record alone (the base model's decodes too), nothing built or decoded."""
+        from_record: bool = False, confirm: bool = False) -> str:
+    """The tables; `from_record`: from the record alone (the base model's decodes too), nothing built or decoded;
+    `confirm`: with the confirmation lines' table."""
     out = Path(config.out)
     if from_record:
         if record.system(BASE_KEY) is None:
@@ -378,7 +440,9 @@ def run(config: DemoConfig, factors: list[float], keys: list[str], record: Recor
         evaluate_base(base, config, corpus, "fp32")
         if record.system(BASE_KEY) is None:  # the base model's test decodes too: every change is recomputable
             record.keep_system(BASE_KEY, base, {})
-    choices = measure(config, factors, keys, out, corpus, record, seeds)
+    lines = confirmation_lines(config, out) if confirm and not from_record else None
+    base_confirmed = confirmed_base(config, out, corpus, record, lines) if confirm else None
+    choices = measure(config, factors, keys, out, corpus, record, seeds, lines, confirm)
     headline_first = sorted(choices, key=lambda c: c.key != "distilwhisper-specialist")
     systems = [base, *(c.system for c in headline_first)]
     table = results_table(systems)
@@ -395,6 +459,12 @@ def run(config: DemoConfig, factors: list[float], keys: list[str], record: Recor
     if len(seeds) > 1:
         against += [f"Across training seeds {','.join(map(str, seeds))} (each method at its chosen rate; the corpus "
                     "is seed 0's; the rows above are seed 0):", "", *seeds_markdown(base, choices, seeds), ""]
+    if confirm:
+        as_decoded = [dataclasses.replace(c, system=c.confirmed[0], seeds={s: c.confirmed[s] for s in seeds if s})
+                      for c in headline_first]
+        against += [f"The reserved confirmation lines ({CONFIRMATION.name}/: real Czech of test scenes that no "
+                    "choice read), decoded once by the base model and each chosen run at every seed:", "",
+                    *seeds_markdown(base_confirmed, as_decoded, seeds), ""]
     return "\n".join([table_markdown(table), "", f"Against {table[0]['system']}:", "", *changes_markdown(table[1:]),
                       "", *against,
                       "Learning rates (kept dev WER of each; the lowest is chosen):", "", *grid_markdown(choices), "",
@@ -419,6 +489,11 @@ def main() -> None:
     parser.add_argument("--from-record", action="store_true",
                         help="print the tables from the record alone, training and decoding nothing (seconds, any "
                              "CPU); what the record lacks is an error")
+    parser.add_argument("--confirm", action="store_true",
+                        help="also decode the reserved confirmation lines (benchmarks/records/confirmation/) once with "
+                             "the base model and each chosen run at every seed of --seeds, after every default is "
+                             "final; recorded beside the test decodes and reused (runs whose weights are not in "
+                             "--out are trained again)")
     parser.add_argument("--record", type=Path, help="where finished runs and test decodes are kept for later "
                         f"invocations (default: {RECORD.relative_to(RECORD.parents[2])} in the repository; "
                         "--quick: OUT/record)")
@@ -439,7 +514,7 @@ def main() -> None:
     with claimed(config):
         record = Record(args.record or (Path(config.out, "record") if quick else RECORD), record_settings(config),
                         read_only=args.from_record)
-        text = run(config, factors, keys, record, seeds, args.from_record)
+        text = run(config, factors, keys, record, seeds, args.from_record, args.confirm)
     header = (f"{config.per_language} sentences per target language ({','.join(config.languages)}), control "
               f"{','.join(config.control)}; per method up to {config.steps} steps of batch {config.batch_size}, dev "
               f"every {config.eval_every} steps, patience {config.patience}; lr grid {args.lr_factors} x the centre "

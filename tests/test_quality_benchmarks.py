@@ -167,6 +167,25 @@ def test_method_quality_chooses_each_methods_lr_on_dev_and_tests_only_that(tmp_p
     assert "Across training seeds 0,1" in seeded.stdout and "| FT | in-domain | cs |" in seeded.stdout
     again = _method_quality(tmp_path / "mq-7", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "0,1")
     assert again.returncode == 0 and not (tmp_path / "mq-7" / "train").exists()  # every seed recorded
+    # the reserved confirmation lines: decoded once by the base model and each chosen run at every seed (the runs
+    # trained again where this --out lacks them), recorded, then reprinted from the record alone
+    confirmed = _method_quality(tmp_path / "mq-10", record, "--methods", "ft,distilwhisper-specialist", "--seeds",
+                                "0,1", "--confirm")
+    assert confirmed.returncode == 0, confirmed.stderr[-3000:]
+    for folder in (record / "base", record / "ft", record / "distilwhisper-specialist" / "seed-1"):
+        rows = _rows(folder / "confirmation" / "results.jsonl")
+        assert len(rows) == 3 and {(r["domain"], r["language"]) for r in rows} == {("in-domain", "cs")}
+    test_ids = {r["id"] for r in _rows(record / "base" / "eval" / "results.jsonl")}
+    assert not test_ids & {r["id"] for r in _rows(record / "base" / "confirmation" / "results.jsonl")}
+    assert "The reserved confirmation lines" in confirmed.stdout
+    def confirmation_table(text: str) -> str:
+        return text[text.index("The reserved confirmation lines"):text.index("Learning rates")]
+
+    assert "| DistilWhisper | in-domain | cs | real |" in confirmation_table(confirmed.stdout)
+    reprinted = _method_quality(tmp_path / "mq-11", record, "--methods", "ft,distilwhisper-specialist", "--seeds",
+                                "0,1", "--confirm", "--from-record")
+    assert reprinted.returncode == 0, reprinted.stderr[-3000:]
+    assert confirmation_table(reprinted.stdout) == confirmation_table(confirmed.stdout)
     # the record alone reprints it: no corpus built, nothing decoded, the same seed table; what it lacks is named
     printed = _method_quality(tmp_path / "mq-8", record, "--methods", "ft,distilwhisper-specialist", "--seeds", "0,1",
                               "--from-record")
@@ -281,7 +300,7 @@ def test_scope_compare_prints_the_recorded_runs_and_refuses_swapped_records(tmp_
     assert proc.returncode == 0, proc.stderr
     # the grid, the rate it chose, that run's dev WERs, the grid's fastest seconds per step
     assert ("| ft | decoder | 3e-05: 52.5, 0.0001: 44.0, 0.0003: 43.8 | 0.0003 | ca 35.1 / cs 52.8 / pooled 43.8 | "
-            "1.61 |") in proc.stdout
+            "1.61 | 300 | 8.0 |") in proc.stdout
     assert ("| distilwhisper-specialist | decoder | 0.0003: 60.9, 0.001: 60.6, 0.003: 61.9 | 0.001 | ca 57.4 / "
             "cs 64.1 / pooled 60.6 |") in proc.stdout
     assert "| ft | all | " in proc.stdout and "0.0003: 36.6" in proc.stdout
@@ -310,3 +329,16 @@ def test_method_quality_records_which_rate_its_test_decodes_are_of(tmp_path, mon
     assert record.system("ft", 0, 9e-4) is None
     assert record.system("ft") is not None  # read without asking for a rate
     assert (tmp_path / "record" / "ft" / "eval" / "results.jsonl").read_text() == '{"id": "a"}\n'
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--per-recording", "2"], "--per-recording: at least 3 clips"),
+    (["--recordings", "0"], "--recordings: at least 1"),
+    (["--languages", "cs,xx"], "--languages: unknown xx (known: cs, en"),
+    (["--languages", "cs", "--recordings", "9"], "cs: its 48 clips of this split fill 8 recordings, not 9"),
+])
+def test_vad_benchmark_refuses_recordings_it_cannot_make(flags, named, tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "vad.py"), *flags], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and named in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "bench-out").exists()  # refused before any audio was written

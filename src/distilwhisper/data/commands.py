@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from distilwhisper.cli import comma_list
+from distilwhisper.data.fillets import DEV_SHARE, ROOT, TEST_SHARE
 
 
 def add_data_commands(sub) -> None:
@@ -233,11 +234,13 @@ def _add_offline_corpora(data) -> None:
                         "speech, offline) with the English line of each utterance -> manifest")
     p.add_argument("--languages", default="cs", help="voice languages (Debian fillets-ng-data-<lang>; default cs)")
     p.add_argument("--out", required=True, help="output manifest (.jsonl) or folder")
-    p.add_argument("--root", default="/usr/share/games/fillets-ng", help="the game's data folder")
+    p.add_argument("--root", default=str(ROOT), help=f"the game's data folder (default: {ROOT})")
     p.add_argument("--seed", type=int, default=0, help="seed of the level (scene) split")
-    p.add_argument("--dev-levels", type=float, default=0.1, help="share of levels whose main-voice lines are dev")
-    p.add_argument("--test-levels", type=float, default=0.2, help="share of levels whose main-voice lines are test; "
-                   "minor characters are always a test set of their own (domain held-out-characters)")
+    p.add_argument("--dev-levels", type=float, default=DEV_SHARE,
+                   help=f"share of levels whose main-voice lines are dev (default: {DEV_SHARE})")
+    p.add_argument("--test-levels", type=float, default=TEST_SHARE,
+                   help=f"share of levels whose main-voice lines are test (default: {TEST_SHARE}); minor characters "
+                   "are always a test set of their own (domain held-out-characters)")
     p.set_defaults(func=_cmd_data_fillets)
     p = data.add_parser("synth", help="offline TTS corpus (Festival, espeak-ng) with speaker metadata and "
                         "in-domain / out-of-domain voices")

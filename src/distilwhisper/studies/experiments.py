@@ -51,18 +51,21 @@ class System:
     kept_steps: dict[str, int] = field(default_factory=dict)  # CLSR methods: language -> step of its kept experts
 
 
-def evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision: str) -> None:
-    for task, data, out in tasks(system, corpus):
+def evaluate_base(system: System, config: DemoConfig, corpus: Corpus, precision: str,
+                  jobs: list[tuple[str, Path, Path]] | None = None) -> None:
+    """The base model's evaluations: `jobs` (task, manifest, output folder), by default every set of the corpus."""
+    for task, data, out in jobs or tasks(system, corpus):
         run_eval(EvalConfig(model=config.student, data=str(data), out=str(out), batch_size=config.batch_size,
                             trim=True, precision=precision, threads=config.threads, task=task))
     variant = system.directory / "variant.json"
     system.loaded = read_json(variant)["parameters"] if variant.exists() else 0
 
 
-def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus
-                 ) -> System:
-    """A finished run as a row: its counters, then its evaluations under `directory`, named by the run's folder
-    relative to `out` (so a moved folder still resumes; evaluations refuse another name)."""
+def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config: DemoConfig, corpus: Corpus,
+                 jobs: list[tuple[str, Path, Path]] | None = None) -> System:
+    """A finished run as a row: its counters, then its evaluations under `directory` (`jobs`: task, manifest,
+    output folder; by default every set of the corpus), named by the run's folder relative to `out` (so a moved
+    folder still resumes; evaluations refuse another name)."""
     model, processor = run.load()
     system = System(name, run.config.method, directory, train_seconds=run.state.seconds, routed=run.routed_share,
                     kept_step=run.state.best_step,
@@ -71,7 +74,7 @@ def evaluate_run(name: str, run: TrainedRun, directory: Path, out: Path, config:
     decoder, weights = WhisperDecoder(model, processor, trim=True), weights_fingerprint(model)
     evaluated_as = f"{run.config.method}:{run.layout.root.relative_to(out)}"
     served = list(clsr.served_tasks(model)) if clsr.clsr_modules(model) else []  # experts: the tasks they decode
-    for task, data, folder in tasks(system, corpus):
+    for task, data, folder in jobs or tasks(system, corpus):
         evaluate(decoder, read_manifest(data)[0], folder,
                  EvalConfig(model=evaluated_as, data=str(data), out=str(folder), trim=True, task=task,
                             expert_tasks=served).identity(),
