@@ -20,6 +20,13 @@ decodes), so an invocation with a new --out trains only what the record lacks, a
     .venv/bin/python benchmarks/method_quality.py --out bench-out/mq --methods ft
     .venv/bin/python benchmarks/method_quality.py --out bench-out/mq   # all methods; the table of all
     .venv/bin/python benchmarks/method_quality.py --out bench-out/mq --from-record   # reprint, train nothing
+
+Once every default is final, `--confirm` decodes the reserved confirmation lines (benchmarks/records/confirmation/:
+real Czech of test scenes that no choice has read) once per final system and seed, and prints them beside the rest:
+
+    .venv/bin/python benchmarks/method_quality.py --out bench-out/mq300 --steps 300 --eval-every 150 \
+        --methods ft,distilwhisper-specialist --seeds 0,1,2 --record benchmarks/records/method_quality_300steps \
+        --confirm
 """
 
 from __future__ import annotations
