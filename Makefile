@@ -38,7 +38,7 @@ tables: install
 	$(PY) benchmarks/method_quality.py --from-record --out bench-out/tables/converged
 	$(PY) benchmarks/method_quality.py --from-record --steps 300 --eval-every 150 \
 	    --methods ft,distilwhisper-specialist --seeds 0,1,2 --record benchmarks/records/method_quality_300steps \
-	    --out bench-out/tables/300steps
+	    --confirm --out bench-out/tables/300steps
 	$(PY) benchmarks/method_quality.py --from-record --methods ft,lora,distilwhisper-specialist --seeds 0,1,2 \
 	    --out bench-out/tables/converged-seeds
 	$(PY) benchmarks/scope_compare.py --decoder benchmarks/records/method_quality_300steps \
